@@ -1,0 +1,42 @@
+# SAFEGEN: two commands do everything on a fresh Debian machine with Python 3.11.
+#   make run    set up, then start the dashboard on the embedded demo
+#   make test   set up, then run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
+PORT ?= 8501
+
+.PHONY: setup system-deps run test reference benchmark clean
+
+setup: $(STAMP) system-deps
+
+# torch first, from the CPU wheel pinned in requirements.txt, so nothing pulls a CUDA build.
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Debian packages: real reference/demo scans (mricron-data, insighttoolkit5-examples) and
+# Chromium for the browser tests. Prints what it could not install; the tests that need a
+# missing piece are skipped with that reason.
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+run: setup
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: setup
+	@bash scripts/run_tests.sh $(BIN)/python
+
+reference: setup
+	$(BIN)/python -m core.cli build-reference --out data/reference --seed 0
+
+benchmark: reference
+	$(BIN)/python -m core.cli make-benchmark --reference data/reference --out data/benchmark --seed 0
+
+clean:
+	rm -rf $(VENV) data/reference data/benchmark .pytest_cache

@@ -1,0 +1,11 @@
+"""SAFEGEN dashboard entry point: a router and nothing else. Run with `make run`."""
+
+import streamlit as st
+
+st.set_page_config(page_title="SAFEGEN", page_icon=":material/health_and_safety:", layout="wide")
+
+pages = [
+    st.Page("pages/scan_review.py", title="Scan review", icon=":material/radiology:", default=True),
+    st.Page("pages/about.py", title="About & model card", icon=":material/info:"),
+]
+st.navigation(pages).run()

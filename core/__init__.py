@@ -1,0 +1,1 @@
+"""SAFEGEN core: the science. Never imports streamlit or db."""

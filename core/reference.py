@@ -1,0 +1,287 @@
+"""Reference data of real, normal anatomy, built offline from packages that ship it.
+
+SAFEGEN's detectors learn what *real* images look like. No public brain-MRI dataset can be
+downloaded at run time here, so the reference set is built from the few real volumes that install
+with Python and Debian packages:
+
+* ``mni152``: the ICBM 2009a MNI152 T1 template shipped inside the nilearn wheel (an average of
+  152 adult brains, skull-stripped, 1 mm). Always available: nilearn is a pinned requirement.
+* ``colin27``: Colin Holmes' brain (27 averaged T1 scans of one adult, skull-stripped ``ch2bet``),
+  from Debian's ``mricron-data`` package, used when that package is installed (``make`` installs it
+  where apt is available).
+
+That is at most two subjects, both averages, so they are smoother than a single clinical scan.
+Normal variation is therefore simulated with augmentation (rotation, scale, crop/translation,
+gamma, smooth bias field, Rician noise). The README and the dashboard say so.
+
+Splits: each subject's usable axial slices are cut into contiguous blocks of ``block`` slices,
+dealt round-robin to train / val / calib / test, and ``gap`` slices at every block border are
+dropped, so no split holds a slice within ``gap`` mm of a slice of another split. Every image
+records its subject and slice index, so leave-one-subject-out analyses remain possible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from core.io import load_volume
+from core.resources import package_file
+from core.preprocess import foreground_mask, normalize_intensity, to_model_grid
+from core.types import Modality
+
+SPLITS = ("train", "val", "calib", "test")
+GRID_SIZE = 128
+REFERENCE_SPACING_MM = 1.0
+
+
+@dataclass(frozen=True)
+class ReferenceSubject:
+    """One real volume of normal anatomy available offline."""
+
+    name: str
+    path: Path | None
+    description: str
+    provenance: str
+
+
+# The order is part of the split recipe: changing it changes which slices land where.
+KNOWN_SUBJECTS: tuple[ReferenceSubject, ...] = (
+    ReferenceSubject(
+        name="mni152",
+        path=package_file("nilearn.datasets", "data", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+        description="ICBM 2009a MNI152 T1 template, skull-stripped, 1 mm (average of 152 adults)",
+        provenance="pip: nilearn (ships the file inside the wheel)",
+    ),
+    ReferenceSubject(
+        name="colin27",
+        path=Path("/usr/share/mricron/templates/ch2bet.nii.gz"),
+        description="Colin27 T1 (27 averaged scans of one adult), skull-stripped, 1 mm",
+        provenance="apt: mricron-data",
+    ),
+)
+
+
+def available_subjects() -> list[ReferenceSubject]:
+    """The known subjects whose files are present on this machine."""
+    return [s for s in KNOWN_SUBJECTS if s.path is not None and s.path.is_file()]
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Ranges of the random augmentation that stands in for normal anatomical/scanner variation."""
+
+    rotation_deg: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate_px: float = 8.0
+    gamma: tuple[float, float] = (0.75, 1.35)
+    bias_amplitude: float = 0.15  # peak relative gain change of the smooth bias field
+    noise_sigma: tuple[float, float] = (0.0, 0.03)  # Rician noise, in units of the [0, 1] range
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, params: AugmentParams = AugmentParams()) -> np.ndarray:
+    """One random, realistic variant of a normalised slice.
+
+    Args:
+        image: ``(H, W)`` float32 in [0, 1], background 0.
+        rng: the random generator (the caller owns seeding).
+        params: augmentation ranges.
+
+    Returns:
+        ``(H, W)`` float32 in [0, 1].
+    """
+    h, w = image.shape
+    angle = np.deg2rad(rng.uniform(-params.rotation_deg, params.rotation_deg))
+    scale = rng.uniform(*params.scale)
+    shift = rng.uniform(-params.translate_px, params.translate_px, size=2)
+    # affine_transform maps output coordinates to input coordinates: rotate/scale about the centre.
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    matrix = np.array([[cos, -sin], [sin, cos]])
+    centre = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
+    offset = centre - matrix @ (centre + shift)
+    out = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant", cval=0.0)
+
+    foreground = out > 0.02
+    out = np.clip(out, 0.0, 1.0) ** rng.uniform(*params.gamma)
+
+    # Smooth multiplicative bias field: a random 2nd-order polynomial over the image plane.
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    terms = np.stack([xx, yy, xx * yy, xx**2, yy**2])
+    coef = rng.normal(size=len(terms))
+    field = np.tensordot(coef, terms, axes=1)
+    field = field / (np.abs(field).max() + 1e-8)
+    out = out * (1.0 + params.bias_amplitude * rng.uniform(0, 1) * field)
+
+    # Rician noise: magnitude of a complex signal with Gaussian noise in both channels, as in MRI.
+    sigma = rng.uniform(*params.noise_sigma)
+    if sigma > 0:
+        real = out + rng.normal(0, sigma, size=out.shape)
+        imag = rng.normal(0, sigma, size=out.shape)
+        noisy = np.sqrt(real**2 + imag**2)
+        # Skull-stripped references have an exactly-zero background; keep it so.
+        out = np.where(foreground, noisy, 0.0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class SubjectSlices:
+    """The usable axial slices of one subject on the model grid."""
+
+    subject: str
+    images: np.ndarray  # (S, GRID_SIZE, GRID_SIZE) float32 in [0, 1]
+    slice_index: np.ndarray  # (S,) axial index in the subject's RAS volume
+
+
+def subject_slices(subject: ReferenceSubject, *, min_brain_fraction: float = 0.25) -> SubjectSlices:
+    """Normalise a subject's volume and cut it into axial slices on the model grid.
+
+    Slices whose brain area is below ``min_brain_fraction`` of the largest slice's are dropped:
+    the top and bottom of the brain are mostly partial-volume edge and carry little anatomy.
+    """
+    volume = load_volume(subject.path, modality=Modality.MR)
+    zoom = np.asarray(volume.spacing, dtype=float) / REFERENCE_SPACING_MM
+    if not np.allclose(zoom, 1.0):
+        # Model-grid pixels must mean the same millimetres for every subject.
+        volume = replace(
+            volume,
+            array=ndimage.zoom(volume.array, zoom, order=1).astype(np.float32),
+            spacing=(REFERENCE_SPACING_MM,) * 3,
+            affine=volume.affine @ np.diag([*(1.0 / zoom), 1.0]),
+        )
+    brain = foreground_mask(volume.array, Modality.MR)
+    normalised = normalize_intensity(volume.array, Modality.MR, foreground=brain)
+    area = brain.sum(axis=(0, 1))
+    keep = np.flatnonzero(area >= min_brain_fraction * area.max())
+    volume_norm = volume.with_array(normalised)
+    images = [to_model_grid(volume_norm.display_slice(int(k)), GRID_SIZE)[0] for k in keep]
+    return SubjectSlices(subject.name, np.stack(images).astype(np.float32), keep.astype(np.int32))
+
+
+def assign_splits(n_slices: int, *, block: int = 8, gap: int = 2) -> np.ndarray:
+    """Split label per slice index ("" for dropped buffer slices).
+
+    Blocks of ``block`` consecutive slices are dealt round-robin to :data:`SPLITS`; the first and
+    last ``gap // 2`` (rounded up at the start) slices of each block are dropped so that
+    neighbouring blocks of different splits are at least ``gap`` slices apart.
+    """
+    labels = np.full(n_slices, "", dtype=object)
+    head, tail = (gap + 1) // 2, gap // 2
+    for b, start in enumerate(range(0, n_slices, block)):
+        stop = min(start + block, n_slices)
+        labels[start + head : max(start + head, stop - tail)] = SPLITS[b % len(SPLITS)]
+    return labels
+
+
+@dataclass
+class ReferenceManifest:
+    seed: int
+    augment_per_slice: int
+    grid_size: int
+    block: int
+    gap: int
+    subjects: list[dict]
+    counts: dict[str, int] = field(default_factory=dict)
+    augment_params: dict = field(default_factory=dict)
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _iter_split_images(
+    slices: SubjectSlices, labels: np.ndarray, split: str, n_augment: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Yield (image, slice_index, augmentation_number); number 0 is the unaugmented slice."""
+    for image, index, label in zip(slices.images, slices.slice_index, labels, strict=True):
+        if label != split:
+            continue
+        yield image, int(index), 0
+        for a in range(1, n_augment + 1):
+            yield augment(image, rng), int(index), a
+
+
+def build_reference(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    augment_per_slice: int = 4,
+    block: int = 8,
+    gap: int = 2,
+    subjects: list[ReferenceSubject] | None = None,
+) -> ReferenceManifest:
+    """Build ``train/val/calib/test.npz`` and ``manifest.json`` under ``out_dir``.
+
+    Each ``.npz`` holds ``images`` ``(N, 128, 128)`` float16 in [0, 1], ``subject`` ``(N,)`` str,
+    ``slice_index`` ``(N,)`` int and ``augmentation`` ``(N,)`` int (0 = the real slice unchanged).
+
+    Raises:
+        FileNotFoundError: no reference subject is available.
+    """
+    subjects = available_subjects() if subjects is None else subjects
+    if not subjects:
+        raise FileNotFoundError("no reference volume found: install the requirements (`make setup`)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_subject = [subject_slices(s) for s in subjects]
+    manifest = ReferenceManifest(
+        seed=seed,
+        augment_per_slice=augment_per_slice,
+        grid_size=GRID_SIZE,
+        block=block,
+        gap=gap,
+        subjects=[
+            {**{k: str(v) for k, v in asdict(s).items()}, "sha256": _file_sha256(s.path), "n_slices": len(ps.images)}
+            for s, ps in zip(subjects, per_subject, strict=True)
+        ],
+        augment_params=asdict(AugmentParams()),
+    )
+    for split_number, split in enumerate(SPLITS):
+        # One generator per split, so adding subjects never reshuffles another split's noise.
+        rng = np.random.default_rng([seed, split_number])
+        images, subject_names, indices, augmentations = [], [], [], []
+        for ps in per_subject:
+            labels = assign_splits(len(ps.images), block=block, gap=gap)
+            for image, index, a in _iter_split_images(ps, labels, split, augment_per_slice, rng):
+                images.append(image)
+                subject_names.append(ps.subject)
+                indices.append(index)
+                augmentations.append(a)
+        np.savez_compressed(
+            out_dir / f"{split}.npz",
+            images=np.stack(images).astype(np.float16),
+            subject=np.array(subject_names),
+            slice_index=np.array(indices, dtype=np.int32),
+            augmentation=np.array(augmentations, dtype=np.int32),
+        )
+        manifest.counts[split] = len(images)
+    (out_dir / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+    return manifest
+
+
+@dataclass
+class ReferenceSplit:
+    images: np.ndarray  # (N, H, W) float32
+    subject: np.ndarray
+    slice_index: np.ndarray
+    augmentation: np.ndarray
+
+
+def load_split(reference_dir: Path, split: str) -> ReferenceSplit:
+    """Read one split written by :func:`build_reference`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    path = Path(reference_dir) / f"{split}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m core.cli build-reference` first")
+    with np.load(path) as data:
+        return ReferenceSplit(
+            images=data["images"].astype(np.float32),
+            subject=data["subject"],
+            slice_index=data["slice_index"],
+            augmentation=data["augmentation"],
+        )

@@ -1,0 +1,55 @@
+"""The dashboard's pages under Streamlit's AppTest (no browser): state in, elements out."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.demo import available_cases
+from ui.state import Keys
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run(timeout=60)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def app():
+    return _run(AppTest.from_file("app.py", default_timeout=60))
+
+
+def _captions(at):
+    return [c.value for c in at.caption]
+
+
+def test_scan_review_shows_the_default_demo_scan_slice_by_slice(app):
+    assert app.title[0].value == "Scan review"
+    first = available_cases()[0]
+    assert app.selectbox(key=Keys.DEMO_CASE).value == first.key
+    slider = app.slider(key=Keys.SLICE)
+    assert slider.max == 188  # MNI152: 189 axial slices
+    slider.set_value(40)
+    _run(app)
+    image_protos = [e.proto for e in app.get("imgs")]
+    assert image_protos, "no image rendered"
+    caption = image_protos[0].imgs[0].caption
+    assert caption.startswith("Slice 41 of 189")
+
+
+def test_switching_to_a_2d_ct_demo_drops_the_slider_and_offers_ct_windows(app):
+    app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
+    _run(app)
+    assert not [s for s in app.slider if s.key == Keys.SLICE]
+    windows = app.selectbox(key=Keys.WINDOW).options
+    assert windows[0] == "From file" and "Brain" in windows and "Lung" in windows
+
+
+def test_about_page_lists_the_real_data_sources():
+    at = AppTest.from_file("app.py", default_timeout=60)
+    at.run()
+    at.switch_page("pages/about.py")
+    _run(at)
+    assert at.title[0].value == "About SAFEGEN"
+    table = at.dataframe[0].value
+    assert "mni152" in set(table["name"])
+    assert bool(table.loc[table["name"] == "mni152", "present"].iloc[0])

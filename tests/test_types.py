@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from core.types import Modality, Volume, from_display, to_display
+
+
+def test_display_orientation_is_radiological():
+    # Axial RAS slice (X, Y): x grows to the patient's right, y to anterior.
+    axial = np.zeros((4, 3))
+    axial[3, 2] = 1.0  # right-most, most anterior voxel
+    display = to_display(axial)
+    assert display.shape == (3, 4)
+    # Anterior is the top row; the patient's right is the screen's left column.
+    assert display[0, 0] == 1.0
+
+
+def test_from_display_inverts_to_display_exactly():
+    axial = np.arange(12.0).reshape(4, 3)
+    assert np.array_equal(from_display(to_display(axial)), axial)
+
+
+def test_stack_display_slices_restores_the_volume_layout():
+    array = np.random.default_rng(0).random((5, 6, 3)).astype(np.float32)
+    volume = Volume(array, (1.0, 1.0, 2.0), np.eye(4), Modality.MR)
+    slices = [volume.display_slice(k) for k in range(volume.n_slices)]
+    assert np.array_equal(volume.stack_display_slices(slices), array)
+    assert volume.display_spacing() == (1.0, 1.0)
+
+
+def test_volume_rejects_shapes_it_cannot_hold():
+    with pytest.raises(ValueError, match="2-D or 3-D"):
+        Volume(np.zeros((2, 2, 2, 2)), (1, 1, 1, 1), np.eye(4))
+    with pytest.raises(ValueError, match="spacing"):
+        Volume(np.zeros((2, 2)), (1.0, 1.0, 1.0), np.eye(4))
+    two_d = Volume(np.zeros((2, 2)), (1.0, 1.0), np.eye(4))
+    with pytest.raises(IndexError):
+        two_d.display_slice(1)

@@ -1,0 +1,1 @@
+"""Shared Streamlit code: session-state keys, cached resources and widgets. Pages stay thin."""

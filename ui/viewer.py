@@ -1,0 +1,65 @@
+"""The slice viewer: slice slider, window/level presets, and the rendered slice."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from core.render import apply_window, window_presets
+from core.types import Volume
+from ui.state import Keys
+
+
+def square_pixels(image_u8: np.ndarray, spacing_rc: tuple[float, float]) -> np.ndarray:
+    """Stretch a rendered slice so that one screen pixel is the same size in mm both ways."""
+    row_mm, col_mm = spacing_rc
+    if np.isclose(row_mm, col_mm, rtol=0.02):
+        return image_u8
+    h, w = image_u8.shape[:2]
+    scale = max(row_mm, col_mm) / min(row_mm, col_mm)
+    size = (round(w * scale), h) if col_mm > row_mm else (w, round(h * scale))
+    return np.asarray(Image.fromarray(image_u8).resize(size, Image.Resampling.BILINEAR))
+
+
+def slice_viewer(volume: Volume) -> int:
+    """Show one display slice of ``volume`` with its controls; return the slice index shown."""
+    presets = window_presets(volume)
+    if st.session_state.get(Keys.WINDOW) not in presets:
+        st.session_state[Keys.WINDOW] = next(iter(presets))
+    n = volume.n_slices
+    # A new scan can have fewer slices than the last one: clamp before the slider is built.
+    current = int(st.session_state.get(Keys.SLICE, n // 2))
+    st.session_state[Keys.SLICE] = min(max(current, 0), n - 1)
+
+    controls, view = st.columns([1, 3])
+    with controls:
+        st.selectbox("Window / level", list(presets), key=Keys.WINDOW)
+        window = presets[st.session_state[Keys.WINDOW]]
+        st.caption(f"Level {window.center:g}, width {window.width:g}")
+        if n > 1:
+            st.slider("Axial slice", 0, n - 1, key=Keys.SLICE, help="Use the arrow keys after clicking the slider.")
+        index = int(st.session_state[Keys.SLICE]) if n > 1 else 0
+    with view:
+        pixels = square_pixels(apply_window(volume.display_slice(index), window), volume.display_spacing())
+        row_mm, col_mm = volume.display_spacing()
+        st.image(
+            pixels,
+            caption=f"Slice {index + 1} of {n} · pixel {row_mm:.2f} x {col_mm:.2f} mm · "
+            "anterior at the top, patient's right on the left",
+            width=min(640, max(pixels.shape[1], 384)),
+            clamp=True,
+        )
+    return index
+
+
+def volume_facts(volume: Volume) -> None:
+    """A compact table of what was loaded, and any loader warnings."""
+    shape = " x ".join(str(s) for s in volume.array.shape)
+    spacing = " x ".join(f"{s:.3g}" for s in volume.spacing)
+    st.markdown(
+        f"**{volume.name}** · {volume.modality.name} · {shape} voxels · {spacing} mm"
+        + (f" · {volume.description}" if volume.description else "")
+    )
+    for warning in volume.warnings:
+        st.warning(warning)
