@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.preprocess import CT_WINDOWS
 from core.types import Modality, Volume, Window
 
-# Standard radiology presets (level/width in HU), as found on CT consoles and in OHIF's defaults.
-CT_PRESETS: dict[str, Window] = {
-    "Brain": Window(40, 80, "Brain"),
-    "Subdural": Window(75, 215, "Subdural"),
-    "Soft tissue": Window(40, 400, "Soft tissue"),
-    "Lung": Window(-600, 1500, "Lung"),
-    "Bone": Window(400, 1800, "Bone"),
-}
+# The CT presets live with the normalisation that uses them; the viewer offers them by name.
+CT_PRESETS: dict[str, Window] = {window.name: window for window in CT_WINDOWS.values()}
 
 
 def auto_window(array: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5), name: str = "Auto") -> Window:

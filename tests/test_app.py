@@ -1,10 +1,14 @@
 """The dashboard's pages under Streamlit's AppTest (no browser): state in, elements out."""
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.demo import available_cases
 from ui.state import Keys
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def _run(at: AppTest) -> AppTest:
@@ -15,7 +19,7 @@ def _run(at: AppTest) -> AppTest:
 
 @pytest.fixture
 def app():
-    return _run(AppTest.from_file("app.py", default_timeout=60))
+    return _run(AppTest.from_file(APP, default_timeout=60))
 
 
 def test_scan_review_shows_the_default_demo_scan_slice_by_slice(app):
@@ -40,7 +44,7 @@ def test_switching_to_a_2d_ct_demo_drops_the_slider_and_offers_ct_windows(app):
 
 
 def test_about_page_lists_the_real_data_sources():
-    at = AppTest.from_file("app.py", default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.switch_page("pages/about.py")
     _run(at)
