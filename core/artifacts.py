@@ -65,6 +65,7 @@ from scipy import ndimage
 from skimage.morphology import remove_small_holes
 
 from core.errors import EmptyImageError
+from core.preprocess import fill_holes, largest_component
 
 # --------------------------------------------------------------------------------------------
 # Vocabulary and constants
@@ -270,11 +271,10 @@ def default_foreground(image: np.ndarray) -> np.ndarray:
     Raises:
         EmptyImageError: no pixel is above the threshold.
     """
-    labels, n = ndimage.label(image > FOREGROUND_THRESHOLD)
-    if n == 0:
+    above = image > FOREGROUND_THRESHOLD
+    if not above.any():
         raise EmptyImageError(f"no pixel above {FOREGROUND_THRESHOLD}: the slice has no foreground")
-    sizes = np.bincount(labels.ravel())[1:]
-    return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    return fill_holes(largest_component(above))
 
 
 # --------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def _checked_float(image: np.ndarray) -> np.ndarray:
     return values
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest face-connected component of ``mask`` (in 3-D for volumes)."""
     labels, n = ndimage.label(mask)
     if n <= 1:
@@ -113,7 +113,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
+def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill holes in 2-D, or in each axial slice (axis 2) of a 3-D RAS volume.
 
     Per-slice filling also closes cavities that open to the outside only through another slice
@@ -156,9 +156,9 @@ def foreground_mask(image: np.ndarray, modality: Modality) -> np.ndarray:
     values = _checked_float(image)
     if modality is Modality.MR:
         smoothed = ndimage.gaussian_filter(values, MR_SMOOTHING_SIGMA)
-        mask = _fill_holes(_largest_component(smoothed > threshold_otsu(smoothed)))
+        mask = fill_holes(largest_component(smoothed > threshold_otsu(smoothed)))
     elif modality is Modality.CT:
-        mask = _fill_holes(_largest_component(values > CT_BODY_THRESHOLD_HU))
+        mask = fill_holes(largest_component(values > CT_BODY_THRESHOLD_HU))
     else:
         mask = values > np.percentile(values, XRAY_BACKGROUND_PERCENTILE)
     if not mask.any():
