@@ -1,0 +1,457 @@
+"""Reading scans: every supported file becomes a :class:`~core.types.Volume`, every bad file a typed
+:class:`~core.errors.InputError` whose message a radiologist can act on.
+
+Supported: NIfTI (``.nii``, ``.nii.gz``; 2-D and 3-D), DICOM (a file, a folder holding one series,
+or a ``.zip`` of one), PNG and JPEG. Formats are recognised by their first bytes, not their names.
+3-D volumes are reoriented to RAS+ (see :mod:`core.types`); CT values are in HU after the DICOM
+rescale; MONOCHROME1 images are inverted so that bright means dense everywhere.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from PIL import Image
+
+from core.errors import (
+    CorruptFileError, DimensionError, EmptyImageError, InputError, NonFiniteError,
+    SeriesMismatchError, TooLargeError, UnsupportedFormatError,
+)
+from core.types import Modality, Volume, Window, from_display
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """What SAFEGEN refuses to read: bigger files (or unpacked zips) and decoded images."""
+
+    max_file_bytes: int = 1 << 30
+    max_voxels: int = 400_000_000
+
+
+DEFAULT_LIMITS = SizeLimits()
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "bytes" else f"{int(n)} bytes"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def detect_format(path: str | Path) -> str:
+    """The file's format from its first bytes: nifti, nifti-gz, dicom, png, jpeg or zip.
+
+    Raises:
+        UnsupportedFormatError: anything else, saying what the bytes look like when recognisable.
+    """
+    path = Path(path)
+    with path.open("rb") as stream:
+        head = stream.read(1024)
+    if not head:
+        raise UnsupportedFormatError(f"{path.name} is an empty file (0 bytes)")
+    if head[:2] == b"\x1f\x8b":
+        return "nifti-gz"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    header_sizes = (348, 540)  # NIfTI-1 and NIfTI-2 sizeof_hdr, in either byte order
+    if len(head) >= 348 and (
+        int.from_bytes(head[:4], "little") in header_sizes or int.from_bytes(head[:4], "big") in header_sizes
+    ):
+        return "nifti"
+    name = path.name.lower()
+    if name.endswith(".dcm"):
+        return "dicom"
+    if head[:5] == b"%PDF-":
+        what = "a PDF document"
+    elif head.lstrip()[:1] == b"<":
+        what = "an HTML/XML document"
+    elif all(32 <= b < 127 or b in (9, 10, 13) for b in head[:256]):
+        what = "plain text"
+    else:
+        what = "unrecognised binary data"
+    raise UnsupportedFormatError(
+        f"{path.name} is not a NIfTI, DICOM, PNG or JPEG file (its content looks like {what})"
+    )
+
+
+def validate_array(array: np.ndarray, source: str) -> None:
+    """Refuse arrays nobody can assess: wrong dimensions, no pixels, NaN/inf, or a blank image."""
+    name = Path(source).name if source else "the image"
+    if array.ndim not in (2, 3):
+        raise DimensionError(f"{name} has {array.ndim} dimensions; SAFEGEN reads 2-D images and 3-D volumes")
+    if array.size == 0:
+        raise EmptyImageError(f"{name} contains no pixels (shape {array.shape})")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - finite.sum())
+        raise NonFiniteError(
+            f"{name} has {bad} voxels ({100 * bad / array.size:.2g}%) that are NaN or infinite; "
+            "the image was probably written by a failed computation"
+        )
+    low, high = float(array.min()), float(array.max())
+    if low == high:
+        raise EmptyImageError(f"{name} is blank: every pixel has the value {low:g}")
+
+
+def _check_voxels(shape, limits: SizeLimits, name: str) -> None:
+    n = int(np.prod(shape, dtype=np.int64))
+    if n > limits.max_voxels:
+        raise TooLargeError(f"{name} has {n:,} voxels {tuple(shape)}; the limit is {limits.max_voxels:,}")
+
+
+def _guess_modality(array: np.ndarray) -> Modality:
+    return Modality.CT if np.percentile(array[:: max(1, array.size // 200_000)], 1) < -500 else Modality.MR
+
+
+def _load_nifti(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
+    """NIfTI-1/2, plain or gzipped; 2-D files become a one-slice volume; reoriented to RAS+."""
+    try:
+        img = nib.load(str(path))
+        shape = img.shape
+    except Exception:
+        raise CorruptFileError(f"{path.name} is cut short or damaged: its NIfTI header cannot be read") from None
+    _check_voxels(shape, limits, path.name)
+    squeezed = list(shape)
+    while len(squeezed) > 3 and squeezed[-1] == 1:
+        squeezed.pop()
+    if len(squeezed) == 4:
+        raise DimensionError(
+            f"{path.name} is a 4-D image with {squeezed[3]} volumes (a time series or diffusion series). "
+            "SAFEGEN assesses one 2-D or 3-D image at a time; extract a single volume first, e.g. with fslroi."
+        )
+    if len(squeezed) > 4 or len(squeezed) < 2:
+        raise DimensionError(f"{path.name} has shape {tuple(shape)}; SAFEGEN reads 2-D images and 3-D volumes")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(squeezed)
+    except Exception:
+        raise CorruptFileError(f"{path.name}: the file is cut short or damaged (its image data cannot be read)") from None
+    if data.ndim == 2:
+        data = data[:, :, None]
+    validate_array(data, str(path))
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(data, img.affine))
+    array = np.asarray(canonical.dataobj, dtype=np.float32)
+    spacing = tuple(float(z) for z in canonical.header.get_zooms()[:3])
+    return Volume(
+        array=array, spacing=spacing, affine=canonical.affine.astype(float),
+        modality=modality or _guess_modality(array), source=str(path),
+    )
+
+
+_XRAY_TAGS = {"CR", "DX", "RF", "MG", "XA", "PX", "IO"}
+_NON_IMAGE_SOP = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM segmentation object (SEG)",
+    "1.2.840.10008.5.1.4.1.1.481.3": "a DICOM RT structure set",
+    "1.2.840.10008.5.1.4.1.1.88.11": "a DICOM structured report",
+    "1.2.840.10008.5.1.4.1.1.88.22": "a DICOM structured report",
+    "1.2.840.10008.5.1.4.1.1.88.33": "a DICOM structured report",
+    "1.2.840.10008.5.1.4.1.1.104.1": "an encapsulated PDF in DICOM",
+}
+
+
+def _dicom_modality(ds) -> Modality:
+    tag = str(ds.get("Modality", "")).upper()
+    if tag == "CT":
+        return Modality.CT
+    if tag == "MR":
+        return Modality.MR
+    if tag in _XRAY_TAGS:
+        return Modality.XRAY
+    return Modality.OTHER
+
+
+def _first(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value[0]) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _read_dicom(path: Path, *, pixels: bool = True):
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=not pixels, force=path.suffix.lower() == ".dcm")
+    except Exception as error:
+        raise CorruptFileError(f"{path.name} is not a readable DICOM file ({type(error).__name__}: {error})") from None
+
+
+def _check_is_image(ds, name: str) -> None:
+    sop = str(ds.get("SOPClassUID", ""))
+    if sop in _NON_IMAGE_SOP:
+        raise UnsupportedFormatError(f"{name} is {_NON_IMAGE_SOP[sop]}, not an image")
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise UnsupportedFormatError(f"{name} is a DICOM file without an image (no pixel data)")
+
+
+def _dicom_pixels(ds, name: str, warnings: list[str]) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        raw = ds.pixel_array
+    except Exception as error:
+        raise CorruptFileError(f"{name}: the image data is cut short or cannot be decoded ({error})") from None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        warnings.append(f"{name} is a colour image ({photometric}); it was converted to grayscale")
+        rgb = raw.astype(np.float32)
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            rgb = convert_color_space(raw, photometric, "RGB").astype(np.float32)
+        if rgb.ndim >= 3 and rgb.shape[-1] == 3:
+            return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+        return rgb
+    values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+    if photometric == "MONOCHROME1":
+        # MONOCHROME1 shows low values as white; invert so that bright means dense everywhere.
+        values = _invert(values, values)
+        warnings.append(f"{name} is stored MONOCHROME1 (inverted gray scale); it was inverted for display")
+    return values
+
+
+def _invert(values, reference: np.ndarray):
+    """Mirror values within the reference's range (MONOCHROME1 -> MONOCHROME2)."""
+    return reference.min() + reference.max() - values
+
+
+def _dicom_window(ds, pixels: np.ndarray) -> Window | None:
+    """The file's display window, moved along with the pixels when they were inverted."""
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if center is None or width is None or width <= 0:
+        return None
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        center = float(_invert(center, pixels))
+    return Window(center, width, "From file")
+
+
+def _description(ds) -> str:
+    return " · ".join(str(ds.get(t)) for t in ("StudyDescription", "SeriesDescription") if ds.get(t))
+
+
+def _load_dicom_file(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
+    """One DICOM file: a 2-D image, or a multi-frame file stacked as a volume."""
+    ds = _read_dicom(path)
+    _check_is_image(ds, path.name)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_voxels((int(ds.get("Rows", 0)), int(ds.get("Columns", 0)), frames), limits, path.name)
+    warnings: list[str] = []
+    values = _dicom_pixels(ds, path.name, warnings)
+    window = _dicom_window(ds, np.asarray(ds.pixel_array))
+    spacing_tag = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    if spacing_tag is not None and len(spacing_tag) == 2 and float(spacing_tag[0]) > 0:
+        row_mm, col_mm = float(spacing_tag[0]), float(spacing_tag[1])
+    else:
+        row_mm = col_mm = 1.0
+        warnings.append(f"{path.name} has no pixel spacing; 1 mm pixels are assumed")
+    if values.ndim == 3 and frames > 1:
+        # Multi-frame: stack frames along the slice axis; a simplification that ignores per-frame geometry.
+        thickness = _first(ds.get("SpacingBetweenSlices")) or _first(ds.get("SliceThickness")) or 1.0
+        array = np.stack([from_display(frame) for frame in values], axis=2).astype(np.float32)
+        warnings.append(f"{path.name} is a multi-frame image; frames are shown in stored order")
+        spacing = (col_mm, row_mm, float(thickness))
+        affine = np.diag([*spacing, 1.0])
+    else:
+        array = values.astype(np.float32)
+        spacing = (row_mm, col_mm)
+        affine = np.diag([row_mm, col_mm, 1.0, 1.0])
+    validate_array(array, str(path))
+    return Volume(array, spacing, affine, modality or _dicom_modality(ds), str(path), window, warnings,
+                  _description(ds))
+
+
+def _slice_geometry(ds):
+    iop = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=float)
+    ipp = np.array([float(v) for v in ds.ImagePositionPatient], dtype=float)
+    return iop, ipp
+
+
+def _load_dicom_folder(folder: Path, modality: Modality | None, limits: SizeLimits, source: str | None = None) -> Volume:
+    """One series from a folder: checked for consistency, sorted along the slice normal, RAS+."""
+    name = Path(source).name if source else folder.name
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR"]
+    headers, skipped = [], 0
+    for path in files:
+        try:
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        except Exception:
+            skipped += 1
+            continue
+        if "SOPClassUID" in ds and str(ds.SOPClassUID) in _NON_IMAGE_SOP:
+            skipped += 1
+            continue
+        if "Rows" not in ds:
+            skipped += 1
+            continue
+        headers.append((path, ds))
+    if not headers:
+        raise UnsupportedFormatError(f"{name} holds no DICOM images ({len(files)} files looked at)")
+    series: dict[str, list] = {}
+    for path, ds in headers:
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
+    if len(series) > 1:
+        listing = "; ".join(
+            f"{(items[0][1].get('SeriesDescription') or 'no description')} ({len(items)} files)"
+            for items in series.values()
+        )
+        raise SeriesMismatchError(f"{name} holds {len(series)} different series: {listing}. Load one series at a time.")
+    items = next(iter(series.values()))
+    warnings = [f"{skipped} non-image or non-DICOM files in {name} were skipped"] if skipped else []
+    if len(items) == 1:
+        volume = _load_dicom_file(items[0][0], modality, limits)
+        volume.warnings[:0] = warnings
+        volume.source = source or str(folder)
+        return volume
+    first = items[0][1]
+    for attr in ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient"):
+        values = {str(ds.get(attr)) for _, ds in items}
+        if len(values) > 1:
+            raise SeriesMismatchError(f"the images in {name} do not match: they differ in {attr} ({', '.join(sorted(values))})")
+    if "ImagePositionPatient" not in first or "ImageOrientationPatient" not in first:
+        raise SeriesMismatchError(f"{name}: the images carry no position/orientation, so they cannot be stacked into a volume")
+    _check_voxels((int(first.Rows), int(first.Columns), len(items)), limits, name)
+    iop, _ = _slice_geometry(first)
+    normal = np.cross(iop[:3], iop[3:])
+    positions = np.array([float(np.dot(normal, _slice_geometry(ds)[1])) for _, ds in items])
+    order = np.argsort(positions)
+    positions = positions[order]
+    steps = np.diff(positions)
+    if np.any(np.isclose(steps, 0.0, atol=1e-4)):
+        raise SeriesMismatchError(f"{name}: two or more images share the same slice position (duplicates?)")
+    median = float(np.median(steps))
+    if np.any(np.abs(steps - median) > 0.1 * median):
+        warnings.append(f"{name}: the slice gaps are uneven ({steps.min():.2f}-{steps.max():.2f} mm)")
+    slices, window, description = [], None, _description(first)
+    for k in order:
+        path, _ = items[k]
+        ds = _read_dicom(path)
+        _check_is_image(ds, path.name)
+        slice_warnings: list[str] = []
+        slices.append(_dicom_pixels(ds, path.name, slice_warnings))
+        window = window or _dicom_window(ds, np.asarray(ds.pixel_array))
+    if any(s.ndim != 2 for s in slices):
+        raise SeriesMismatchError(f"{name}: a series of multi-frame or colour files is not supported")
+    stack = np.stack(slices, axis=2).astype(np.float32)  # [row, column, slice]
+    validate_array(stack, name)
+    row_mm, col_mm = (float(v) for v in first.PixelSpacing)
+    ipp0 = _slice_geometry(items[order[0]][1])[1]
+    ipp_last = _slice_geometry(items[order[-1]][1])[1]
+    step = (ipp_last - ipp0) / (len(items) - 1)
+    lps = np.eye(4)
+    lps[:3, 0] = iop[3:] * row_mm  # moving down a column (row index) follows the 2nd IOP vector
+    lps[:3, 1] = iop[:3] * col_mm  # moving along a row (column index) follows the 1st IOP vector
+    lps[:3, 2] = step
+    lps[:3, 3] = ipp0
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(stack, ras))
+    array = np.asarray(canonical.dataobj, dtype=np.float32)
+    return Volume(
+        array, tuple(float(z) for z in canonical.header.get_zooms()[:3]), canonical.affine.astype(float),
+        modality or _dicom_modality(first), source or str(folder), window, warnings, description,
+    )
+
+
+def _load_picture(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
+    try:
+        with Image.open(path) as image:
+            _check_voxels((image.height, image.width), limits, path.name)
+            image.load()
+            warnings = []
+            if image.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
+                warnings.append(f"{path.name} is a colour image ({image.mode}); it was converted to grayscale")
+                image = image.convert("L")
+            array = np.asarray(image, dtype=np.float32)
+    except InputError:
+        raise
+    except Exception as error:
+        raise CorruptFileError(f"{path.name}: the picture is cut short or damaged ({error})") from None
+    if array.ndim != 2:
+        raise DimensionError(f"{path.name} has shape {array.shape}; expected a 2-D grayscale picture")
+    validate_array(array, str(path))
+    return Volume(array, (1.0, 1.0), np.eye(4), modality or Modality.OTHER, str(path), warnings=warnings)
+
+
+def _load_zip(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
+    """A zipped DICOM series; the uncompressed size is checked before anything is unpacked."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise CorruptFileError(f"{path.name} is a damaged zip archive") from None
+    with archive, tempfile.TemporaryDirectory(prefix="safegen-zip-") as tmp:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        total = sum(m.file_size for m in members)
+        if total > limits.max_file_bytes:
+            raise TooLargeError(f"{path.name} unpacks to {_human(total)}; the limit is {_human(limits.max_file_bytes)}")
+        root = Path(tmp).resolve()
+        for member in members:
+            target = (root / member.filename).resolve()
+            if root not in target.parents:
+                raise UnsupportedFormatError(f"{path.name} contains an unsafe path ({member.filename!r}); refused")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.write_bytes(archive.read(member))
+            except Exception as error:
+                raise CorruptFileError(f"{path.name}: member {member.filename!r} cannot be unpacked ({error})") from None
+        return _load_dicom_folder(root, modality, limits, source=str(path))
+
+
+_LOADERS = {"nifti": _load_nifti, "nifti-gz": _load_nifti, "dicom": _load_dicom_file,
+            "png": _load_picture, "jpeg": _load_picture, "zip": _load_zip}
+
+
+def load_volume(
+    source: str | Path, *, modality: Modality | None = None, limits: SizeLimits = DEFAULT_LIMITS
+) -> Volume:
+    """Read a file, a DICOM series folder or a zipped series.
+
+    Args:
+        source: the path.
+        modality: overrides the modality found in (or guessed from) the file.
+        limits: size limits checked before decoding.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        InputError: a subclass saying what is wrong with the file.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        return _load_dicom_folder(path, modality, limits)
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise TooLargeError(f"{path.name} is {_human(size)}; the limit is {_human(limits.max_file_bytes)}")
+    kind = detect_format(path)
+    try:
+        return _LOADERS[kind](path, modality, limits)
+    except InputError:
+        raise
+    except Exception as error:
+        raise CorruptFileError(f"{path.name} cannot be read ({type(error).__name__}: {error})") from None
+
+
+def load_upload(
+    filename: str, data: bytes, *, modality: Modality | None = None, limits: SizeLimits = DEFAULT_LIMITS
+) -> Volume:
+    """Read uploaded bytes (from the dashboard); ``Volume.source`` is the uploaded file name."""
+    if len(data) > limits.max_file_bytes:
+        raise TooLargeError(f"{filename} is {_human(len(data))}; the limit is {_human(limits.max_file_bytes)}")
+    safe = Path(filename).name or "upload"
+    with tempfile.TemporaryDirectory(prefix="safegen-upload-") as tmp:
+        path = Path(tmp) / safe
+        path.write_bytes(data)
+        volume = load_volume(path, modality=modality, limits=limits)
+    volume.source = filename
+    return volume
