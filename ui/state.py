@@ -10,7 +10,7 @@ class Keys:
     DEMO_CASE = "scan.demo_case"  # DemoCase.key
     UPLOAD = "scan.upload"  # the st.file_uploader widget
     UPLOADED_VOLUME = "scan.uploaded_volume"  # (file id, Volume) of the last good upload
-    SLICE = "scan.slice"  # display slice index
+    SLICE = "scan.slice"  # display slice number, 1-based as on screen
     WINDOW = "scan.window"  # name of the chosen display window preset
 
 

@@ -28,9 +28,10 @@ def slice_viewer(volume: Volume) -> int:
     if st.session_state.get(Keys.WINDOW) not in presets:
         st.session_state[Keys.WINDOW] = next(iter(presets))
     n = volume.n_slices
-    # A new scan can have fewer slices than the last one: clamp before the slider is built.
-    current = int(st.session_state.get(Keys.SLICE, n // 2))
-    st.session_state[Keys.SLICE] = min(max(current, 0), n - 1)
+    # Slices are numbered from 1 on screen, as on a scanner console. A new scan can have fewer
+    # slices than the last one: clamp before the slider is built.
+    current = int(st.session_state.get(Keys.SLICE, n // 2 + 1))
+    st.session_state[Keys.SLICE] = min(max(current, 1), n)
 
     controls, view = st.columns([1, 3])
     with controls:
@@ -38,8 +39,8 @@ def slice_viewer(volume: Volume) -> int:
         window = presets[st.session_state[Keys.WINDOW]]
         st.caption(f"Level {window.center:g}, width {window.width:g}")
         if n > 1:
-            st.slider("Axial slice", 0, n - 1, key=Keys.SLICE, help="Use the arrow keys after clicking the slider.")
-        index = int(st.session_state[Keys.SLICE]) if n > 1 else 0
+            st.slider("Axial slice", 1, n, key=Keys.SLICE, help="Use the arrow keys after clicking the slider.")
+        index = int(st.session_state[Keys.SLICE]) - 1 if n > 1 else 0
     with view:
         pixels = square_pixels(apply_window(volume.display_slice(index), window), volume.display_spacing())
         row_mm, col_mm = volume.display_spacing()
