@@ -29,7 +29,7 @@ else:
     )
     if upload is not None:
         try:
-            volume = uploaded_volume(upload.name, upload.getvalue())
+            volume = uploaded_volume(upload)
         except InputError as error:
             st.error(f"**{upload.name}** cannot be used: {error}")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core.demo import get_case
 from core.io import load_upload, load_volume
 from core.types import Volume
+from ui.state import Keys
 
 
 @st.cache_resource(show_spinner="Loading the demo scan ...", max_entries=8)
@@ -16,7 +18,16 @@ def demo_volume(case_key: str) -> Volume:
     return load_volume(case.path, modality=case.modality)
 
 
-@st.cache_data(show_spinner="Reading the upload ...", max_entries=4)
-def uploaded_volume(filename: str, data: bytes) -> Volume:
-    """An uploaded file as a Volume; raises core.errors.InputError on bad input."""
-    return load_upload(filename, data)
+def uploaded_volume(upload: UploadedFile) -> Volume:
+    """An uploaded file as a Volume, read once per upload and kept in this session.
+
+    Keyed by the upload's file id rather than cached on its bytes, so a slider move does not
+    re-hash a large file. Raises core.errors.InputError on bad input (nothing is kept then).
+    """
+    kept = st.session_state.get(Keys.UPLOADED_VOLUME)
+    if kept is not None and kept[0] == upload.file_id:
+        return kept[1]
+    with st.spinner(f"Reading {upload.name} ..."):
+        volume = load_upload(upload.name, upload.getvalue())
+    st.session_state[Keys.UPLOADED_VOLUME] = (upload.file_id, volume)
+    return volume
