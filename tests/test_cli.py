@@ -1,0 +1,62 @@
+"""The command line: real files in, JSON or files out, exit status 2 and a readable message on bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from core.cli import EXIT_BAD_INPUT, main
+from core.demo import DEMO_CASES, available_cases
+from core.io import load_volume
+
+
+def test_info_prints_what_safegen_sees(tmp_path, capsys):
+    path = tmp_path / "gradient.png"
+    Image.fromarray((np.add.outer(np.arange(30), np.arange(20)) * 4).astype(np.uint8)).save(path)
+    assert main(["info", str(path), "--modality", "XR"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["shape"] == [30, 20] and summary["modality"] == "XR"
+    assert (summary["intensity_min"], summary["intensity_max"]) == (0.0, 192.0)
+
+
+def test_info_on_bad_input_exits_2_with_the_reason(tmp_path, capsys):
+    path = tmp_path / "scan.nii.gz"
+    path.write_text("this is not a scan\n" * 10)
+    assert main(["info", str(path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: scan.nii.gz is not a NIfTI, DICOM, PNG or JPEG file")
+    assert main(["info", str(tmp_path / "missing.nii")]) == EXIT_BAD_INPUT
+
+
+def test_build_reference_then_make_benchmark(tmp_path, capsys):
+    reference, benchmark = tmp_path / "reference", tmp_path / "benchmark"
+    assert main(["build-reference", "--out", str(reference), "--augment", "0"]) == 0
+    assert main(["make-benchmark", "--reference", str(reference), "--out", str(benchmark), "--n-per", "1"]) == 0
+    labels = pd.read_csv(benchmark / "labels.csv")
+    assert (labels.label == 1).sum() == 9 * 3  # 9 kinds x 3 severities x 1
+    assert set(labels.kind) - {"clean"} == {
+        "blur", "checkerboard", "lesion", "noise_patch", "duplication", "dropout", "ringing", "ghosting", "bias_spot",
+    }
+    assert all((benchmark / p).is_file() for p in labels["image"]) and all((benchmark / p).is_file() for p in labels["mask"])
+    assert "27 with artifacts" in capsys.readouterr().out
+
+
+def test_make_benchmark_without_a_reference_says_what_to_run(tmp_path, capsys):
+    assert main(["make-benchmark", "--reference", str(tmp_path / "nothing")]) == EXIT_BAD_INPUT
+    assert "build-reference" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", DEMO_CASES, ids=[c.key for c in DEMO_CASES])
+def test_every_present_demo_case_loads(case):
+    if not case.available:
+        pytest.skip(f"{case.path} is not installed ({case.provenance})")
+    volume = load_volume(case.path, modality=case.modality)
+    assert volume.modality is case.modality
+    assert volume.array.ndim in (2, 3) and np.isfinite(volume.array).all()
+
+
+def test_the_demo_always_has_the_pip_shipped_scans():
+    keys = {c.key for c in available_cases()}
+    assert {"mni152_t1", "pancreas_ct", "chest_cr", "ct_small"} <= keys
