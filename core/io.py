@@ -37,12 +37,15 @@ class SizeLimits:
 DEFAULT_LIMITS = SizeLimits()
 
 
-def _human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "bytes" else f"{int(n)} bytes"
-        n /= 1024
-    return f"{n:.1f} GB"
+def _human(n_bytes: float) -> str:
+    """1536 -> '1.5 KB'; sizes in messages read like a file manager's."""
+    if n_bytes < 1024:
+        return f"{int(n_bytes)} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n_bytes /= 1024
+        if n_bytes < 1024 or unit == "GB":
+            break
+    return f"{n_bytes:.1f} {unit}"
 
 
 def detect_format(path: str | Path) -> str:
@@ -71,9 +74,8 @@ def detect_format(path: str | Path) -> str:
         int.from_bytes(head[:4], "little") in header_sizes or int.from_bytes(head[:4], "big") in header_sizes
     ):
         return "nifti"
-    name = path.name.lower()
-    if name.endswith(".dcm"):
-        return "dicom"
+    if path.name.lower().endswith(".dcm") and _looks_like_raw_dicom(path):
+        return "dicom"  # old DICOM files without the 128-byte preamble and "DICM" marker
     if head[:5] == b"%PDF-":
         what = "a PDF document"
     elif head.lstrip()[:1] == b"<":
@@ -85,6 +87,15 @@ def detect_format(path: str | Path) -> str:
     raise UnsupportedFormatError(
         f"{path.name} is not a NIfTI, DICOM, PNG or JPEG file (its content looks like {what})"
     )
+
+
+def _looks_like_raw_dicom(path: Path) -> bool:
+    """A preamble-less DICOM file parses into a dataset that names what it is (SOP class, modality, rows)."""
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+    except Exception:
+        return False
+    return any(tag in ds for tag in ("SOPClassUID", "Modality", "Rows"))
 
 
 def validate_array(array: np.ndarray, source: str) -> None:

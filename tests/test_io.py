@@ -189,6 +189,8 @@ CORPUS = [
     ("truncated.nii.gz", _truncated_gz, None, CorruptFileError, "cut short"),
     ("truncated.nii", _truncated_nii, None, CorruptFileError, "cut short"),
     ("text-as.png", _write("notes.png", b"patient notes\n" * 20), None, UnsupportedFormatError, "plain text"),
+    ("text-as.dcm", _write("notes.dcm", b"patient notes\n" * 20), None, UnsupportedFormatError, "plain text"),
+    ("random-as.dcm", _write("noise.dcm", np.random.default_rng(2).bytes(3000)), None, UnsupportedFormatError, "unrecognised binary"),
     ("pdf-as.png", _write("report.png", b"%PDF-1.7\n" + b"\x00\x01" * 100), None, UnsupportedFormatError, "PDF"),
     ("html-as.nii", _write("page.nii", b"<html><body>404</body></html>" * 20), None, UnsupportedFormatError, "HTML"),
     ("nan-voxel", _with_value(np.nan), None, NonFiniteError, "NaN or infinite"),
@@ -336,6 +338,16 @@ def test_load_upload_uses_the_uploaded_name_and_the_same_checks():
         load_upload("scan.png", png_bytes(gray), limits=SizeLimits(max_file_bytes=10))
     with pytest.raises(CorruptFileError):
         load_upload("broken.nii.gz", gzip.compress(b"\x5c\x01" + b"\0" * 600)[:40])
+
+
+def test_dicom_without_preamble_is_still_read(tmp_path):
+    ds = ct_slice(0, 1100, series_uid=generate_uid())
+    ds.preamble = None
+    path = tmp_path / "old.dcm"
+    pydicom.dcmwrite(path, ds, enforce_file_format=False)
+    assert path.read_bytes()[128:132] != b"DICM"
+    assert detect_format(path) == "dicom"
+    assert load_volume(path).array[3, 3] == 1100 - 1024
 
 
 def test_detect_format_reads_bytes_not_names(tmp_path):
