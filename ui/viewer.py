@@ -22,6 +22,19 @@ def square_pixels(image_u8: np.ndarray, spacing_rc: tuple[float, float]) -> np.n
     return np.asarray(Image.fromarray(image_u8).resize(size, Image.Resampling.BILINEAR))
 
 
+MAX_DISPLAY_PX = 1024  # larger slices are shrunk for the screen; the data keep their resolution
+
+
+def fit_for_screen(image_u8: np.ndarray, max_px: int = MAX_DISPLAY_PX) -> np.ndarray:
+    """Shrink a rendered slice whose longer side exceeds ``max_px`` (a 2k radiograph, say)."""
+    h, w = image_u8.shape[:2]
+    scale = max_px / max(h, w)
+    if scale >= 1.0:
+        return image_u8
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image_u8).resize(size, Image.Resampling.LANCZOS))
+
+
 def slice_viewer(volume: Volume) -> int:
     """Show one display slice of ``volume`` with its controls; return the slice index shown."""
     presets = window_presets(volume)
@@ -42,12 +55,13 @@ def slice_viewer(volume: Volume) -> int:
             st.slider("Axial slice", 1, n, key=Keys.SLICE, help="Use the arrow keys after clicking the slider.")
         index = int(st.session_state[Keys.SLICE]) - 1 if n > 1 else 0
     with view:
-        pixels = square_pixels(apply_window(volume.display_slice(index), window), volume.display_spacing())
         row_mm, col_mm = volume.display_spacing()
+        pixels = fit_for_screen(square_pixels(apply_window(volume.display_slice(index), window), (row_mm, col_mm)))
+        # Only volumes carry an orientation; a 2-D picture is shown as stored.
+        orientation = " · anterior at the top, patient's right on the left" if volume.is_3d else ""
         st.image(
             pixels,
-            caption=f"Slice {index + 1} of {n} · pixel {row_mm:.2f} x {col_mm:.2f} mm · "
-            "anterior at the top, patient's right on the left",
+            caption=f"Slice {index + 1} of {n} · pixel {row_mm:.2f} x {col_mm:.2f} mm{orientation}",
             width=min(640, max(pixels.shape[1], 384)),
             clamp=True,
         )
