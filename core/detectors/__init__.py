@@ -1,0 +1,1 @@
+"""Anomaly detectors trained only on real, normal images."""
