@@ -60,3 +60,15 @@ def test_every_present_demo_case_loads(case):
 def test_the_demo_always_has_the_pip_shipped_scans():
     keys = {c.key for c in available_cases()}
     assert {"mni152_t1", "pancreas_ct", "chest_cr", "ct_small"} <= keys
+
+
+def test_train_autoencoder_writes_weights_and_a_training_record(tmp_path, capsys):
+    reference, weights = tmp_path / "reference", tmp_path / "ae.pt"
+    assert main(["build-reference", "--out", str(reference), "--augment", "0"]) == 0
+    assert main(["train", "autoencoder", "--reference", str(reference), "--out", str(weights),
+                 "--steps", "3", "--batch-size", "2"]) == 0
+    record = json.loads(weights.with_suffix(".json").read_text())
+    assert record["detector"] == "autoencoder" and record["steps"] == 3 and record["seed"] == 0
+    assert record["history"]["steps"] == [3] and len(record["history"]["val_loss"]) == 1
+    assert "mni152" in record["reference_subjects"]
+    assert "val L1" in capsys.readouterr().out
