@@ -91,14 +91,22 @@ class AutoencoderDetector:
     def __init__(self, model: AutoEncoder, config: AutoencoderConfig) -> None:
         self.model = model.eval()
         self.config = config
+        self.device = next(model.parameters()).device
+
+    def to(self, device: str | torch.device) -> "AutoencoderDetector":
+        """Move the network to ``device``; inputs and outputs stay CPU tensors. Returns ``self``."""
+        self.model.to(device)
+        self.device = torch.device(device)
+        return self
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, H, W)`` -> the pseudo-normal reconstruction, clipped to [0, 1]."""
+        """``(B, 1, H, W)`` -> the pseudo-normal reconstruction, clipped to [0, 1] (on the CPU)."""
         self.model.eval()
-        return self.model(images).clamp(0.0, 1.0)
+        return self.model(images.to(self.device)).clamp(0.0, 1.0).cpu()
 
     def score_batch(self, images: torch.Tensor) -> AnomalyMaps:
+        images = images.cpu()
         reconstruction = self.reconstruct(images)
         residual = smooth((images - reconstruction).abs(), self.config.map_sigma)
         pixel_map = residual[:, 0].numpy()
