@@ -5,6 +5,11 @@ Commands:
     build-reference        build train/val/calib/test slices of real normal anatomy
     make-benchmark         corrupt reference slices with simulated artifacts (+ exact masks)
     train autoencoder      train the denoising autoencoder on the reference train split (seeded, CPU)
+    train diffusion        train the diffusion model on the reference train split (seeded, CPU)
+    calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
+    score INPUT_DIR        score every image in a folder: scores.csv, masks/, heatmaps/
+    evaluate               detection and localisation metrics on a benchmark, with the ablation
+    bench                  timings on this machine
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ from core.io import SizeLimits, load_volume
 from core.types import Modality
 
 EXIT_BAD_INPUT = 2
+
+# Defaults of ``train MODEL``; the committed weights were trained with exactly these.
+TRAIN_DEFAULTS = {
+    "autoencoder": {"steps": 1500, "learning_rate": 1e-3, "out": Path("models/autoencoder_mri_t1.pt")},
+    "diffusion": {"steps": 1500, "learning_rate": 5e-4, "out": Path("models/diffusion_mri_t1.pt")},
+}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -80,32 +91,166 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from core.detectors.autoencoder import train_autoencoder
+    from core.detectors.diffusion import train_diffusion
     from core.reference import load_split
 
     train = load_split(args.reference, "train")
     val = load_split(args.reference, "val")
     val_real = val.images[val.augmentation == 0]
-    detector, history = train_autoencoder(
-        train.images, val_images=val_real, steps=args.steps, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, seed=args.seed,
+    trainer = {"autoencoder": train_autoencoder, "diffusion": train_diffusion}[args.model]
+    defaults = TRAIN_DEFAULTS[args.model]
+    steps = args.steps or defaults["steps"]
+    learning_rate = args.learning_rate or defaults["learning_rate"]
+    out = args.out or defaults["out"]
+    detector, history = trainer(
+        train.images, val_images=val_real, steps=steps, batch_size=args.batch_size,
+        learning_rate=learning_rate, seed=args.seed,
     )
     manifest = json.loads((Path(args.reference) / "manifest.json").read_text())
     detector.save(
-        args.out,
+        out,
         metadata={
             "command": "python -m core.cli " + " ".join(sys.argv[1:]),
             "seed": args.seed,
-            "steps": args.steps,
+            "steps": steps,
             "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate,
+            "learning_rate": learning_rate,
             "train_images": int(len(train.images)),
             "reference_subjects": [s["name"] for s in manifest["subjects"]],
             "history": asdict(history),
         },
     )
-    print(f"final train L1 {history.train_loss[-1]:.4f}, val L1 {history.val_loss[-1]:.4f} "
-          f"after {args.steps} steps in {history.seconds:.0f} s; wrote {args.out}")
+    print(f"final train loss {history.train_loss[-1]:.4f}, val loss {history.val_loss[-1]:.4f} "
+          f"after {steps} steps in {history.seconds:.0f} s; wrote {out}")
     return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from core.detectors.autoencoder import AutoencoderDetector
+    from core.detectors.diffusion import DiffusionDetector
+    from core.reference import load_split
+    from core.scoring import fit_calibration
+
+    calib = load_split(args.reference, "calib")
+    # Real slices only: the augmented copies (noise, bias field, gamma) score higher than real clean
+    # scans, and a tau fitted on them flagged 0 % of real clean test slices instead of 5 %.
+    calib_images = calib.images[calib.augmentation == 0]
+    val = np.load(Path(args.validation) / "benchmark.npz")
+    start = time.perf_counter()
+    total = len(calib_images) + len(val["images"])
+    with _progress(total, "calibrate") as bar:
+        calibration = fit_calibration(
+            DiffusionDetector.load(args.diffusion),
+            AutoencoderDetector.load(args.autoencoder),
+            calib_images,
+            val["images"],
+            val["labels"],
+            false_alarm_rate=args.false_alarm_rate,
+            batch_size=args.batch_size,
+            progress=bar.update,
+            metadata={
+                "command": "python -m core.cli " + " ".join(sys.argv[1:]),
+                "reference": str(args.reference),
+                "validation_benchmark": str(args.validation),
+                "diffusion": str(args.diffusion),
+                "autoencoder": str(args.autoencoder),
+            },
+        )
+    calibration.save(args.out)
+    aurocs = calibration.metadata["val_auroc_per_alpha"]
+    print(f"alpha {calibration.alpha:.2f} (validation AUROC {aurocs[f'{calibration.alpha:.2f}']:.3f}; "
+          f"alpha 0: {aurocs['0.00']:.3f}, alpha 1: {aurocs['1.00']:.3f}); "
+          f"tau {calibration.tau(calibration.alpha):.3f} at {calibration.false_alarm_rate:.0%} false alarms")
+    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="slice", file=sys.stderr)
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from core.score_folder import score_folder
+
+    return score_folder(
+        args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
+        batch_size=args.batch_size, device=args.device, recursive=args.recursive, models_dir=args.models,
+    )
+
+
+def _load_scorer(args: argparse.Namespace):
+    from core.scoring import Scorer
+
+    return Scorer.load(
+        args.models / "diffusion_mri_t1.pt", args.models / "autoencoder_mri_t1.pt",
+        args.models / "calibration_mri_t1.json", device=args.device, alpha=args.alpha,
+        false_alarm_rate=args.false_alarm_rate, batch_size=args.batch_size,
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from core.evaluation import breakdown_table, summary_table, variant_outputs, write_plots, write_report
+    from core.reference import load_split
+
+    scorer = _load_scorer(args)
+    bench = np.load(Path(args.benchmark) / "benchmark.npz")
+    images, gt, labels = bench["images"], bench["masks"].astype(bool), bench["labels"].astype(int)
+    kinds, severities = bench["kinds"].astype(str), bench["severities"].astype(int)
+    test = load_split(args.reference, "test")
+    clean_test = test.images[test.augmentation == 0]  # real slices, as the calibration
+    start = time.perf_counter()
+    with _progress(len(images) + len(clean_test), "evaluate") as bar:
+        outputs, seconds = variant_outputs(scorer, images, progress=bar.update)
+        clean_outputs, _ = variant_outputs(scorer, clean_test, progress=bar.update)
+    clean_scores = {o.name: o.scores for o in clean_outputs}
+    summary = summary_table(outputs, labels, gt, clean_scores)
+    severity_names = np.array([f"severity {s}" for s in severities])
+    tables = (
+        breakdown_table(outputs, labels, gt, kinds, "auroc"),
+        breakdown_table(outputs, labels, gt, kinds, "dice"),
+        breakdown_table(outputs, labels, gt, severity_names, "auroc"),
+        breakdown_table(outputs, labels, gt, severity_names, "dice"),
+    )
+    for frame in tables:
+        frame.index.name = "kind"
+    context = {
+        "command": "`python -m core.cli " + " ".join(sys.argv[1:]) + "`",
+        "benchmark": f"{args.benchmark}: {len(images)} slices, {int(labels.sum())} with artifacts",
+        "clean test slices for false alarms": f"{len(clean_test)} real slices ({args.reference} test split, "
+                                             "never calibrated on)",
+        "alpha": f"{scorer.alpha:.2f}; false-alarm rate {scorer.false_alarm_rate:.0%} -> tau {scorer.tau:.3f}",
+        "scoring time": f"{seconds['total'] / len(images) * 1e3:.0f} ms per slice with both diffusion maps",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = write_report(args.out, summary, *tables, context)
+    combined = next(o for o in outputs if o.name == "combined")
+    write_plots(args.out, tables[0], images, gt, combined, labels)
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    print()
+    print(tables[0].to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {report} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from core.speed import run_bench
+
+    scorer = _load_scorer(args)
+    rows = run_bench(scorer, args.validation, repeats=args.repeats, ddpm_slices=args.ddpm_slices)
+    width = max(len(what) for what, _ in rows)
+    for what, figure in rows:
+        print(f"{what:<{width}}  {figure}")
+    return 0
+
+
+def _add_scorer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, default=Path("models"), help="folder with weights and calibration")
+    parser.add_argument("--alpha", type=float, help="weight of the diffusion map (default: from calibration)")
+    parser.add_argument("--false-alarm-rate", type=float, help="tau flags this share of clean slices")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,14 +278,52 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_cmd_make_benchmark)
 
     train = sub.add_parser("train", help="train a detector on real normal slices (CPU, seeded)")
-    train.add_argument("model", choices=["autoencoder"])
+    train.add_argument("model", choices=sorted(TRAIN_DEFAULTS))
     train.add_argument("--reference", type=Path, default=Path("data/reference"))
-    train.add_argument("--out", type=Path, default=Path("models/autoencoder_mri_t1.pt"))
-    train.add_argument("--steps", type=int, default=1500)
+    train.add_argument("--out", type=Path, help="weights file (default models/<model>_mri_t1.pt)")
+    train.add_argument("--steps", type=int, help="optimiser steps (autoencoder 1500, diffusion 1500)")
     train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--learning-rate", type=float, help="peak learning rate (autoencoder 1e-3, diffusion 5e-4)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_cmd_train)
+
+    cal = sub.add_parser("calibrate", help="fit calibration on real calib slices; choose alpha on validation")
+    cal.add_argument("--reference", type=Path, default=Path("data/reference"))
+    cal.add_argument("--validation", type=Path, default=Path("data/benchmark_val"),
+                     help="benchmark built from the val split (make-benchmark --split val)")
+    cal.add_argument("--diffusion", type=Path, default=Path("models/diffusion_mri_t1.pt"))
+    cal.add_argument("--autoencoder", type=Path, default=Path("models/autoencoder_mri_t1.pt"))
+    cal.add_argument("--out", type=Path, default=Path("models/calibration_mri_t1.json"))
+    cal.add_argument("--false-alarm-rate", type=float, default=0.05,
+                     help="share of clean slices flagged at the default tau (default 0.05)")
+    cal.add_argument("--batch-size", type=int, default=16)
+    cal.set_defaults(func=_cmd_calibrate)
+
+    score = sub.add_parser("score", help="score every image in a folder (scores.csv, masks/, heatmaps/)")
+    score.add_argument("input_dir", type=Path, help="folder of .nii/.nii.gz (2-D or 3-D), .png, .dcm files")
+    score.add_argument("--out", type=Path, required=True, help="output folder")
+    score.add_argument("--alpha", type=float, help="weight of the diffusion map (default: from calibration)")
+    score.add_argument("--tau", type=float, help="tolerance in calibrated units (default: at the false-alarm rate)")
+    score.add_argument("--false-alarm-rate", type=float, help="set tau so this share of clean slices is flagged")
+    score.add_argument("--batch-size", type=int, default=16, help="slices per model call (default 16)")
+    score.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    score.add_argument("--recursive", action="store_true", help="also score files in sub-folders")
+    score.add_argument("--models", type=Path, default=None, help="folder with the weights and calibration")
+    score.set_defaults(func=_cmd_score)
+
+    ev = sub.add_parser("evaluate", help="AUROC, F1, Dice per variant, kind and severity; report and plots")
+    ev.add_argument("--benchmark", type=Path, default=Path("data/benchmark"))
+    ev.add_argument("--reference", type=Path, default=Path("data/reference"))
+    ev.add_argument("--out", type=Path, default=Path("out/evaluation"))
+    _add_scorer_options(ev)
+    ev.set_defaults(func=_cmd_evaluate)
+
+    timing = sub.add_parser("bench", help="timings on this machine")
+    timing.add_argument("--validation", type=Path, default=Path("data/benchmark_val"))
+    timing.add_argument("--repeats", type=int, default=5)
+    timing.add_argument("--ddpm-slices", type=int, default=16, help="slices for the DDIM-vs-DDPM comparison")
+    _add_scorer_options(timing)
+    timing.set_defaults(func=_cmd_bench)
     return parser
 
 

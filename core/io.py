@@ -23,7 +23,7 @@ from core.errors import (
     CorruptFileError, DimensionError, EmptyImageError, InputError, NonFiniteError,
     SeriesMismatchError, TooLargeError, UnsupportedFormatError,
 )
-from core.types import Modality, Volume, Window, from_display
+from core.types import Modality, Volume, Window, from_display, to_display
 
 
 @dataclass(frozen=True)
@@ -466,3 +466,31 @@ def load_upload(
         volume = load_volume(path, modality=modality, limits=limits)
     volume.source = filename
     return volume
+
+
+def to_file_layout(array: np.ndarray, source: str | Path) -> np.ndarray:
+    """Undo the loader's reorientation: a map in :class:`Volume` layout -> the file's own array layout.
+
+    The result is indexed like the array a user's tools read from the file: ``nibabel``'s
+    ``get_fdata()`` for NIfTI (the original voxel order and shape, 2-D files included),
+    ``numpy.asarray(PIL.Image.open(f))`` for PNG/JPEG (colour pictures give ``(rows, columns)``),
+    and pydicom's ``pixel_array`` for DICOM files (``(frames, rows, columns)`` for multi-frame).
+
+    Args:
+        array: a map with the shape of ``load_volume(source).array``.
+        source: the file it was loaded from.
+    """
+    path = Path(source)
+    kind = detect_format(path)
+    if kind in ("nifti", "nifti-gz"):
+        img = nib.load(str(path))
+        data = array if array.ndim == 3 else array[:, :, None]
+        file_ornt = nib.orientations.io_orientation(img.affine)
+        back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(("R", "A", "S")), file_ornt)
+        native = nib.orientations.apply_orientation(data, back)
+        return np.ascontiguousarray(native.reshape(img.shape))
+    if kind == "dicom" and array.ndim == 3:
+        return np.stack([to_display(array[:, :, k]) for k in range(array.shape[2])], axis=0)
+    if array.ndim != 2:
+        raise ValueError(f"{path.name}: a {kind} file gives 2-D images, got a map of shape {array.shape}")
+    return np.ascontiguousarray(array)

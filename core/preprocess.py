@@ -156,7 +156,7 @@ def foreground_mask(image: np.ndarray, modality: Modality) -> np.ndarray:
     values = _checked_float(image)
     if modality is Modality.MR:
         smoothed = ndimage.gaussian_filter(values, MR_SMOOTHING_SIGMA)
-        mask = fill_holes(largest_component(smoothed > threshold_otsu(smoothed)))
+        mask = fill_holes(largest_component(smoothed > threshold_otsu(smoothed.ravel())))
     elif modality is Modality.CT:
         mask = fill_holes(largest_component(values > CT_BODY_THRESHOLD_HU))
     else:

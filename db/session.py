@@ -36,8 +36,9 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from core.resources import PROJECT_ROOT
+
 URL_ENV_VAR = "SAFEGEN_DB_URL"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "safegen.db"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 

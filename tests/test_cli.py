@@ -71,4 +71,4 @@ def test_train_autoencoder_writes_weights_and_a_training_record(tmp_path, capsys
     assert record["detector"] == "autoencoder" and record["steps"] == 3 and record["seed"] == 0
     assert record["history"]["steps"] == [3] and len(record["history"]["val_loss"]) == 1
     assert "mni152" in record["reference_subjects"]
-    assert "val L1" in capsys.readouterr().out
+    assert "val loss" in capsys.readouterr().out

@@ -1,0 +1,142 @@
+"""``python -m core.cli score INPUT_DIR --out OUT_DIR``: the fixed contract other tools rely on.
+
+For every ``.nii``, ``.nii.gz``, ``.png`` and ``.dcm`` file in INPUT_DIR (sub-folders with
+``--recursive``):
+
+* a row of ``OUT_DIR/scores.csv``: ``file,score,flag`` then ``p_value, score_diffusion,
+  score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, seconds, warnings,
+  error``. ``score``: higher = more likely unsafe; ``flag``: 0/1 at tau. A file that cannot be
+  scored gets an empty score and flag and its message in ``error``; the run goes on.
+* ``OUT_DIR/masks/<stem>.nii.gz`` (uint8 0/1) and ``OUT_DIR/heatmaps/<stem>.nii.gz`` (float32,
+  calibrated units), ``<stem>`` = the file name without ``.nii.gz``, ``.nii``, ``.png`` or ``.dcm``.
+  Their arrays have the input's array shape and index order (see :func:`core.io.to_file_layout`);
+  for a NIfTI input they also carry its affine, so they overlay it in any viewer.
+
+Exit status: 0 when at least one file was scored, 2 when none could be.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from tqdm.auto import tqdm
+
+from core.io import detect_format, load_volume, to_file_layout
+
+SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm")
+COLUMNS = (
+    "file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
+    "flagged_slices", "scored_slices", "alpha", "tau", "seconds", "warnings", "error",
+)
+EXIT_NOTHING_SCORED = 2
+
+
+def output_stem(name: str) -> str:
+    """``brain.nii.gz`` -> ``brain``; only the contract's four suffixes are removed (case-insensitive)."""
+    lower = name.lower()
+    for suffix in SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def find_inputs(input_dir: Path, *, recursive: bool = False) -> list[Path]:
+    """Image files of the contract's types, sorted; hidden files are skipped."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        p for p in Path(input_dir).glob(pattern)
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(SUFFIXES)
+    )
+
+
+def _affine_for(path: Path) -> np.ndarray:
+    if detect_format(path) in ("nifti", "nifti-gz"):
+        return np.asarray(nib.load(str(path)).affine, dtype=float)
+    return np.eye(4)
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def score_folder(
+    input_dir: Path,
+    out_dir: Path,
+    *,
+    alpha: float | None = None,
+    tau: float | None = None,
+    false_alarm_rate: float | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    recursive: bool = False,
+    models_dir: Path | None = None,
+    scorer=None,
+) -> int:
+    """Score a folder as the module docstring says; returns the exit status."""
+    from core.scoring import AUTOENCODER_WEIGHTS, CALIBRATION_FILE, DIFFUSION_WEIGHTS, Scorer
+
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    if not input_dir.is_dir():
+        print(f"error: {input_dir} is not a folder", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    files = find_inputs(input_dir, recursive=recursive)
+    if not files:
+        print(f"error: {input_dir} holds no .nii, .nii.gz, .png or .dcm files", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    if scorer is None:
+        weights = (DIFFUSION_WEIGHTS, AUTOENCODER_WEIGHTS, CALIBRATION_FILE)
+        if models_dir is not None:
+            weights = tuple(Path(models_dir) / w.name for w in weights)
+        scorer = Scorer.load(*weights, device=device, alpha=alpha, tau=tau,
+                             false_alarm_rate=false_alarm_rate, batch_size=batch_size)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
+
+    rows, used_stems, n_scored = [], {}, 0
+    for path in tqdm(files, desc="score", unit="file", file=sys.stderr):
+        name = str(path.relative_to(input_dir)) if recursive else path.name
+        row = dict.fromkeys(COLUMNS, "")
+        row["file"] = name
+        stem = output_stem(str(path.relative_to(input_dir).with_name(path.name)) if recursive else path.name)
+        start = time.perf_counter()
+        try:
+            if stem in used_stems:
+                raise ValueError(f"its output name {stem}.nii.gz is already taken by {used_stems[stem]}")
+            volume = load_volume(path)
+            result = scorer.score_volume(volume)
+            heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
+            mask = to_file_layout(result.mask, path).astype(np.uint8)
+            affine = _affine_for(path)
+            for folder, array in (("heatmaps", heatmap), ("masks", mask)):
+                target = out_dir / folder / f"{stem}.nii.gz"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                nib.save(nib.Nifti1Image(array, affine), str(target))
+            used_stems[stem] = name
+            scored = np.isfinite(result.slice_scores)
+            row.update(
+                score=_fmt(result.score), flag=str(int(result.flag)), p_value=_fmt(result.p_value),
+                score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
+                worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
+                scored_slices=str(int(scored.sum())), alpha=f"{result.alpha:.2f}", tau=_fmt(result.tau),
+                warnings=" | ".join(result.warnings),
+            )
+            n_scored += 1
+        except Exception as error:  # one bad file must not stop the run; the row says why
+            message = str(error) or type(error).__name__
+            row["error"] = message if type(error).__module__.startswith("core") else f"{type(error).__name__}: {message}"
+        row["seconds"] = f"{time.perf_counter() - start:.2f}"
+        rows.append(row)
+
+    with (out_dir / "scores.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    flagged = sum(r["flag"] == "1" for r in rows)
+    print(f"scored {n_scored} of {len(files)} files ({flagged} flagged, {len(files) - n_scored} errors); "
+          f"wrote {out_dir / 'scores.csv'}", file=sys.stderr)
+    return 0 if n_scored else EXIT_NOTHING_SCORED

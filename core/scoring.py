@@ -1,0 +1,399 @@
+"""The SAFEGEN score: both detectors, calibrated, combined per pixel, thresholded at tau.
+
+Data flow for one scan::
+
+    Volume --normalise (MR rule)--> display slices --model grid 128x128--> batches
+      --DiffusionDetector--> raw map_d      --RobustScale (calib)--> z_d
+      --AutoencoderDetector--> raw map_ae   --RobustScale (calib)--> z_ae
+      combined map  M = alpha * z_d + (1 - alpha) * z_ae            (per pixel, robust-z units)
+      slice score   S = mean of the top 1 % of M                    (same units as M)
+      flag          S > tau       mask  M > tau on flagged slices   (tau in the same units)
+      maps back to the scan's own array layout
+
+``tau`` is the conformal threshold of the clean calibration scores at the configured false-alarm
+rate (default 5 % of clean slices), so one number is both the image threshold and the heatmap
+tolerance: a flagged slice always has pixels above tau, and the mask shows where.
+``alpha`` defaults to the value that maximised image AUROC on a *validation* benchmark (simulated
+artifacts on the ``val`` split), never on the reported test benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.calibration import ConformalCalibrator, RobustScale
+from core.detectors.autoencoder import AutoencoderDetector
+from core.detectors.base import top_fraction_mean
+from core.detectors.diffusion import DiffusionDetector
+from core.preprocess import foreground_mask, maps_to_volume, normalize_volume, to_model_batch
+from core.reference import GRID_SIZE
+from core.resources import PROJECT_ROOT
+from core.types import Modality, Volume, Window
+
+MODELS_DIR = PROJECT_ROOT / "models"
+DIFFUSION_WEIGHTS = MODELS_DIR / "diffusion_mri_t1.pt"
+AUTOENCODER_WEIGHTS = MODELS_DIR / "autoencoder_mri_t1.pt"
+CALIBRATION_FILE = MODELS_DIR / "calibration_mri_t1.json"
+
+ALPHA_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # alpha is chosen and calibrated on this grid
+DEFAULT_FALSE_ALARM_RATE = 0.05
+FOREGROUND_LEVEL = 0.05  # normalised intensity above which a grid pixel is tissue (for fitting scales)
+MIN_SLICE_AREA_FRACTION = 0.25  # as the reference set: thinner end slices of a volume are not scored
+
+
+def snap_alpha(alpha: float) -> float:
+    """``alpha`` on :data:`ALPHA_GRID` (steps of 0.05); outside [0, 1] is an error."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return float(ALPHA_GRID[np.argmin(np.abs(ALPHA_GRID - alpha))])
+
+
+def combine(z_diffusion: np.ndarray, z_autoencoder: np.ndarray, alpha: float) -> np.ndarray:
+    """``alpha * z_diffusion + (1 - alpha) * z_autoencoder``, per pixel."""
+    return (alpha * z_diffusion + (1.0 - alpha) * z_autoencoder).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Everything fitted on real normal calibration images (and alpha on the validation benchmark).
+
+    Attributes:
+        scales: robust z-scale per raw map: ``diffusion``, ``diffusion_nll``, ``autoencoder``.
+        calib_scores: ``(len(ALPHA_GRID), N)`` combined slice score of each calibration slice at
+            each grid alpha (alpha 1 is the diffusion map alone, 0 the autoencoder alone).
+        nll_calib_scores: ``(N,)`` calibration slice scores of the diffusion bound map alone.
+        alpha: default alpha.
+        false_alarm_rate: default rate of clean slices flagged.
+        score_fraction: share of pixels averaged into a slice score.
+        metadata: how it was made (files, counts, validation AUROC per alpha).
+    """
+
+    scales: dict[str, RobustScale]
+    calib_scores: np.ndarray
+    nll_calib_scores: np.ndarray
+    alpha: float
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
+    score_fraction: float = 0.01
+    metadata: dict = field(default_factory=dict)
+
+    def calibrator(self, alpha: float) -> ConformalCalibrator:
+        return ConformalCalibrator(self.calib_scores[int(np.argmin(np.abs(ALPHA_GRID - snap_alpha(alpha))))])
+
+    def tau(self, alpha: float, false_alarm_rate: float | None = None) -> float:
+        return self.calibrator(alpha).threshold(false_alarm_rate or self.false_alarm_rate)
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "alpha": self.alpha,
+            "false_alarm_rate": self.false_alarm_rate,
+            "score_fraction": self.score_fraction,
+            "scales": {k: asdict(v) for k, v in self.scales.items()},
+            "alpha_grid": ALPHA_GRID.tolist(),
+            "calib_scores": np.round(self.calib_scores, 5).tolist(),
+            "nll_calib_scores": np.round(self.nll_calib_scores, 5).tolist(),
+            "metadata": self.metadata,
+        }
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "Calibration":
+        raw = json.loads(Path(path).read_text())
+        if not np.allclose(raw["alpha_grid"], ALPHA_GRID):
+            raise ValueError(f"{path} was fitted on another alpha grid; run `python -m core.cli calibrate` again")
+        return cls(
+            scales={k: RobustScale(**v) for k, v in raw["scales"].items()},
+            calib_scores=np.asarray(raw["calib_scores"], dtype=np.float64),
+            nll_calib_scores=np.asarray(raw["nll_calib_scores"], dtype=np.float64),
+            alpha=float(raw["alpha"]),
+            false_alarm_rate=float(raw["false_alarm_rate"]),
+            score_fraction=float(raw["score_fraction"]),
+            metadata=raw.get("metadata", {}),
+        )
+
+
+def normalise_for_models(volume: Volume) -> Volume:
+    """Intensities in [0, 1] the way the reference slices were made.
+
+    * A picture (PNG/JPEG, modality OT, 2-D) is divided by its maximum: a generative model writes
+      full-range pictures, and SAFEGEN's own 16-bit benchmark PNGs come back exactly.
+    * Anything else follows :func:`core.preprocess.normalize_volume` (MR: 1st-99th percentile of
+      the tissue over the whole volume, as the reference set; CT: brain window).
+    """
+    if volume.modality is Modality.OTHER and not volume.is_3d:
+        peak = float(np.max(volume.array))
+        if peak > 0 and float(np.min(volume.array)) >= 0:
+            return normalize_volume(volume, window=Window(peak / 2.0, peak))
+    return normalize_volume(volume)
+
+
+@dataclass(frozen=True)
+class ComponentMaps:
+    """Calibrated (robust-z) maps of each detector for a batch of grid slices, ``(B, H, W)`` each."""
+
+    diffusion: np.ndarray
+    autoencoder: np.ndarray
+    diffusion_nll: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def raw_component_maps(
+    diffusion: DiffusionDetector,
+    autoencoder: AutoencoderDetector,
+    grid: np.ndarray,
+    *,
+    batch_size: int = 16,
+    with_nll: bool = False,
+    progress=None,
+) -> dict[str, np.ndarray | dict]:
+    """Raw maps of both detectors for ``(N, 1, H, W)`` grid slices, in batches, with timings."""
+    out: dict[str, list] = {"diffusion": [], "autoencoder": [], "diffusion_nll": []}
+    seconds = {"diffusion": 0.0, "autoencoder": 0.0}
+    for start in range(0, len(grid), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(grid[start : start + batch_size], dtype=np.float32))
+        t0 = time.perf_counter()
+        d = diffusion.score_batch(x, with_nll=with_nll)
+        t1 = time.perf_counter()
+        a = autoencoder.score_batch(x)
+        t2 = time.perf_counter()
+        seconds["diffusion"] += t1 - t0
+        seconds["autoencoder"] += t2 - t1
+        out["diffusion"].append(d.reconstruction_map)
+        out["autoencoder"].append(a.pixel_map)
+        if with_nll:
+            out["diffusion_nll"].append(d.nll_map)
+        if progress is not None:
+            progress(len(x))
+    maps = {k: np.concatenate(v) for k, v in out.items() if v}
+    maps["seconds"] = seconds
+    return maps
+
+
+@dataclass
+class ScanResult:
+    """One scored scan (2-D image or 3-D volume), in the scan's own array layout.
+
+    Attributes:
+        source: file the scan came from.
+        score: the scan's score (its worst slice's), robust-z units; higher = more likely unsafe.
+        score_diffusion / score_autoencoder: each component's calibrated score on that worst slice.
+        p_value: conformal p-value of ``score`` against clean calibration slices.
+        flag: ``score > tau``.
+        heatmap: combined calibrated map, ``volume.array.shape``, float32 (0 on unscored slices).
+        mask: ``heatmap > tau`` on flagged slices, ``volume.array.shape``, uint8.
+        slice_scores: per display slice (NaN where the slice was not scored).
+        worst_slice: display-slice index of ``score``.
+        alpha, tau: the settings used.
+        seconds: wall time per stage.
+        warnings: what a user should know (out-of-domain modality, unscored slices ...).
+    """
+
+    source: str
+    score: float
+    score_diffusion: float
+    score_autoencoder: float
+    p_value: float
+    flag: bool
+    heatmap: np.ndarray
+    mask: np.ndarray
+    slice_scores: np.ndarray
+    worst_slice: int
+    alpha: float
+    tau: float
+    seconds: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def flagged_slices(self) -> np.ndarray:
+        return np.flatnonzero(np.nan_to_num(self.slice_scores, nan=-np.inf) > self.tau)
+
+
+class Scorer:
+    """The two trained detectors plus their calibration: scans in, :class:`ScanResult` out."""
+
+    def __init__(
+        self,
+        diffusion: DiffusionDetector,
+        autoencoder: AutoencoderDetector,
+        calibration: Calibration,
+        *,
+        alpha: float | None = None,
+        tau: float | None = None,
+        false_alarm_rate: float | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.diffusion = diffusion
+        self.autoencoder = autoencoder
+        self.calibration = calibration
+        self.alpha = snap_alpha(calibration.alpha if alpha is None else alpha)
+        self.false_alarm_rate = false_alarm_rate or calibration.false_alarm_rate
+        self.tau = float(tau) if tau is not None else calibration.tau(self.alpha, self.false_alarm_rate)
+        self.batch_size = batch_size
+        self._calibrator = calibration.calibrator(self.alpha)
+
+    @classmethod
+    def load(
+        cls,
+        diffusion_weights: Path = DIFFUSION_WEIGHTS,
+        autoencoder_weights: Path = AUTOENCODER_WEIGHTS,
+        calibration_file: Path = CALIBRATION_FILE,
+        *,
+        device: str = "cpu",
+        **settings,
+    ) -> "Scorer":
+        """The committed brain-MRI T1 models (or others), e.g. ``Scorer.load(alpha=0.5)``.
+
+        Raises:
+            FileNotFoundError: a weights or calibration file is missing, naming the command that makes it.
+        """
+        for path, command in ((diffusion_weights, "train diffusion"), (autoencoder_weights, "train autoencoder"),
+                              (calibration_file, "calibrate")):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli {command}`")
+        return cls(
+            DiffusionDetector.load(diffusion_weights).to(device),
+            AutoencoderDetector.load(autoencoder_weights).to(device),
+            Calibration.load(calibration_file),
+            **settings,
+        )
+
+    def calibrated_maps(self, grid: np.ndarray, *, with_nll: bool = False, progress=None) -> ComponentMaps:
+        raw = raw_component_maps(
+            self.diffusion, self.autoencoder, grid, batch_size=self.batch_size, with_nll=with_nll, progress=progress
+        )
+        scales = self.calibration.scales
+        return ComponentMaps(
+            diffusion=scales["diffusion"](raw["diffusion"]),
+            autoencoder=scales["autoencoder"](raw["autoencoder"]),
+            diffusion_nll=scales["diffusion_nll"](raw["diffusion_nll"]) if with_nll else None,
+            seconds=raw["seconds"],
+        )
+
+    def slice_scores(self, combined: np.ndarray) -> np.ndarray:
+        return top_fraction_mean(combined, self.calibration.score_fraction)
+
+    def score_volume(self, volume: Volume, *, progress=None) -> ScanResult:
+        """Score every slice of a scan (see the module docstring)."""
+        seconds: dict[str, float] = {}
+        warnings: list[str] = []
+        start = time.perf_counter()
+        if volume.modality in (Modality.CT, Modality.XRAY):
+            warnings.append(
+                f"the models were trained on brain MRI T1 only; this {volume.modality.value} scan is out of "
+                "their domain, so its scores say little"
+            )
+        normalised = normalise_for_models(volume)
+        grid, transforms = to_model_batch(normalised, GRID_SIZE)
+        scored = self._scored_slices(volume)
+        if not scored.all():
+            warnings.append(
+                f"{int((~scored).sum())} of {len(scored)} slices hold too little tissue to compare with the "
+                "reference slices and were not scored"
+            )
+        seconds["prepare"] = time.perf_counter() - start
+        maps = self.calibrated_maps(grid[scored], progress=progress)
+        seconds.update(maps.seconds)
+        combined_scored = combine(maps.diffusion, maps.autoencoder, self.alpha)
+        combined = np.zeros((len(grid), *grid.shape[2:]), dtype=np.float32)
+        combined[scored] = combined_scored
+        slice_scores = np.full(len(grid), np.nan)
+        slice_scores[scored] = self.slice_scores(combined_scored)
+        component = {
+            "diffusion": np.full(len(grid), np.nan),
+            "autoencoder": np.full(len(grid), np.nan),
+        }
+        fraction = self.calibration.score_fraction
+        component["diffusion"][scored] = top_fraction_mean(maps.diffusion, fraction)
+        component["autoencoder"][scored] = top_fraction_mean(maps.autoencoder, fraction)
+        flagged = np.nan_to_num(slice_scores, nan=-np.inf) > self.tau
+        grid_mask = (combined > self.tau) & flagged[:, None, None]
+        t0 = time.perf_counter()
+        heatmap = maps_to_volume(combined, transforms, normalised)
+        mask = maps_to_volume(grid_mask.astype(np.float32), transforms, normalised, as_mask=True)
+        seconds["map_back"] = time.perf_counter() - t0
+        worst = int(np.nanargmax(slice_scores))
+        seconds["total"] = time.perf_counter() - start
+        return ScanResult(
+            source=volume.source,
+            score=float(slice_scores[worst]),
+            score_diffusion=float(component["diffusion"][worst]),
+            score_autoencoder=float(component["autoencoder"][worst]),
+            p_value=float(self._calibrator.p_value(slice_scores[worst])),
+            flag=bool(flagged.any()),
+            heatmap=heatmap.astype(np.float32),
+            mask=mask.astype(np.uint8),
+            slice_scores=slice_scores,
+            worst_slice=worst,
+            alpha=self.alpha,
+            tau=self.tau,
+            seconds=seconds,
+            warnings=warnings + list(volume.warnings),
+        )
+
+    @staticmethod
+    def _scored_slices(volume: Volume) -> np.ndarray:
+        """Bool per display slice: enough tissue to be comparable with the reference slices."""
+        if not volume.is_3d:
+            return np.ones(1, dtype=bool)
+        tissue = foreground_mask(volume.array, volume.modality)
+        area = tissue.sum(axis=(0, 1))
+        if area.max() == 0:
+            return np.ones(volume.n_slices, dtype=bool)
+        return area >= MIN_SLICE_AREA_FRACTION * area.max()
+
+
+def fit_calibration(
+    diffusion: DiffusionDetector,
+    autoencoder: AutoencoderDetector,
+    calib_images: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+    score_fraction: float = 0.01,
+    batch_size: int = 16,
+    progress=None,
+    metadata: dict | None = None,
+) -> Calibration:
+    """Fit the robust scales and conformal scores on clean calibration slices; pick alpha on validation.
+
+    Args:
+        diffusion, autoencoder: the trained detectors.
+        calib_images: ``(N, H, W)`` real normal slices of the ``calib`` split (the CLI passes the real
+            slices only, not their augmented copies: tau must match real clean scans).
+        val_images, val_labels: a validation benchmark (``val`` split corrupted by the simulator),
+            labels 1 = artifact; alpha maximises image AUROC here (ties go to the alpha nearest 0.5).
+        false_alarm_rate: default share of clean slices flagged.
+        score_fraction, batch_size, progress: as in :class:`Scorer`.
+        metadata: recorded in the calibration file.
+    """
+    from core.metrics import image_auroc
+
+    raw = raw_component_maps(diffusion, autoencoder, calib_images[:, None], batch_size=batch_size,
+                             with_nll=True, progress=progress)
+    tissue = calib_images > FOREGROUND_LEVEL
+    scales = {k: RobustScale.fit(raw[k][tissue]) for k in ("diffusion", "diffusion_nll", "autoencoder")}
+    z_d, z_a = scales["diffusion"](raw["diffusion"]), scales["autoencoder"](raw["autoencoder"])
+    calib_scores = np.stack([top_fraction_mean(combine(z_d, z_a, a), score_fraction) for a in ALPHA_GRID])
+    nll_scores = top_fraction_mean(scales["diffusion_nll"](raw["diffusion_nll"]), score_fraction)
+
+    val = raw_component_maps(diffusion, autoencoder, val_images[:, None], batch_size=batch_size, progress=progress)
+    v_d, v_a = scales["diffusion"](val["diffusion"]), scales["autoencoder"](val["autoencoder"])
+    aurocs = np.array([image_auroc(val_labels, top_fraction_mean(combine(v_d, v_a, a), score_fraction))
+                       for a in ALPHA_GRID])
+    best = np.flatnonzero(np.isclose(aurocs, aurocs.max()))
+    alpha = float(ALPHA_GRID[best[np.argmin(np.abs(ALPHA_GRID[best] - 0.5))]])
+    info = {
+        **(metadata or {}),
+        "calib_images": int(len(calib_images)),
+        "val_images": int(len(val_images)),
+        "val_artifacts": int(np.sum(val_labels)),
+        "val_auroc_per_alpha": {f"{a:.2f}": round(float(v), 4) for a, v in zip(ALPHA_GRID, aurocs, strict=True)},
+    }
+    return Calibration(scales, calib_scores, nll_scores, alpha, false_alarm_rate, score_fraction, info)

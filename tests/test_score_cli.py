@@ -1,0 +1,201 @@
+"""The `score` contract: python -m core.cli score INPUT_DIR --out OUT_DIR, with the committed models.
+
+One real CLI run over a folder that mixes good scans (PNG, a 2-D NIfTI, a non-RAS 3-D NIfTI with a
+planted hole, a CT DICOM) with bad files checks the columns, the error rows and that every mask
+and heatmap is indexed exactly like the input as nibabel / Pillow / pydicom read it.
+"""
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from core.artifacts import simulate
+from core.cli import main
+from core.io import load_volume
+from core.reference import KNOWN_SUBJECTS, subject_slices
+from core.resources import PROJECT_ROOT, package_file
+from core.score_folder import COLUMNS, output_stem
+from core.scoring import Scorer
+from core.types import Modality, Volume
+
+CT_SMALL = package_file("pydicom", "data", "test_files", "CT_small.dcm")
+
+
+def read_csv(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def mni_block_with_hole():
+    """Four axial MNI152 slices with a dark hole off the midline (so no flip looks like the original).
+
+    Returns the RAS image, the same data stored in a non-RAS (S, P, L) file layout, and the hole's
+    mask in that file's own index order.
+    """
+    template = nib.load(str(KNOWN_SUBJECTS[0].path))
+    data = np.asarray(template.dataobj, dtype=np.float32)
+    z = data.shape[2] // 2 + 10
+    block = data[:, :, z : z + 4].copy()
+    hole = np.zeros(block.shape, bool)
+    xx, yy = np.mgrid[: block.shape[0], : block.shape[1]]
+    centre = (block.shape[0] // 2 + 22, block.shape[1] // 2 + 5)  # left-right off the midline, in white matter
+    hole[(xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= 12**2] = True
+    block[hole] = 0.0
+    affine = template.affine.copy()
+    affine[:3, 3] += affine[:3, 2] * z
+    ras = nib.Nifti1Image(block, affine)
+    transform = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(affine), nib.orientations.axcodes2ornt(("S", "P", "L"))
+    )
+    native = ras.as_reoriented(transform)
+    native_hole = nib.orientations.apply_orientation(hole.astype(np.uint8), transform).astype(bool)
+    assert nib.aff2axcodes(native.affine) == ("S", "P", "L")
+    return ras, nib.Nifti1Image(np.asarray(native.dataobj, dtype=np.float32), native.affine), native_hole
+
+
+@pytest.fixture(scope="module")
+def mni_slice():
+    slices = subject_slices(KNOWN_SUBJECTS[0])
+    return slices.images[len(slices.images) // 2]
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory, mni_slice):
+    """Run the real CLI once over a mixed folder; returns (input dir, out dir, rows, exit code, stderr)."""
+    root = tmp_path_factory.mktemp("score")
+    inputs, out = root / "in", root / "out"
+    (inputs / "sub").mkdir(parents=True)
+    dropout = simulate(mni_slice, "dropout", 3, np.random.default_rng(7))
+    Image.fromarray(np.round(dropout.image * 65535).astype(np.uint16)).save(inputs / "dropout.png")
+    np.save(root / "dropout_mask.npy", dropout.mask)
+    nib.save(nib.Nifti1Image(mni_slice[:, :100].copy(), np.diag([1.0, 1.0, 1.0, 1.0])), str(inputs / "slice2d.nii"))
+    ras, block, hole = mni_block_with_hole()
+    nib.save(block, str(inputs / "hole_spl.nii.gz"))
+    nib.save(ras, str(root / "hole_ras.nii.gz"))  # the same scan in RAS order, outside INPUT_DIR
+    np.save(root / "hole_mask.npy", hole)
+    shutil.copy(CT_SMALL, inputs / "ct.dcm")
+    (inputs / "broken.nii.gz").write_bytes(b"\x1f\x8b" + bytes(range(256)) * 4)
+    (inputs / "notes.dcm").write_text("not a DICOM file\n")
+    (inputs / "readme.txt").write_text("ignored: not an image suffix")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(inputs / "sub" / "inner.png")  # not recursed into
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.cli", "score", str(inputs), "--out", str(out), "--batch-size", "8"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    rows = {r["file"]: r for r in read_csv(out / "scores.csv")}
+    return root, inputs, out, rows, proc
+
+
+def test_scores_csv_has_the_contract_columns_and_one_row_per_input(scored):
+    root, inputs, out, rows, proc = scored
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "scores.csv") as stream:
+        assert stream.readline().strip().split(",") == list(COLUMNS)
+    assert COLUMNS[:3] == ("file", "score", "flag")
+    assert sorted(rows) == ["broken.nii.gz", "ct.dcm", "dropout.png", "hole_spl.nii.gz", "notes.dcm", "slice2d.nii"]
+    assert "scored 4 of 6 files" in proc.stderr  # the summary line under the progress bar
+    for name in ("broken.nii.gz", "notes.dcm"):
+        assert rows[name]["score"] == "" and rows[name]["flag"] == "" and rows[name]["error"]
+        assert not (out / "masks" / f"{output_stem(name)}.nii.gz").exists()
+    assert "cannot be read" in rows["broken.nii.gz"]["error"]
+    assert "DICOM" in rows["notes.dcm"]["error"]
+    for name in ("ct.dcm", "hole_spl.nii.gz", "dropout.png", "slice2d.nii"):
+        row = rows[name]
+        assert row["error"] == "" and row["flag"] in ("0", "1")
+        assert 0 < float(row["p_value"]) <= 1
+        assert int(row["flag"]) == (float(row["score"]) > float(row["tau"]))
+    assert "out of their domain" in rows["ct.dcm"]["warnings"]
+
+
+def test_masks_and_heatmaps_have_the_inputs_shape_and_index_order(scored):
+    root, inputs, out, rows, proc = scored
+    expected_shapes = {
+        "dropout": np.asarray(Image.open(inputs / "dropout.png")).shape,
+        "slice2d": nib.load(str(inputs / "slice2d.nii")).get_fdata().shape,
+        "hole_spl": nib.load(str(inputs / "hole_spl.nii.gz")).get_fdata().shape,
+        "ct": pydicom.dcmread(inputs / "ct.dcm").pixel_array.shape,
+    }
+    assert expected_shapes["slice2d"] == (128, 100) and expected_shapes["hole_spl"][0] == 4
+    for stem, shape in expected_shapes.items():
+        mask = nib.load(str(out / "masks" / f"{stem}.nii.gz"))
+        heatmap = nib.load(str(out / "heatmaps" / f"{stem}.nii.gz"))
+        assert mask.shape == shape and heatmap.shape == shape, stem
+        assert mask.get_data_dtype() == np.uint8 and heatmap.get_data_dtype() == np.float32
+        assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= {0, 1}
+    # NIfTI outputs carry the input's affine, so they overlay it in any viewer.
+    np.testing.assert_allclose(nib.load(str(out / "heatmaps" / "hole_spl.nii.gz")).affine,
+                               nib.load(str(inputs / "hole_spl.nii.gz")).affine)
+
+
+def test_the_planted_dropout_is_flagged_where_it_is_in_the_png(scored):
+    root, inputs, out, rows, proc = scored
+    assert rows["dropout.png"]["flag"] == "1"
+    dropout_mask = np.load(root / "dropout_mask.npy")
+    heat = np.asarray(nib.load(str(out / "heatmaps" / "dropout.nii.gz")).dataobj)
+    mask = np.asarray(nib.load(str(out / "masks" / "dropout.nii.gz")).dataobj).astype(bool)
+    assert dropout_mask[np.unravel_index(np.argmax(heat), heat.shape)]
+    assert (mask & dropout_mask).sum() > 0.3 * mask.sum()
+
+
+def test_a_non_ras_nifti_gets_maps_in_its_own_voxel_order(scored):
+    """The (S, P, L) file's heatmap, turned back to RAS with nibabel, equals the RAS file's heatmap."""
+    root, inputs, out, rows, proc = scored
+    native = nib.load(str(out / "heatmaps" / "hole_spl.nii.gz"))
+    heat_native = np.asarray(native.dataobj)
+    assert heat_native.shape == (4, 233, 197)
+    ras_result = Scorer.load().score_volume(load_volume(root / "hole_ras.nii.gz"))
+    to_ras = nib.orientations.ornt_transform(nib.orientations.io_orientation(native.affine),
+                                             nib.orientations.axcodes2ornt(("R", "A", "S")))
+    np.testing.assert_allclose(nib.orientations.apply_orientation(heat_native, to_ras), ras_result.heatmap,
+                               atol=1e-4)
+    assert float(rows["hole_spl.nii.gz"]["score"]) == pytest.approx(ras_result.score, abs=1e-3)
+    # The hole's rim lights up: the map is higher on the hole (in file order) than on the rest of the brain.
+    hole = np.load(root / "hole_mask.npy")
+    brain = np.asarray(nib.load(str(inputs / "hole_spl.nii.gz")).dataobj) > 0
+    ring = ndimage.binary_dilation(hole, iterations=3) & ~ndimage.binary_erosion(hole, iterations=3)
+    assert heat_native[ring].mean() > heat_native[brain & ~ring].mean() + 1.0
+
+
+def test_png_scores_match_scoring_the_array_directly(scored, mni_slice):
+    root, inputs, out, rows, proc = scored
+    lesion = simulate(mni_slice, "dropout", 3, np.random.default_rng(7)).image
+    pixels = np.asarray(Image.open(inputs / "dropout.png")).astype(np.float32) / 65535
+    result = Scorer.load().score_volume(Volume(pixels, (1.0, 1.0), np.eye(4), Modality.OTHER))
+    assert float(rows["dropout.png"]["score"]) == pytest.approx(result.score, abs=1e-3)
+    assert np.abs(pixels - lesion).max() < 1e-4  # the 16-bit PNG holds the slice
+    assert load_volume(inputs / "dropout.png").array.shape == (128, 128)
+
+
+def test_nothing_scored_exits_2_and_still_writes_the_error_rows(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.png").write_bytes(b"PNG? no")
+    (inputs / "b.nii").write_text("nope")
+    assert main(["score", str(inputs), "--out", str(tmp_path / "out")]) == 2
+    rows = read_csv(tmp_path / "out" / "scores.csv")
+    assert [r["file"] for r in rows] == ["a.png", "b.nii"] and all(r["error"] and not r["score"] for r in rows)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["score", str(empty), "--out", str(tmp_path / "out2")]) == 2
+    assert "holds no .nii" in capsys.readouterr().err
+
+
+def test_missing_models_are_a_clear_cli_error(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(CT_SMALL, inputs / "ct.dcm")
+    assert main(["score", str(inputs), "--out", str(tmp_path / "out"), "--models", str(tmp_path)]) == 2
+    assert "python -m core.cli train diffusion" in capsys.readouterr().err
+
+
+def test_output_stems_strip_only_the_contract_suffixes():
+    assert output_stem("brain.nii.gz") == "brain" and output_stem("a.b.NII") == "a.b"
+    assert output_stem("x.png") == "x" and output_stem("scan.dcm") == "scan" and output_stem("y.jpg") == "y.jpg"
