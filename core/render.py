@@ -54,3 +54,51 @@ def apply_window(image: np.ndarray, window: Window) -> np.ndarray:
     """
     scaled = (image.astype(np.float32) - window.low) / max(window.width, 1e-6)
     return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+# Perceptually uniform colour maps that stay readable for colour-blind readers and in grey print.
+HEATMAP_COLORMAPS = ("inferno", "magma", "viridis", "cividis")
+MASK_OUTLINE_RGB = (0, 255, 255)  # cyan: visible on every map above and on grey anatomy
+
+
+def overlay_heatmap(
+    gray_u8: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    low: float,
+    high: float,
+    opacity: float = 0.5,
+    cmap: str = "inferno",
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Blend a heatmap onto a grey slice; optionally outline a mask.
+
+    Args:
+        gray_u8: ``(H, W)`` uint8 windowed slice.
+        heatmap: ``(H, W)`` map in its own units (SAFEGEN: calibrated z).
+        low: pixels with ``heatmap <= low`` stay grey (pass ``tau`` to colour only what is above it).
+        high: the value shown at the top of the colour map (clipped above).
+        opacity: weight of the colour, 0 (grey only) to 1 (colour only) where coloured.
+        cmap: a matplotlib colour map name (see :data:`HEATMAP_COLORMAPS`).
+        mask: optional bool ``(H, W)``; its one-pixel outline is drawn in :data:`MASK_OUTLINE_RGB`.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    from matplotlib import colormaps
+    from scipy import ndimage
+
+    if gray_u8.shape != heatmap.shape:
+        raise ValueError(f"slice {gray_u8.shape} and heatmap {heatmap.shape} differ in shape")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+    rgb = np.repeat(gray_u8[..., None], 3, axis=2).astype(np.float32)
+    level = np.clip((heatmap - low) / max(high - low, 1e-6), 0.0, 1.0)
+    colour = colormaps[cmap](level)[..., :3].astype(np.float32) * 255.0
+    where = (heatmap > low)[..., None]
+    out = np.where(where, (1.0 - opacity) * rgb + opacity * colour, rgb)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        outline = mask & ~ndimage.binary_erosion(mask, border_value=0)
+        out[outline] = MASK_OUTLINE_RGB
+    return np.round(out).astype(np.uint8)

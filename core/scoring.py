@@ -213,6 +213,21 @@ class ScanResult:
     def flagged_slices(self) -> np.ndarray:
         return np.flatnonzero(np.nan_to_num(self.slice_scores, nan=-np.inf) > self.tau)
 
+    def flags_at(self, tau: float) -> np.ndarray:
+        """Bool per display slice: its score is above ``tau`` (unscored slices never are)."""
+        return np.nan_to_num(self.slice_scores, nan=-np.inf) > tau
+
+    def mask_at(self, tau: float) -> np.ndarray:
+        """The unsafe-region mask at another tolerance, without re-running a model.
+
+        ``heatmap > tau`` on the slices whose score is above ``tau`` (as :attr:`mask` at
+        ``self.tau``, up to the grid-to-scan resampling of that mask), uint8, the scan's shape.
+        """
+        flags = self.flags_at(tau)
+        if self.heatmap.ndim == 2:
+            return ((self.heatmap > tau) & flags[0]).astype(np.uint8)
+        return ((self.heatmap > tau) & flags[None, None, :]).astype(np.uint8)
+
 
 class Scorer:
     """The two trained detectors plus their calibration: scans in, :class:`ScanResult` out."""
@@ -290,7 +305,7 @@ class Scorer:
             )
         normalised = normalise_for_models(volume)
         grid, transforms = to_model_batch(normalised, GRID_SIZE)
-        scored = self._scored_slices(volume)
+        scored = self.scored_slices(volume)
         if not scored.all():
             warnings.append(
                 f"{int((~scored).sum())} of {len(scored)} slices hold too little tissue to compare with the "
@@ -337,7 +352,7 @@ class Scorer:
         )
 
     @staticmethod
-    def _scored_slices(volume: Volume) -> np.ndarray:
+    def scored_slices(volume: Volume) -> np.ndarray:
         """Bool per display slice: enough tissue to be comparable with the reference slices."""
         if not volume.is_3d:
             return np.ones(1, dtype=bool)

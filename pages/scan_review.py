@@ -1,10 +1,21 @@
-"""Scan review: load a demo scan or an upload and read it slice by slice."""
+"""Scan review: load a demo scan or an upload, score it once, read verdict and heatmap slice by slice."""
 
 import streamlit as st
 
 from core.demo import available_cases
 from core.errors import InputError
+from core.render import apply_window, window_presets
+from ui.analysis import scan_result
 from ui.resources import demo_volume, uploaded_volume
+from ui.review import (
+    apply_chart_pick,
+    heatmap_controls,
+    make_overlay,
+    mask_download,
+    panels,
+    slice_score_chart,
+    verdict,
+)
 from ui.state import SOURCE_DEMO, SOURCE_UPLOAD, Keys
 from ui.viewer import slice_viewer, volume_facts
 
@@ -14,13 +25,13 @@ cases = {case.key: case for case in available_cases()}
 with st.sidebar:
     source = st.radio("Scan source", [SOURCE_DEMO, SOURCE_UPLOAD], key=Keys.SOURCE_KIND)
 
-volume = None
+volume, scan_key = None, None
 if source == SOURCE_DEMO:
     key = st.selectbox(
         "Demo scan", list(cases), format_func=lambda k: cases[k].title, key=Keys.DEMO_CASE
     )
     st.caption(f"{cases[key].description} Source: {cases[key].provenance}.")
-    volume = demo_volume(key)
+    volume, scan_key = demo_volume(key), f"demo:{key}"
 else:
     upload = st.file_uploader(
         "NIfTI (.nii, .nii.gz), DICOM file (.dcm), zipped DICOM series (.zip), PNG or JPEG",
@@ -29,10 +40,29 @@ else:
     )
     if upload is not None:
         try:
-            volume = uploaded_volume(upload)
+            volume, scan_key = uploaded_volume(upload), f"upload:{upload.file_id}"
         except InputError as error:
             st.error(f"**{upload.name}** cannot be used: {error}")
 
 if volume is not None:
     volume_facts(volume)
-    slice_viewer(volume)
+    result = None
+    try:
+        result = scan_result(scan_key, volume, shared=source == SOURCE_DEMO)
+    except FileNotFoundError as error:
+        st.error(f"The models are missing, so this scan is shown without scores: {error}")
+    except ValueError as error:
+        st.error(f"This scan could not be scored: {error}")
+
+    if result is None:
+        slice_viewer(volume)
+    else:
+        show, tau, opacity, cmap = heatmap_controls(result, scan_key)
+        verdict(result, tau)
+        apply_chart_pick(volume.n_slices)
+        index = slice_viewer(volume, make_overlay(result, volume, tau, opacity, cmap) if show else None)
+        if volume.is_3d:
+            slice_score_chart(result, tau, index)
+        window = window_presets(volume)[st.session_state[Keys.WINDOW]]
+        panels(result, volume, index, apply_window(volume.display_slice(index), window), tau, cmap)
+        mask_download(result, volume, tau)

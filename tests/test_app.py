@@ -53,3 +53,78 @@ def test_about_page_lists_the_real_data_sources():
     table = at.dataframe[0].value
     assert "mni152" in set(table["name"])
     assert bool(table.loc[table["name"] == "mni152", "present"].iloc[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring on the scan-review page (the committed models)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted_scoring(monkeypatch):
+    """Counts model runs (Scorer.score_volume calls) from here on; demo results stay shared."""
+    from core.scoring import Scorer
+
+    calls = []
+    original = Scorer.score_volume
+
+    def counting(self, volume, **kwargs):
+        calls.append(volume.name)
+        return original(self, volume, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score_volume", counting)
+    return calls
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_models(app, counted_scoring):
+    from core.demo import get_case
+    from core.io import load_volume
+    from core.scoring import Scorer
+
+    app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
+    _run(app)
+    case = get_case("ct_small")
+    expected = Scorer.load().score_volume(load_volume(case.path, modality=case.modality))
+    metrics = _metrics(app)
+    assert metrics["Score (worst slice)"] == f"{expected.score:.2f}"
+    assert metrics["p-value vs real slices"] == f"{expected.p_value:.3f}"
+    assert metrics["Autoencoder (E_AE)"] == f"{expected.score_autoencoder:.2f}"
+    assert app.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))
+    assert any("out of their domain" in w.value for w in app.warning)  # a CT slice vs brain-MRI models
+    runs = len(counted_scoring)
+    # Above the score nothing is unsafe; below it the slice is flagged and its mask is non-empty.
+    app.slider(key=Keys.TAU).set_value(round(expected.score + 1.0, 2))
+    _run(app)
+    assert app.success and "No artifact found" in app.success[0].value
+    assert app.get("image")[-1].captions[-1].endswith("(0 px)")  # the mask panel is empty
+    app.slider(key=Keys.TAU).set_value(round(max(expected.score - 1.0, 0.0), 2))
+    app.slider(key=Keys.OPACITY).set_value(0.9)
+    _run(app)
+    assert app.error and "Possibly unsafe" in app.error[0].value
+    mask_caption = app.get("image")[-1].captions[-1]
+    assert "Unsafe mask" in mask_caption and "(0 px)" not in mask_caption
+    assert len(counted_scoring) == runs  # moving tau and opacity re-ran no model
+
+
+def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, counted_scoring):
+    import json
+
+    _run(app)  # the default demo, MNI152 (scored once per server process)
+    metrics = _metrics(app)
+    worst = int(metrics["Worst slice"])
+    assert app.slider(key=Keys.SLICE).value == worst
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    trace = figure["data"][0]
+    assert len(trace["x"]) == 189 and trace["x"][0] == 1
+    scores = [v for v in trace["y"] if v is not None]
+    assert max(scores) == pytest.approx(float(metrics["Score (worst slice)"]), abs=0.01)
+    assert len(counted_scoring) <= 1  # scored once per server process (already, by the fixture's run)
+    runs = len(counted_scoring)
+    app.slider(key=Keys.SLICE).set_value(90)
+    _run(app)
+    assert len(counted_scoring) == runs  # a slice move re-runs no model
+    assert app.get("image")[0].captions[0].startswith("Slice 90 of 189")

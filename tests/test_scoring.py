@@ -143,3 +143,17 @@ def test_a_real_volume_is_scored_slice_by_slice_in_its_own_layout(scorer):
     assert result.score == pytest.approx(np.nanmax(result.slice_scores))
     assert not result.flag  # real normal anatomy (a reference subject) stays under tau
     assert {"prepare", "diffusion", "autoencoder", "map_back", "total"} <= set(result.seconds)
+
+
+def test_mask_at_another_tau_needs_no_model():
+    from core.scoring import ScanResult
+
+    heat = np.zeros((4, 4, 3), np.float32)
+    heat[1, 1, 0], heat[2, 2, 1], heat[0, 0, 2] = 6.0, 3.0, 9.0
+    result = ScanResult("x", 9.0, 0.0, 9.0, 0.01, True, heat, (heat > 5).astype(np.uint8),
+                        np.array([6.0, 3.0, np.nan]), 2, 0.0, 5.0, {})
+    assert result.flags_at(5.0).tolist() == [True, False, False]  # the NaN (unscored) slice never flags
+    assert result.mask_at(5.0).sum() == 1 and result.mask_at(5.0)[1, 1, 0] == 1
+    assert result.mask_at(2.0).sum() == 2 and result.mask_at(2.0)[2, 2, 1] == 1
+    assert result.mask_at(7.0).sum() == 0  # no slice scores above 7
+    assert result.mask_at(5.0).dtype == np.uint8 and result.flagged_slices.tolist() == [0]

@@ -12,6 +12,14 @@ class Keys:
     UPLOADED_VOLUME = "scan.uploaded_volume"  # (file id, Volume) of the last good upload
     SLICE = "scan.slice"  # display slice number, 1-based as on screen
     WINDOW = "scan.window"  # name of the chosen display window preset
+    RESULTS = "scan.results"  # {scan key: ScanResult} of this session's upload
+    TAU = "review.tau"  # the tolerance slider (calibrated z units)
+    OPACITY = "review.opacity"  # heatmap opacity slider
+    COLORMAP = "review.colormap"  # heatmap colour map
+    SHOW_HEATMAP = "review.show_heatmap"  # overlay on/off
+    SCORE_CHART = "review.score_chart"  # the per-slice score plot (its selection jumps to a slice)
+    LAST_PICK = "review.last_pick"  # the chart selection already acted on
+    TAU_SCAN = "review.tau_scan"  # the scan the tau slider was last reset for
 
 
 SOURCE_DEMO = "Demo scan"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import streamlit as st
 from PIL import Image
@@ -35,8 +37,14 @@ def fit_for_screen(image_u8: np.ndarray, max_px: int = MAX_DISPLAY_PX) -> np.nda
     return np.asarray(Image.fromarray(image_u8).resize(size, Image.Resampling.LANCZOS))
 
 
-def slice_viewer(volume: Volume) -> int:
-    """Show one display slice of ``volume`` with its controls; return the slice index shown."""
+def slice_viewer(volume: Volume, overlay: Callable[[int, np.ndarray], np.ndarray] | None = None) -> int:
+    """Show one display slice of ``volume`` with its controls; return the slice index shown.
+
+    Args:
+        volume: the scan.
+        overlay: optional ``(slice index, windowed uint8 slice) -> RGB uint8`` drawn instead of the
+            grey slice (the heatmap overlay of the scan review).
+    """
     presets = window_presets(volume)
     if st.session_state.get(Keys.WINDOW) not in presets:
         st.session_state[Keys.WINDOW] = next(iter(presets))
@@ -48,15 +56,17 @@ def slice_viewer(volume: Volume) -> int:
 
     controls, view = st.columns([1, 3])
     with controls:
+        if n > 1:
+            st.slider("Axial slice", 1, n, key=Keys.SLICE, help="Use the arrow keys after clicking the slider.")
         st.selectbox("Window / level", list(presets), key=Keys.WINDOW)
         window = presets[st.session_state[Keys.WINDOW]]
         st.caption(f"Level {window.center:g}, width {window.width:g}")
-        if n > 1:
-            st.slider("Axial slice", 1, n, key=Keys.SLICE, help="Use the arrow keys after clicking the slider.")
         index = int(st.session_state[Keys.SLICE]) - 1 if n > 1 else 0
     with view:
         row_mm, col_mm = volume.display_spacing()
-        pixels = fit_for_screen(square_pixels(apply_window(volume.display_slice(index), window), (row_mm, col_mm)))
+        gray = apply_window(volume.display_slice(index), window)
+        shown = overlay(index, gray) if overlay is not None else gray
+        pixels = fit_for_screen(square_pixels(shown, (row_mm, col_mm)))
         # Only volumes carry an orientation; a 2-D picture is shown as stored.
         orientation = " · anterior at the top, patient's right on the left" if volume.is_3d else ""
         st.image(

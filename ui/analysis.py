@@ -1,0 +1,72 @@
+"""Scoring in the dashboard: the models load once per server process, and a scan is scored once.
+
+Moving a slider, the tolerance or the colour map re-renders from the stored :class:`ScanResult`;
+only a new scan runs the models. Demo scans' results are shared by every session (they are the
+same files); an upload's result stays in its own session.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import streamlit as st
+
+from core.scoring import ScanResult, Scorer
+from core.types import Volume
+from ui.state import Keys
+
+
+@st.cache_resource(show_spinner="Loading the SAFEGEN models ...")
+def load_scorer() -> Scorer:
+    """The committed brain-MRI T1 models. Raises FileNotFoundError naming the command that makes them."""
+    return Scorer.load()
+
+
+@st.cache_resource
+def _shared_results() -> dict[str, ScanResult]:
+    return {}
+
+
+def scan_result(scan_key: str, volume: Volume, *, shared: bool) -> ScanResult:
+    """The scan's result, scored now (with a progress bar) unless it was scored before.
+
+    Args:
+        scan_key: identifies the scan (``demo:<case>`` or ``upload:<file id>``).
+        volume: the loaded scan.
+        shared: keep the result for every session (demo scans) or only this one (uploads).
+    """
+    store = _shared_results() if shared else st.session_state.setdefault(Keys.RESULTS, {})
+    if scan_key in store:
+        return store[scan_key]
+    scorer = load_scorer()
+    total = int(scorer.scored_slices(volume).sum())
+    bar = st.progress(0.0, text=f"Scoring {total} slice(s) with both models ...")
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.progress(min(1.0, done / max(total, 1)), text=f"Scoring: {done} of {total} slices")
+
+    result = scorer.score_volume(volume, progress=advance)
+    bar.empty()
+    if not shared:
+        store.clear()  # one upload's result at a time per session: volumes can be large
+    store[scan_key] = result
+    return result
+
+
+def heatmap_range(result: ScanResult) -> tuple[float, float]:
+    """Colour-map limits for a scan: from 0 z to its hottest pixel (at least tau + 1)."""
+    finite = result.heatmap[np.isfinite(result.heatmap)]
+    top = float(finite.max()) if finite.size else result.tau + 1.0
+    return 0.0, max(top, result.tau + 1.0)
+
+
+def mask_nifti_bytes(result: ScanResult, volume: Volume, tau: float) -> bytes:
+    """The unsafe-region mask at ``tau`` as a gzipped NIfTI (uint8) on the scan's voxel grid and affine."""
+    image = nib.Nifti1Image(result.mask_at(tau), volume.affine)
+    image.set_data_dtype(np.uint8)
+    return gzip.compress(image.to_bytes(), mtime=0)

@@ -1,0 +1,146 @@
+"""The scan-review widgets around a scored scan: verdict, heatmap controls, per-slice plot, panels.
+
+Everything here renders from a stored :class:`ScanResult`; nothing runs a model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.render import HEATMAP_COLORMAPS, overlay_heatmap
+from core.scoring import ScanResult
+from core.types import Volume
+from ui.analysis import heatmap_range, mask_nifti_bytes
+from ui.state import Keys
+
+MODEL_SCOPE = (
+    "The detectors were trained on brain MRI T1 slices of **two real subjects** (MNI152 and Colin27, "
+    "both averages of many scans) with augmentation. On SAFEGEN's simulated-artifact benchmark they "
+    "rank a corrupted slice above a clean one only 60 % of the time (image AUROC 0.60); severe "
+    "dropouts, bias spots and ghosting are found best. Treat the score as research output, not a verdict."
+)
+
+
+def verdict(result: ScanResult, tau: float) -> None:
+    """The image-level verdict at the tolerance ``tau``: flag, score, p-value, components, warnings."""
+    flags = result.flags_at(tau)
+    flagged = bool(flags.any())
+    n_scored = int(np.isfinite(result.slice_scores).sum())
+    if flagged:
+        st.error(f"**Possibly unsafe**: {int(flags.sum())} of {n_scored} scored slice(s) above τ = {tau:.2f}.",
+                 icon=":material/warning:")
+    else:
+        st.success(f"**No artifact found** above τ = {tau:.2f} in {n_scored} scored slice(s).",
+                   icon=":material/check_circle:")
+    cols = st.columns(5)
+    cols[0].metric("Score (worst slice)", f"{result.score:.2f}", help="Calibrated z units; higher = more likely unsafe.")
+    cols[1].metric("p-value vs real slices", f"{result.p_value:.3f}",
+                   help="Share of real clean calibration slices that score at least as high (conformal).")
+    cols[2].metric("Worst slice", f"{result.worst_slice + 1}")
+    cols[3].metric("Diffusion (S_diffusion)", f"{result.score_diffusion:.2f}")
+    cols[4].metric("Autoencoder (E_AE)", f"{result.score_autoencoder:.2f}")
+    with st.expander(f"About these scores ({len(result.warnings)} note(s))", icon=":material/info:"):
+        st.markdown(
+            f"S = α·S_diffusion + (1 − α)·E_AE with α = {result.alpha:.2f}; the default τ = {result.tau:.2f} "
+            f"flags 5 % of real clean calibration slices. Scored in {result.seconds.get('total', 0.0):.1f} s."
+        )
+        st.markdown(MODEL_SCOPE)
+        for warning in result.warnings:
+            st.warning(warning)
+
+
+def heatmap_controls(result: ScanResult, scan_key: str) -> tuple[bool, float, float, str]:
+    """Sidebar controls: overlay on/off, tau (live mask), opacity, colour map."""
+    low, high = heatmap_range(result)
+    if st.session_state.get(Keys.TAU_SCAN) != scan_key:  # a new scan opens at its calibrated tau ...
+        st.session_state[Keys.TAU_SCAN] = scan_key
+        st.session_state[Keys.TAU] = round(float(result.tau), 2)
+        st.session_state[Keys.SLICE] = result.worst_slice + 1  # ... on its worst slice
+    with st.sidebar:
+        st.subheader("Heatmap")
+        show = st.toggle("Show heatmap overlay", value=True, key=Keys.SHOW_HEATMAP)
+        tau = st.slider("Tolerance τ (z units)", 0.0, float(np.ceil(high)), step=0.05, key=Keys.TAU,
+                        help="Pixels and slices above τ are marked unsafe. Moving it re-draws; no model runs.")
+        opacity = st.slider("Opacity", 0.0, 1.0, 0.55, step=0.05, key=Keys.OPACITY)
+        cmap = st.selectbox("Colour map", HEATMAP_COLORMAPS, key=Keys.COLORMAP,
+                            help="Perceptually uniform maps, readable with colour-vision deficiency.")
+    return show, float(tau), float(opacity), cmap
+
+
+def heat_slice(result: ScanResult, volume: Volume, index: int) -> np.ndarray:
+    """Display slice ``index`` of the heatmap (the scan's orientation, like the image)."""
+    if not volume.is_3d:
+        return result.heatmap
+    return volume.with_array(result.heatmap).display_slice(index)
+
+
+def make_overlay(result: ScanResult, volume: Volume, tau: float, opacity: float, cmap: str):
+    """The ``overlay`` callback of :func:`ui.viewer.slice_viewer`: colour above tau, outline the mask."""
+    _, high = heatmap_range(result)
+    flags = result.flags_at(tau)
+
+    def draw(index: int, gray: np.ndarray) -> np.ndarray:
+        heat = heat_slice(result, volume, index)
+        mask = (heat > tau) & bool(flags[index])
+        return overlay_heatmap(gray, heat, low=tau, high=max(high, tau + 1.0), opacity=opacity, cmap=cmap, mask=mask)
+
+    return draw
+
+
+def apply_chart_pick(n_slices: int) -> None:
+    """If the per-slice plot was clicked since the last run, move the slice slider there."""
+    event = st.session_state.get(Keys.SCORE_CHART)
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    if not points and event is not None and hasattr(event, "selection"):
+        points = event.selection.get("points", [])
+    if not points:
+        return
+    pick = int(round(points[0].get("x", 0)))
+    if pick != st.session_state.get(Keys.LAST_PICK) and 1 <= pick <= n_slices:
+        st.session_state[Keys.SLICE] = pick
+    st.session_state[Keys.LAST_PICK] = pick
+
+
+def slice_score_figure(result: ScanResult, tau: float, current: int) -> go.Figure:
+    """Score per slice (1-based), the tolerance line and the slice on screen."""
+    # Plain lists (not numpy arrays) so the figure's JSON holds the numbers themselves.
+    x = list(range(1, len(result.slice_scores) + 1))
+    scores = [None if not np.isfinite(v) else round(float(v), 4) for v in result.slice_scores]
+    flags = result.flags_at(tau)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=scores, mode="lines+markers", name="slice score",
+                             marker={"size": 5, "color": ["#c0392b" if f else "#1f5fbf" for f in flags]},
+                             hovertemplate="slice %{x}: %{y:.2f}<extra></extra>"))
+    fig.add_hline(y=tau, line_dash="dash", line_color="#c0392b", annotation_text=f"τ = {tau:.2f}")
+    fig.add_vline(x=current + 1, line_color="#555555", line_width=1)
+    fig.update_layout(height=220, margin={"l": 40, "r": 10, "t": 10, "b": 30}, showlegend=False,
+                      xaxis_title="axial slice (click to jump)", yaxis_title="score (z)", clickmode="event+select")
+    return fig
+
+
+def slice_score_chart(result: ScanResult, tau: float, current: int) -> None:
+    st.plotly_chart(slice_score_figure(result, tau, current), key=Keys.SCORE_CHART, on_select="rerun",
+                    selection_mode="points")
+
+
+def panels(result: ScanResult, volume: Volume, index: int, gray: np.ndarray, tau: float, cmap: str) -> None:
+    """Image, heatmap and mask of the slice on screen, side by side."""
+    heat = heat_slice(result, volume, index)
+    _, high = heatmap_range(result)
+    mask = (heat > tau) & bool(result.flags_at(tau)[index])
+    heat_rgb = overlay_heatmap(np.zeros_like(gray), heat, low=0.0, high=high, opacity=1.0, cmap=cmap)
+    cols = st.columns(3)
+    cols[0].image(gray, caption="Image", clamp=True, width="stretch")
+    cols[1].image(heat_rgb, caption=f"Heatmap, 0 to {high:.1f} z", width="stretch")
+    cols[2].image((mask * 255).astype(np.uint8), caption=f"Unsafe mask at τ = {tau:.2f} ({int(mask.sum())} px)",
+                  width="stretch")
+
+
+def mask_download(result: ScanResult, volume: Volume, tau: float) -> None:
+    stem = volume.name.split(".")[0] or "scan"
+    st.download_button("Download the mask (NIfTI)", mask_nifti_bytes(result, volume, tau),
+                       file_name=f"{stem}_mask_tau{tau:.2f}.nii.gz", mime="application/gzip",
+                       icon=":material/download:", on_click="ignore",
+                       key=f"review.download.{stem}.{tau:.2f}")  # a new tau is a new file: a new button
