@@ -109,3 +109,23 @@ def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_serv
     assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= {0, 1}
     assert int(np.asarray(mask.dataobj).sum()) == n_pixels  # the file holds the mask on screen
     page.screenshot(path="/tmp/safegen_tau_mask.png", full_page=True)
+
+
+def test_clicking_the_slice_score_plot_jumps_to_that_slice(page, streamlit_server):
+    page.goto(streamlit_server)
+    page.get_by_text("Score (worst slice)").wait_for(timeout=120_000)
+    _wait_idle(page)
+    slider = page.get_by_role("slider", name="Axial slice")
+    worst = int(slider.get_attribute("aria-valuetext"))
+    page.get_by_text(f"Slice {worst} of 189").wait_for()
+    points = page.locator(".js-plotly-plot .scatterlayer .point")
+    points.nth(100).wait_for()
+    assert points.count() == 120  # one marker per scored slice (the 69 tissue-poor slices have none)
+    points.nth(60).click(force=True)  # the 61st scored slice
+    caption = page.get_by_text(re.compile(r"Slice \d+ of 189"))
+    page.wait_for_function(
+        "w => !document.body.innerText.includes(`Slice ${w} of 189`)", arg=worst, timeout=30_000
+    )
+    _wait_idle(page)
+    shown = int(re.search(r"Slice (\d+)", caption.inner_text()).group(1))
+    assert shown != worst and slider.get_attribute("aria-valuetext") == str(shown)

@@ -15,6 +15,8 @@ from core.types import Volume
 from ui.analysis import heatmap_range, mask_nifti_bytes
 from ui.state import Keys
 
+TAU_MAX = 20.0  # z units; above this every model map here is far outside normal variation
+
 MODEL_SCOPE = (
     "The detectors were trained on brain MRI T1 slices of **two real subjects** (MNI152 and Colin27, "
     "both averages of many scans) with augmentation. On SAFEGEN's simulated-artifact benchmark they "
@@ -53,15 +55,15 @@ def verdict(result: ScanResult, tau: float) -> None:
 
 def heatmap_controls(result: ScanResult, scan_key: str) -> tuple[bool, float, float, str]:
     """Sidebar controls: overlay on/off, tau (live mask), opacity, colour map."""
-    low, high = heatmap_range(result)
     if st.session_state.get(Keys.TAU_SCAN) != scan_key:  # a new scan opens at its calibrated tau ...
         st.session_state[Keys.TAU_SCAN] = scan_key
-        st.session_state[Keys.TAU] = round(float(result.tau), 2)
+        st.session_state[Keys.TAU] = min(round(float(result.tau), 2), TAU_MAX)
         st.session_state[Keys.SLICE] = result.worst_slice + 1  # ... on its worst slice
     with st.sidebar:
         st.subheader("Heatmap")
         show = st.toggle("Show heatmap overlay", value=True, key=Keys.SHOW_HEATMAP)
-        tau = st.slider("Tolerance τ (z units)", 0.0, float(np.ceil(high)), step=0.05, key=Keys.TAU,
+        # Fixed limits keep the widget's identity across scans (a changing max re-mounts it).
+        tau = st.slider("Tolerance τ (z units)", 0.0, TAU_MAX, step=0.05, key=Keys.TAU,
                         help="Pixels and slices above τ are marked unsafe. Moving it re-draws; no model runs.")
         opacity = st.slider("Opacity", 0.0, 1.0, 0.55, step=0.05, key=Keys.OPACITY)
         cmap = st.selectbox("Colour map", HEATMAP_COLORMAPS, key=Keys.COLORMAP,
