@@ -129,3 +129,35 @@ def test_clicking_the_slice_score_plot_jumps_to_that_slice(page, streamlit_serve
     _wait_idle(page)
     shown = int(re.search(r"Slice (\d+)", caption.inner_text()).group(1))
     assert shown != worst and slider.get_attribute("aria-valuetext") == str(shown)
+
+
+def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_server, tmp_path):
+    import csv
+
+    from core.artifacts import simulate
+    from core.reference import KNOWN_SUBJECTS, subject_slices
+
+    slices = subject_slices(KNOWN_SUBJECTS[0]).images
+    dropout = simulate(slices[len(slices) // 2], "dropout", 3, np.random.default_rng(7)).image
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(dropout * 65535).astype(np.uint16)).save(buffer, format="PNG")
+    page.goto(streamlit_server)
+    page.get_by_role("heading", name="Scan review").wait_for()
+    page.get_by_role("link", name=re.compile("Batch screening")).click()
+    page.get_by_role("heading", name="Batch screening").wait_for()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(files=[
+        {"name": "dropout.png", "mimeType": "image/png", "buffer": buffer.getvalue()},
+        {"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n not really"},
+    ])
+    _wait_idle(page)
+    page.get_by_role("button", name="Score 2 file(s)").click()
+    page.get_by_text("Worst cases").wait_for(timeout=60_000)
+    _wait_idle(page)
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name=re.compile("Download the table")).click()
+    target = tmp_path / "screening.csv"
+    download_info.value.save_as(target)
+    rows = list(csv.DictReader(target.open()))
+    assert [r["file"] for r in rows] == ["dropout.png", "broken.png"]
+    assert rows[0]["flag"] == "True" and rows[1]["error"] and not rows[1]["score"]
+    page.screenshot(path="/tmp/safegen_batch.png", full_page=True)

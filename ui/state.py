@@ -20,7 +20,17 @@ class Keys:
     SCORE_CHART = "review.score_chart"  # the per-slice score plot (its selection jumps to a slice)
     LAST_PICK = "review.last_pick"  # the chart selection already acted on
     TAU_SCAN = "review.tau_scan"  # the scan the tau slider was last reset for
+    BATCH_SOURCE = "batch.source"  # "Upload files" or "Server folder"
+    BATCH_UPLOADS = "batch.uploads"  # the multi-file uploader
+    BATCH_FOLDER = "batch.folder"  # a folder on the server
+    BATCH_RECURSIVE = "batch.recursive"  # include sub-folders
+    BATCH_RUN = "batch.run"  # the "Score" button
+    BATCH_RESULT = "batch.result"  # the last Screening of this session
+    BATCH_FLAGGED_ONLY = "batch.flagged_only"  # table filter
 
 
 SOURCE_DEMO = "Demo scan"
 SOURCE_UPLOAD = "Upload"
+
+BATCH_UPLOAD = "Upload files"
+BATCH_FOLDER = "Server folder"

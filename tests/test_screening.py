@@ -1,0 +1,88 @@
+"""Batch screening in memory: ranking, error rows, thumbnails; and the dashboard page driving it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.artifacts import simulate
+from core.io import load_volume
+from core.reference import KNOWN_SUBJECTS, subject_slices
+from core.scoring import Scorer
+from core.screening import COLUMNS, THUMBNAIL_PX, reference_scores, screen
+from ui.state import BATCH_FOLDER, Keys
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A clean MNI slice, the same slice with a severe dropout (a known detectable artifact), a bad file."""
+    root = tmp_path_factory.mktemp("batch")
+    slices = subject_slices(KNOWN_SUBJECTS[0]).images
+    clean = slices[len(slices) // 2]
+    dropout = simulate(clean, "dropout", 3, np.random.default_rng(7)).image
+    for name, image in (("clean.png", clean), ("dropout.png", dropout)):
+        Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(root / name)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return root
+
+
+def test_screen_ranks_worst_first_and_keeps_bad_files_as_error_rows(folder):
+    scorer = Scorer.load()
+    done = []
+    paths = sorted(folder.iterdir())
+    result = screen([(p.name, lambda p=p: load_volume(p)) for p in paths], scorer,
+                    progress=lambda n, name: done.append((n, name)))
+    table = result.table
+    assert list(table.columns) == list(COLUMNS)
+    assert table["file"].tolist() == ["dropout.png", "clean.png", "broken.png"]  # worst first, errors last
+    assert table["flag"].tolist() == [True, False, False]
+    assert table.loc[2, "error"] and np.isnan(table.loc[2, "score"])
+    direct = scorer.score_volume(load_volume(folder / "dropout.png"))
+    assert table.loc[0, "score"] == pytest.approx(direct.score)
+    assert done == [(1, "broken.png"), (2, "clean.png"), (3, "dropout.png")]
+    assert set(result.thumbnails) == {"clean.png", "dropout.png"}
+    assert result.thumbnails["dropout.png"].shape == (THUMBNAIL_PX, THUMBNAIL_PX, 3)
+    assert len(reference_scores(scorer)) == 45  # the real calib slices
+
+
+def test_batch_page_scores_a_server_folder(folder):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/batch_screening.py")
+    at.run()
+    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
+    at.run()
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(folder))
+    at.run()
+    assert at.button(key=Keys.BATCH_RUN).label == "Score 3 file(s)"
+    at.button(key=Keys.BATCH_RUN).click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Files"], metrics["Flagged"], metrics["Errors"]) == ("3", "1", "1")
+    table = at.dataframe[0].value
+    assert table["file"].tolist()[0] == "dropout.png"
+    import json
+
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(figure["data"][0]["x"]) == 45 and len(figure["data"][1]["x"]) == 2  # reference vs this batch
+    at.checkbox(key=Keys.BATCH_FLAGGED_ONLY).check()
+    at.run()
+    assert at.dataframe[0].value["file"].tolist() == ["dropout.png"]
+
+
+def test_batch_page_says_when_a_folder_is_missing(tmp_path):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/batch_screening.py")
+    at.run()
+    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
+    at.run()
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(tmp_path / "nope"))
+    at.run()
+    assert "is not a folder" in at.error[0].value
+    assert at.button(key=Keys.BATCH_RUN).disabled

@@ -1,0 +1,99 @@
+"""Widgets of the batch-screening page: inputs, the scoring run with a progress bar, the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.io import load_upload, load_volume
+from core.score_folder import find_inputs
+from core.screening import Screening, reference_scores, screen
+from ui.analysis import load_scorer
+from ui.state import BATCH_FOLDER, BATCH_UPLOAD, Keys
+
+TYPES = ["nii", "gz", "dcm", "png", "jpg", "jpeg"]
+
+
+def batch_inputs() -> tuple[list, str]:
+    """The chosen files as ``(name, loader)`` items, and a label for the button."""
+    source = st.radio("Images from", [BATCH_UPLOAD, BATCH_FOLDER], key=Keys.BATCH_SOURCE, horizontal=True)
+    items = []
+    if source == BATCH_UPLOAD:
+        uploads = st.file_uploader("Generated images", type=TYPES, accept_multiple_files=True, key=Keys.BATCH_UPLOADS)
+        for upload in uploads or []:
+            items.append((upload.name, lambda u=upload: load_upload(u.name, u.getvalue())))
+    else:
+        folder = st.text_input("Folder on the server", key=Keys.BATCH_FOLDER,
+                               placeholder="/path/to/generated/images")
+        recursive = st.checkbox("Include sub-folders", key=Keys.BATCH_RECURSIVE)
+        if folder:
+            root = Path(folder).expanduser()
+            if not root.is_dir():
+                st.error(f"**{folder}** is not a folder on this server.")
+            else:
+                paths = find_inputs(root, recursive=recursive)
+                if not paths:
+                    st.warning(f"**{folder}** holds no .nii, .nii.gz, .png or .dcm files.")
+                for path in paths:
+                    items.append((str(path.relative_to(root)), lambda p=path: load_volume(p)))
+    return items, f"{len(items)} file(s)"
+
+
+def run_screening(items: list) -> None:
+    try:
+        scorer = load_scorer()
+    except FileNotFoundError as error:
+        st.error(f"The models are missing: {error}")
+        return
+    bar = st.progress(0.0, text=f"Scoring {len(items)} file(s) ...")
+
+    def advance(done: int, name: str) -> None:
+        bar.progress(done / len(items), text=f"Scored {done} of {len(items)}: {name}")
+
+    st.session_state[Keys.BATCH_RESULT] = screen(items, scorer, progress=advance)
+    bar.empty()
+
+
+def score_histogram(screening: Screening, tau: float, reference: np.ndarray) -> go.Figure:
+    """Scores of this batch against real clean calibration slices, with tau."""
+    scores = screening.scored["score"].astype(float).tolist()
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=[float(v) for v in reference], name="real clean slices (calibration)",
+                               histnorm="probability", opacity=0.6, marker_color="#7f8c8d", nbinsx=30))
+    fig.add_trace(go.Histogram(x=scores, name="this batch", histnorm="probability", opacity=0.7,
+                               marker_color="#1f5fbf", nbinsx=30))
+    fig.add_vline(x=tau, line_dash="dash", line_color="#c0392b", annotation_text=f"τ = {tau:.2f}")
+    fig.update_layout(barmode="overlay", height=260, margin={"l": 40, "r": 10, "t": 10, "b": 30},
+                      xaxis_title="score (z)", yaxis_title="share", legend={"orientation": "h", "y": 1.15})
+    return fig
+
+
+def show_screening(screening: Screening) -> None:
+    scorer = load_scorer()
+    table = screening.table
+    n_error = int((table["error"] != "").sum())
+    cols = st.columns(4)
+    cols[0].metric("Files", len(table))
+    cols[1].metric("Flagged", int(table["flag"].sum()))
+    cols[2].metric("Errors", n_error)
+    cols[3].metric("τ (5 % of real slices flagged)", f"{scorer.tau:.2f}")
+    st.plotly_chart(score_histogram(screening, scorer.tau, reference_scores(scorer)), key="batch.histogram")
+    flagged_only = st.checkbox("Show flagged files only", key=Keys.BATCH_FLAGGED_ONLY)
+    shown = table[table["flag"]] if flagged_only else table
+    st.dataframe(shown, hide_index=True, column_config={
+        "score": st.column_config.NumberColumn(format="%.2f"),
+        "p_value": st.column_config.NumberColumn("p-value", format="%.3f"),
+        "score_diffusion": st.column_config.NumberColumn(format="%.2f"),
+        "score_autoencoder": st.column_config.NumberColumn(format="%.2f"),
+    })
+    st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), file_name="safegen_screening.csv",
+                       mime="text/csv", icon=":material/download:", on_click="ignore")
+    worst = [name for name in screening.scored["file"] if name in screening.thumbnails][:4]
+    if worst:
+        st.subheader("Worst cases")
+        for col, name in zip(st.columns(4), worst, strict=False):
+            row = table[table["file"] == name].iloc[0]
+            col.image(screening.thumbnails[name], caption=f"{name} · {row['score']:.2f} · slice {row['worst_slice']}")
