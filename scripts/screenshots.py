@@ -46,7 +46,7 @@ with sync_playwright() as p:
         except Exception:
             continue
     idle(page)
-    page.get_by_text("Download the mask").scroll_into_view_if_needed()
+    page.get_by_text("Download the mask").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(DOCS / "scan_review_tau.png"))
     browser.close()

@@ -98,8 +98,9 @@ def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_serv
     assert n_pixels > 0 and before > 0
     from playwright.sync_api import expect
 
-    button = page.get_by_role("button", name=re.compile("Download the mask"))
-    expect(button).to_have_count(1, timeout=30_000)  # the previous scan's button is gone once its run ended
+    # The label names tau, so a button left over from the previous run (another tau) cannot match.
+    button = page.get_by_role("button", name="Download the mask at τ = 0.00 (NIfTI)")
+    expect(button).to_have_count(1, timeout=30_000)
     with page.expect_download() as download_info:
         button.click()
     target = tmp_path / download_info.value.suggested_filename

@@ -142,7 +142,7 @@ def panels(result: ScanResult, volume: Volume, index: int, gray: np.ndarray, tau
 
 def mask_download(result: ScanResult, volume: Volume, tau: float) -> None:
     stem = volume.name.split(".")[0] or "scan"
-    st.download_button("Download the mask (NIfTI)", mask_nifti_bytes(result, volume, tau),
+    st.download_button(f"Download the mask at τ = {tau:.2f} (NIfTI)", mask_nifti_bytes(result, volume, tau),
                        file_name=f"{stem}_mask_tau{tau:.2f}.nii.gz", mime="application/gzip",
                        icon=":material/download:", on_click="ignore",
                        key=f"review.download.{stem}.{tau:.2f}")  # a new tau is a new file: a new button
