@@ -16,18 +16,16 @@ Both are *raw*: calibration against real images happens elsewhere.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import AutoEncoder
-from tqdm.auto import tqdm
 
 from core.detectors.base import AnomalyMaps, top_fraction_mean
-from core.reference import augment
+from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 
 @dataclass(frozen=True)
@@ -134,22 +132,6 @@ class AutoencoderDetector:
         return cls(model, config)
 
 
-@dataclass
-class TrainingHistory:
-    """Loss per logged step, and the wall time, for the training record."""
-
-    steps: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def _batch(images: np.ndarray, rng: np.random.Generator, size: int, augment_images: bool) -> torch.Tensor:
-    picks = rng.integers(0, len(images), size=size)
-    batch = [augment(images[i], rng) if augment_images else images[i] for i in picks]
-    return torch.from_numpy(np.stack(batch)[:, None].astype(np.float32))
-
-
 @torch.no_grad()
 def _validation_loss(model: AutoEncoder, images: np.ndarray) -> float:
     model.eval()
@@ -194,12 +176,9 @@ def train_autoencoder(
     noise_generator = torch.Generator().manual_seed(seed)
     model = build_autoencoder(config).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    history = TrainingHistory()
-    start = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc="autoencoder", disable=not progress, unit="step")
-    running = 0.0
-    for step in bar:
-        clean = _batch(train_images, rng, batch_size, augment_images)
+
+    def train_step() -> float:
+        clean = sample_batch(train_images, rng, batch_size, augment_images)
         noisy = clean + coarse_noise(clean.shape, config.noise_std, config.noise_resolution, noise_generator)
         # The background stays exactly zero in real skull-stripped slices; keep it so in the input.
         noisy = torch.where(clean > 0, noisy, torch.zeros_like(noisy)).clamp(0.0, 1.0)
@@ -207,14 +186,9 @@ def train_autoencoder(
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        running += loss.item()
-        if step % log_every == 0 or step == steps:
-            n = log_every if step % log_every == 0 else step % log_every
-            history.steps.append(step)
-            history.train_loss.append(running / n)
-            running = 0.0
-            if val_images is not None:
-                history.val_loss.append(_validation_loss(model, val_images))
-            bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
-    history.seconds = time.perf_counter() - start
+        return loss.item()
+
+    validate = None if val_images is None else (lambda: _validation_loss(model, val_images))
+    history = run_training(train_step, steps=steps, validate=validate, log_every=log_every,
+                           desc="autoencoder", progress=progress)
     return AutoencoderDetector(model.eval(), config), history

@@ -27,7 +27,6 @@ seeded with ``config.seed`` at every call, so the same slice always gets the sam
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,11 +37,10 @@ import torch.nn.functional as F
 from monai.inferers import DiffusionInferer
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
-from tqdm.auto import tqdm
 
-from core.detectors.autoencoder import TrainingHistory, smooth
+from core.detectors.autoencoder import smooth
 from core.detectors.base import AnomalyMaps, top_fraction_mean
-from core.reference import augment
+from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 MapKind = Literal["reconstruction", "nll"]
 Sampler = Literal["ddim", "ddpm"]
@@ -311,14 +309,9 @@ def train_diffusion(
     val = None
     if val_images is not None:
         val = to_diffusion_grid(torch.from_numpy(val_images[:, None].astype(np.float32)), config.image_size)
-    history = TrainingHistory()
-    start = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc="diffusion", disable=not progress, unit="step")
-    running = 0.0
-    for step in bar:
-        picks = rng.integers(0, len(train_images), size=batch_size)
-        batch = np.stack([augment(train_images[i], rng) if augment_images else train_images[i] for i in picks])
-        x0 = to_diffusion_grid(torch.from_numpy(batch[:, None].astype(np.float32)), config.image_size)
+
+    def train_step() -> float:
+        x0 = to_diffusion_grid(sample_batch(train_images, rng, batch_size, augment_images), config.image_size)
         noise = torch.randn_like(x0)
         t = torch.randint(0, config.num_train_timesteps, (batch_size,))
         loss = F.mse_loss(inferer(inputs=x0, diffusion_model=model, noise=noise, timesteps=t), noise)
@@ -326,14 +319,9 @@ def train_diffusion(
         loss.backward()
         optimiser.step()
         lr_schedule.step()
-        running += loss.item()
-        if step % log_every == 0 or step == steps:
-            n = log_every if step % log_every == 0 else step % log_every
-            history.steps.append(step)
-            history.train_loss.append(running / n)
-            running = 0.0
-            if val is not None:
-                history.val_loss.append(_validation_loss(model, scheduler, val))
-            bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
-    history.seconds = time.perf_counter() - start
+        return loss.item()
+
+    validate = None if val is None else (lambda: _validation_loss(model, scheduler, val))
+    history = run_training(train_step, steps=steps, validate=validate, log_every=log_every,
+                           desc="diffusion", progress=progress)
     return DiffusionDetector(model.eval(), config), history
