@@ -183,11 +183,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _load_scorer(args: argparse.Namespace):
     from core.scoring import Scorer
 
-    return Scorer.load(
-        args.models / "diffusion_mri_t1.pt", args.models / "autoencoder_mri_t1.pt",
-        args.models / "calibration_mri_t1.json", device=args.device, alpha=args.alpha,
-        false_alarm_rate=args.false_alarm_rate, batch_size=args.batch_size,
-    )
+    return Scorer.from_folder(args.models, device=args.device, alpha=args.alpha,
+                              false_alarm_rate=args.false_alarm_rate, batch_size=args.batch_size)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -78,7 +78,7 @@ def score_folder(
     scorer=None,
 ) -> int:
     """Score a folder as the module docstring says; returns the exit status."""
-    from core.scoring import AUTOENCODER_WEIGHTS, CALIBRATION_FILE, DIFFUSION_WEIGHTS, Scorer
+    from core.scoring import MODELS_DIR, Scorer
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
@@ -89,11 +89,8 @@ def score_folder(
         print(f"error: {input_dir} holds no .nii, .nii.gz, .png or .dcm files", file=sys.stderr)
         return EXIT_NOTHING_SCORED
     if scorer is None:
-        weights = (DIFFUSION_WEIGHTS, AUTOENCODER_WEIGHTS, CALIBRATION_FILE)
-        if models_dir is not None:
-            weights = tuple(Path(models_dir) / w.name for w in weights)
-        scorer = Scorer.load(*weights, device=device, alpha=alpha, tau=tau,
-                             false_alarm_rate=false_alarm_rate, batch_size=batch_size)
+        scorer = Scorer.from_folder(models_dir or MODELS_DIR, device=device, alpha=alpha, tau=tau,
+                                    false_alarm_rate=false_alarm_rate, batch_size=batch_size)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
 

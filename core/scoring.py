@@ -278,6 +278,12 @@ class Scorer:
             **settings,
         )
 
+    @classmethod
+    def from_folder(cls, models_dir: Path = MODELS_DIR, **settings) -> "Scorer":
+        """:meth:`load` with the three files under their usual names in ``models_dir``."""
+        names = (DIFFUSION_WEIGHTS.name, AUTOENCODER_WEIGHTS.name, CALIBRATION_FILE.name)
+        return cls.load(*(Path(models_dir) / name for name in names), **settings)
+
     def calibrated_maps(self, grid: np.ndarray, *, with_nll: bool = False, progress=None) -> ComponentMaps:
         raw = raw_component_maps(
             self.diffusion, self.autoencoder, grid, batch_size=self.batch_size, with_nll=with_nll, progress=progress
