@@ -49,15 +49,21 @@ def test_screen_ranks_worst_first_and_keeps_bad_files_as_error_rows(folder):
     assert len(reference_scores(scorer)) == 45  # the real calib slices
 
 
-def test_batch_page_scores_a_server_folder(folder):
+def batch_page_on_folder(path) -> AppTest:
+    """The batch page in server-folder mode with ``path`` typed in."""
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     at.switch_page("pages/batch_screening.py")
     at.run()
     at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
     at.run()
-    at.text_input(key=Keys.BATCH_FOLDER).input(str(folder))
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(path))
     at.run()
+    return at
+
+
+def test_batch_page_scores_a_server_folder(folder):
+    at = batch_page_on_folder(folder)
     assert at.button(key=Keys.BATCH_RUN).label == "Score 3 file(s)"
     at.button(key=Keys.BATCH_RUN).click()
     at.run()
@@ -76,13 +82,6 @@ def test_batch_page_scores_a_server_folder(folder):
 
 
 def test_batch_page_says_when_a_folder_is_missing(tmp_path):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/batch_screening.py")
-    at.run()
-    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
-    at.run()
-    at.text_input(key=Keys.BATCH_FOLDER).input(str(tmp_path / "nope"))
-    at.run()
+    at = batch_page_on_folder(tmp_path / "nope")
     assert "is not a folder" in at.error[0].value
     assert at.button(key=Keys.BATCH_RUN).disabled

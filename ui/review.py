@@ -93,10 +93,8 @@ def make_overlay(result: ScanResult, volume: Volume, tau: float, opacity: float,
 
 def apply_chart_pick(n_slices: int) -> None:
     """If the per-slice plot was clicked since the last run, move the slice slider there."""
-    event = st.session_state.get(Keys.SCORE_CHART)
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
-    if not points and event is not None and hasattr(event, "selection"):
-        points = event.selection.get("points", [])
+    event = st.session_state.get(Keys.SCORE_CHART)  # a PlotlyState, which is a dict
+    points = (event or {}).get("selection", {}).get("points", [])
     if not points:
         return
     pick = int(round(points[0].get("x", 0)))
