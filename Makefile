@@ -40,11 +40,12 @@ benchmark: reference
 	$(BIN)/python -m core.cli make-benchmark --reference data/reference --split val --out data/benchmark_val --seed 101 --n-per 2
 	$(BIN)/python -m core.cli make-benchmark --reference data/reference --split test --out data/benchmark --seed 202 --n-per 4
 
-# Retrain both committed models and refit the calibration (CPU, seeded; about 35 min on 2 cores).
+# Retrain both committed models and refit the calibrations (CPU, seeded; about 35 min on 2 cores).
 models: benchmark
 	$(BIN)/python -m core.cli train autoencoder
 	$(BIN)/python -m core.cli train diffusion
 	$(BIN)/python -m core.cli calibrate
+	$(BIN)/python -m core.cli calibrate-explainers
 
 evaluate: benchmark
 	$(BIN)/python -m core.cli evaluate --out out/evaluation

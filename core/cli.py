@@ -7,8 +7,9 @@ Commands:
     train autoencoder      train the denoising autoencoder on the reference train split (seeded, CPU)
     train diffusion        train the diffusion model on the reference train split (seeded, CPU)
     calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
+    calibrate-explainers   put every explainer's map on the score's scale (quantiles on calib slices)
     score INPUT_DIR        score every image in a folder: scores.csv, masks/, heatmaps/
-    evaluate               detection and localisation metrics on a benchmark, with the ablation
+    evaluate               detection, localisation and explainer metrics on a benchmark, with the ablations
     bench                  timings on this machine
 """
 
@@ -177,6 +178,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return score_folder(
         args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
         batch_size=args.batch_size, device=args.device, recursive=args.recursive, models_dir=args.models,
+        explainer=args.explainer, shap_samples=args.shap_samples,
     )
 
 
@@ -185,6 +187,37 @@ def _load_scorer(args: argparse.Namespace):
 
     return Scorer.from_folder(args.models, device=args.device, alpha=args.alpha,
                               false_alarm_rate=args.false_alarm_rate, batch_size=args.batch_size)
+
+
+def _cmd_calibrate_explainers(args: argparse.Namespace) -> int:
+    from core.explain import AnomalyScoreModel, ExplainerSettings, fit_explainer_calibration
+    from core.reference import load_split
+
+    scorer = _load_scorer(args)
+    calib = load_split(args.reference, "calib")
+    calib_images = calib.images[calib.augmentation == 0]  # real slices, as the score's calibration
+    settings = ExplainerSettings(shap_samples=args.shap_samples, gradcam_layer=args.gradcam_layer)
+    start = time.perf_counter()
+    with _progress(3 * len(calib_images), "calibrate-explainers") as bar:
+        calibration = fit_explainer_calibration(
+            AnomalyScoreModel(scorer), calib_images, settings=settings,
+            reconstruct=scorer.autoencoder.reconstruct, progress=bar.update,
+            metadata={"command": "python -m core.cli " + " ".join(sys.argv[1:]), "reference": str(args.reference)},
+        )
+    calibration.save(args.out)
+    for name, seconds in calibration.metadata["seconds_per_slice"].items():
+        print(f"{name}: {seconds * 1e3:.0f} ms per slice")
+    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _explainers_for(args: argparse.Namespace, scorer) -> list:
+    from core.explain import Explainer, ExplainerName
+
+    names = list(ExplainerName) if args.explainers == "all" else [
+        ExplainerName(n.strip()) for n in args.explainers.split(",") if n.strip()]
+    path = Path(args.models) / "explainers_mri_t1.json"
+    return [Explainer.load(scorer, name, path, shap_samples=args.shap_samples) for name in names]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -227,8 +260,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     print()
     print(tables[0].to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.explainers:
+        _evaluate_explainers(args, scorer, images, gt, labels, kinds, severity_names, clean_test, report,
+                             flags=combined.flags)
     print(f"wrote {report} in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _evaluate_explainers(args, scorer, images, gt, labels, kinds, severity_names, clean_test, report: Path,
+                         *, flags: np.ndarray) -> None:
+    from core.explainer_evaluation import evaluate_explainers
+
+    explainers = _explainers_for(args, scorer)
+    n = len(explainers) * (int(labels.sum()) + len(clean_test))
+    with _progress(n, "explain") as bar:
+        summary, deletion = evaluate_explainers(
+            explainers, images[labels == 1], gt[labels == 1], kinds[labels == 1], severity_names[labels == 1],
+            clean_test, scorer.tau, args.out, report, flags=flags[labels == 1], progress=bar.update,
+        )
+    print()
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    print()
+    print(deletion.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -248,6 +301,12 @@ def _add_scorer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--false-alarm-rate", type=float, help="tau flags this share of clean slices")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+
+
+def _explainer_names():
+    from core.explain import ExplainerName
+
+    return list(ExplainerName)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,14 +365,29 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     score.add_argument("--recursive", action="store_true", help="also score files in sub-folders")
     score.add_argument("--models", type=Path, default=None, help="folder with the weights and calibration")
+    score.add_argument("--explainer", choices=[e.value for e in _explainer_names()],
+                       help="explainer of the heatmaps and masks (default: the best Dice in the README's table)")
+    score.add_argument("--shap-samples", type=int, help="KernelSHAP coalitions per slice (default 200)")
     score.set_defaults(func=_cmd_score)
 
     ev = sub.add_parser("evaluate", help="AUROC, F1, Dice per variant, kind and severity; report and plots")
     ev.add_argument("--benchmark", type=Path, default=Path("data/benchmark"))
     ev.add_argument("--reference", type=Path, default=Path("data/reference"))
     ev.add_argument("--out", type=Path, default=Path("out/evaluation"))
+    ev.add_argument("--explainers", default="all",
+                    help="comma-separated explainers to evaluate, 'all' (default) or '' for none")
+    ev.add_argument("--shap-samples", type=int, default=200, help="KernelSHAP coalitions per slice (default 200)")
     _add_scorer_options(ev)
     ev.set_defaults(func=_cmd_evaluate)
+
+    cx = sub.add_parser("calibrate-explainers", help="quantile-match every explainer to the score's scale")
+    cx.add_argument("--reference", type=Path, default=Path("data/reference"))
+    cx.add_argument("--out", type=Path, default=Path("models/explainers_mri_t1.json"))
+    cx.add_argument("--shap-samples", type=int, default=200, help="KernelSHAP coalitions per slice (default 200)")
+    cx.add_argument("--gradcam-layer", default="autoencoder.decode.decode_1",
+                    help="layer of the score model for Grad-CAM (default autoencoder.decode.decode_1)")
+    _add_scorer_options(cx)
+    cx.set_defaults(func=_cmd_calibrate_explainers)
 
     timing = sub.add_parser("bench", help="timings on this machine")
     timing.add_argument("--validation", type=Path, default=Path("data/benchmark_val"))

@@ -131,7 +131,7 @@ def breakdown_table(
     return pd.DataFrame(table)
 
 
-def _markdown(frame: pd.DataFrame, digits: int = 3) -> str:
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     """A plain Markdown table (no ``tabulate`` dependency)."""
     cols = [frame.index.name or ""] + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -162,23 +162,23 @@ def write_report(
         "",
         "## Detection, false alarms and localisation per variant",
         "",
-        _markdown(summary),
+        markdown_table(summary),
         "",
         "## Image AUROC per artifact kind (each kind against all clean images)",
         "",
-        _markdown(per_kind_auroc),
+        markdown_table(per_kind_auroc),
         "",
         "## Dice at tau per artifact kind (mean over that kind's images)",
         "",
-        _markdown(per_kind_dice),
+        markdown_table(per_kind_dice),
         "",
         "## Image AUROC per severity",
         "",
-        _markdown(per_severity_auroc),
+        markdown_table(per_severity_auroc),
         "",
         "## Dice at tau per severity",
         "",
-        _markdown(per_severity_dice),
+        markdown_table(per_severity_dice),
         "",
         "![AUROC per kind](auroc_per_kind.png)",
         "",

@@ -4,11 +4,11 @@ For every ``.nii``, ``.nii.gz``, ``.png`` and ``.dcm`` file in INPUT_DIR (sub-fo
 ``--recursive``):
 
 * a row of ``OUT_DIR/scores.csv``: ``file,score,flag`` then ``p_value, score_diffusion,
-  score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, seconds, warnings,
-  error``. ``score``: higher = more likely unsafe; ``flag``: 0/1 at tau. A file that cannot be
+  score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, explainer,
+  unsafe_area_mm2, unsafe_regions, seconds, warnings, error``. ``score``: higher = more likely unsafe; ``flag``: 0/1 at tau. A file that cannot be
   scored gets an empty score and flag and its message in ``error``; the run goes on.
 * ``OUT_DIR/masks/<stem>.nii.gz`` (uint8 0/1) and ``OUT_DIR/heatmaps/<stem>.nii.gz`` (float32,
-  calibrated units), ``<stem>`` = the file name without ``.nii.gz``, ``.nii``, ``.png`` or ``.dcm``.
+  calibrated units) from the chosen explainer (``--explainer``, :mod:`core.explain`), ``<stem>`` = the file name without ``.nii.gz``, ``.nii``, ``.png`` or ``.dcm``.
   Their arrays have the input's array shape and index order (see :func:`core.io.to_file_layout`);
   for a NIfTI input they also carry its affine, so they overlay it in any viewer.
 
@@ -31,7 +31,8 @@ from core.io import detect_format, load_volume, to_file_layout
 SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm")
 COLUMNS = (
     "file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
-    "flagged_slices", "scored_slices", "alpha", "tau", "seconds", "warnings", "error",
+    "flagged_slices", "scored_slices", "alpha", "tau", "explainer", "unsafe_area_mm2", "unsafe_regions",
+    "seconds", "warnings", "error",
 )
 EXIT_NOTHING_SCORED = 2
 
@@ -75,6 +76,8 @@ def score_folder(
     device: str = "cpu",
     recursive: bool = False,
     models_dir: Path | None = None,
+    explainer: str | None = None,
+    shap_samples: int | None = None,
     scorer=None,
 ) -> int:
     """Score a folder as the module docstring says; returns the exit status."""
@@ -91,6 +94,10 @@ def score_folder(
     if scorer is None:
         scorer = Scorer.from_folder(models_dir or MODELS_DIR, device=device, alpha=alpha, tau=tau,
                                     false_alarm_rate=false_alarm_rate, batch_size=batch_size)
+    from core.explain import DEFAULT_EXPLAINER, Explainer
+
+    overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
+    chosen = Explainer.load(scorer, explainer or DEFAULT_EXPLAINER, **overrides)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
 
@@ -105,7 +112,7 @@ def score_folder(
             if stem in used_stems:
                 raise ValueError(f"its output name {stem}.nii.gz is already taken by {used_stems[stem]}")
             volume = load_volume(path)
-            result = scorer.score_volume(volume)
+            result = scorer.score_volume(volume, explainer=chosen)
             heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
             mask = to_file_layout(result.mask, path).astype(np.uint8)
             affine = _affine_for(path)
@@ -115,11 +122,14 @@ def score_folder(
                 nib.save(nib.Nifti1Image(array, affine), str(target))
             used_stems[stem] = name
             scored = np.isfinite(result.slice_scores)
+            summary = result.summary_at()
             row.update(
                 score=_fmt(result.score), flag=str(int(result.flag)), p_value=_fmt(result.p_value),
                 score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
                 worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
                 scored_slices=str(int(scored.sum())), alpha=f"{result.alpha:.2f}", tau=_fmt(result.tau),
+                explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
+                unsafe_regions=str(summary.n_regions),
                 warnings=" | ".join(result.warnings),
             )
             n_scored += 1

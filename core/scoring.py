@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from core.calibration import ConformalCalibrator, RobustScale
 from core.detectors.autoencoder import AutoencoderDetector
 from core.detectors.base import top_fraction_mean
 from core.detectors.diffusion import DiffusionDetector
+from core.masks import MaskSummary, summarise_mask, unsafe_mask
 from core.preprocess import foreground_mask, maps_to_volume, normalize_volume, to_model_batch
 from core.reference import GRID_SIZE
 from core.resources import PROJECT_ROOT
@@ -185,13 +186,16 @@ class ScanResult:
         score_diffusion / score_autoencoder: each component's calibrated score on that worst slice.
         p_value: conformal p-value of ``score`` against clean calibration slices.
         flag: ``score > tau``.
-        heatmap: combined calibrated map, ``volume.array.shape``, float32 (0 on unscored slices).
-        mask: ``heatmap > tau`` on flagged slices, ``volume.array.shape``, uint8.
+        heatmap: the explainer's map on the combined map's calibrated scale (the combined map itself
+            for the ``residual`` explainer), ``volume.array.shape``, float32 (0 on unscored slices).
+        mask: :func:`core.masks.unsafe_mask` of the heatmap at tau, ``volume.array.shape``, uint8.
         slice_scores: per display slice (NaN where the slice was not scored).
         worst_slice: display-slice index of ``score``.
         alpha, tau: the settings used.
         seconds: wall time per stage.
         warnings: what a user should know (out-of-domain modality, unscored slices ...).
+        explainer: which explainer made ``heatmap`` (see :mod:`core.explain`).
+        spacing: voxel size in mm of the scan, for areas and volumes.
     """
 
     source: str
@@ -208,6 +212,8 @@ class ScanResult:
     tau: float
     seconds: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    explainer: str = "residual"
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
 
     @property
     def flagged_slices(self) -> np.ndarray:
@@ -220,13 +226,16 @@ class ScanResult:
     def mask_at(self, tau: float) -> np.ndarray:
         """The unsafe-region mask at another tolerance, without re-running a model.
 
-        ``heatmap > tau`` on the slices whose score is above ``tau`` (as :attr:`mask` at
-        ``self.tau``, up to the grid-to-scan resampling of that mask), uint8, the scan's shape.
+        :func:`core.masks.unsafe_mask` of the heatmap on the slices whose score is above ``tau``
+        (as :attr:`mask` at ``self.tau``, up to the grid-to-scan resampling of that mask), uint8,
+        the scan's shape.
         """
-        flags = self.flags_at(tau)
-        if self.heatmap.ndim == 2:
-            return ((self.heatmap > tau) & flags[0]).astype(np.uint8)
-        return ((self.heatmap > tau) & flags[None, None, :]).astype(np.uint8)
+        return unsafe_mask(self.heatmap, tau, self.flags_at(tau))
+
+    def summary_at(self, tau: float | None = None) -> MaskSummary:
+        """Unsafe area per slice, regions and total area / volume of the mask at ``tau`` (default: ``self.tau``)."""
+        mask = self.mask if tau is None else self.mask_at(tau)
+        return summarise_mask(mask, self.spacing)
 
 
 class Scorer:
@@ -299,8 +308,15 @@ class Scorer:
     def slice_scores(self, combined: np.ndarray) -> np.ndarray:
         return top_fraction_mean(combined, self.calibration.score_fraction)
 
-    def score_volume(self, volume: Volume, *, progress=None) -> ScanResult:
-        """Score every slice of a scan (see the module docstring)."""
+    def score_volume(self, volume: Volume, *, explainer=None, progress=None) -> ScanResult:
+        """Score every slice of a scan (see the module docstring).
+
+        Args:
+            volume: the scan.
+            explainer: a :class:`core.explain.Explainer` of this scorer that makes the heatmap and
+                mask; None = the combined map itself (the ``residual`` explainer).
+            progress: called with the number of slices done, per batch.
+        """
         seconds: dict[str, float] = {}
         warnings: list[str] = []
         start = time.perf_counter()
@@ -333,10 +349,14 @@ class Scorer:
         component["diffusion"][scored] = top_fraction_mean(maps.diffusion, fraction)
         component["autoencoder"][scored] = top_fraction_mean(maps.autoencoder, fraction)
         flagged = np.nan_to_num(slice_scores, nan=-np.inf) > self.tau
-        grid_mask = (combined > self.tau) & flagged[:, None, None]
+        explained = combined
+        if explainer is not None and explainer.name != "residual":
+            t0 = time.perf_counter()
+            explained = np.zeros_like(combined)
+            explained[scored] = explainer.maps(grid[scored], residual=combined_scored)
+            seconds["explain"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        heatmap = maps_to_volume(combined, transforms, normalised)
-        mask = maps_to_volume(grid_mask.astype(np.float32), transforms, normalised, as_mask=True)
+        heatmap, mask = self._maps_to_scan(explained, self.tau, flagged, transforms, normalised)
         seconds["map_back"] = time.perf_counter() - t0
         worst = int(np.nanargmax(slice_scores))
         seconds["total"] = time.perf_counter() - start
@@ -355,7 +375,33 @@ class Scorer:
             tau=self.tau,
             seconds=seconds,
             warnings=warnings + list(volume.warnings),
+            explainer="residual" if explainer is None else str(explainer.name),
+            spacing=tuple(float(s) for s in volume.spacing),
         )
+
+    @staticmethod
+    def _maps_to_scan(grid_maps: np.ndarray, tau: float, flagged: np.ndarray, transforms, normalised: Volume):
+        """Grid heatmaps ``(N, H, W)`` -> the scan's heatmap and its tau mask (made on the grid)."""
+        grid_mask = unsafe_mask(np.moveaxis(grid_maps, 0, -1), tau, flagged)
+        heatmap = maps_to_volume(grid_maps, transforms, normalised)
+        mask = maps_to_volume(np.moveaxis(grid_mask, -1, 0).astype(np.float32), transforms, normalised, as_mask=True)
+        return heatmap.astype(np.float32), mask.astype(np.uint8)
+
+    def explain(self, volume: Volume, result: ScanResult, explainer, *, progress=None) -> ScanResult:
+        """``result`` (of :meth:`score_volume` on ``volume``) with another explainer's heatmap and mask.
+
+        Only the explainer runs (the scores, flags and tau stay); the dashboard calls this when a
+        reader switches explainers, so the detectors do not run again.
+        """
+        start = time.perf_counter()
+        normalised = normalise_for_models(volume)
+        grid, transforms = to_model_batch(normalised, GRID_SIZE)
+        scored = np.isfinite(result.slice_scores)
+        explained = np.zeros((len(grid), *grid.shape[2:]), dtype=np.float32)
+        explained[scored] = explainer.maps(grid[scored], progress=progress)
+        heatmap, mask = self._maps_to_scan(explained, result.tau, result.flags_at(result.tau), transforms, normalised)
+        seconds = {**result.seconds, "explain": time.perf_counter() - start}
+        return replace(result, heatmap=heatmap, mask=mask, explainer=str(explainer.name), seconds=seconds)
 
     @staticmethod
     def scored_slices(volume: Volume) -> np.ndarray:

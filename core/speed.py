@@ -6,6 +6,7 @@ Measures, with the committed models, each on the real MNI152 template (nilearn):
   ``recon_levels`` with DDIM), the diffusion bound (NLL) map, and the whole :class:`Scorer` on a
   2-D image (load excluded, maps back on the image included);
 * a 155-slice volume (the template's central 155 axial slices), end to end;
+* each explainer of :mod:`core.explain` on one slice (SHAP at its calibrated sample count);
 * DDIM against the full-step ancestral DDPM reconstruction from the same level on the same slices,
   in the same run: time per slice, their ratio, and how close the two maps are and how well each
   separates clean from corrupted slices of the validation benchmark.
@@ -74,7 +75,22 @@ def run_bench(scorer: Scorer, validation_dir: Path | None, *, repeats: int = 5, 
     scored = int(np.isfinite(result.slice_scores).sum())
     rows.append((f"155-slice volume {volume.array.shape}, end to end ({scored} slices with tissue scored)",
                  f"{seconds:.1f} s ({seconds / max(1, scored) * 1e3:.0f} ms per scored slice)"))
+    rows.extend(_explainer_rows(scorer, grid[len(grid) // 2 : len(grid) // 2 + 1], repeats))
     rows.extend(_ddim_vs_ddpm(scorer, validation_dir, ddpm_slices, ddpm_level))
+    return rows
+
+
+def _explainer_rows(scorer: Scorer, one: np.ndarray, repeats: int) -> list[tuple[str, str]]:
+    from core.explain import EXPLAINER_FILE, Explainer, ExplainerName
+
+    if not EXPLAINER_FILE.is_file():
+        return [("explainers", f"skipped: {EXPLAINER_FILE} missing (calibrate-explainers)")]
+    rows = []
+    for name in ExplainerName:
+        explainer = Explainer.load(scorer, name)
+        what = f"explainer {name.value}, 1 slice" + (
+            f" ({explainer.settings.shap_samples} samples)" if name is ExplainerName.SHAP else "")
+        rows.append((what, f"{_median_seconds(lambda e=explainer: e.maps(one), repeats) * 1e3:.1f} ms"))
     return rows
 
 

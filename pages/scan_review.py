@@ -5,10 +5,11 @@ import streamlit as st
 from core.demo import available_cases
 from core.errors import InputError
 from core.render import apply_window, window_presets
-from ui.analysis import scan_result
+from ui.analysis import explained_result, scan_result
 from ui.resources import demo_volume, uploaded_volume
 from ui.review import (
     apply_chart_pick,
+    explainer_choice,
     heatmap_controls,
     make_overlay,
     mask_download,
@@ -53,6 +54,12 @@ if volume is not None:
         st.error(f"The models are missing, so this scan is shown without scores: {error}")
     except ValueError as error:
         st.error(f"This scan could not be scored: {error}")
+
+    if result is not None:
+        try:
+            result = explained_result(scan_key, volume, result, explainer_choice(), shared=source == SOURCE_DEMO)
+        except FileNotFoundError as error:
+            st.error(f"This explainer is not available, the residual map is shown: {error}")
 
     if result is None:
         slice_viewer(volume)

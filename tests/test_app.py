@@ -100,14 +100,37 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
     app.slider(key=Keys.TAU).set_value(round(expected.score + 1.0, 2))
     _run(app)
     assert app.success and "No artifact found" in app.success[0].value
-    assert app.get("image")[-1].captions[-1].endswith("(0 px)")  # the mask panel is empty
+    assert "(0 px," in app.get("image")[-1].captions[-1]  # the mask panel is empty
     app.slider(key=Keys.TAU).set_value(round(max(expected.score - 1.0, 0.0), 2))
     app.slider(key=Keys.OPACITY).set_value(0.9)
     _run(app)
     assert app.error and "Possibly unsafe" in app.error[0].value
     mask_caption = app.get("image")[-1].captions[-1]
-    assert "Unsafe mask" in mask_caption and "(0 px)" not in mask_caption
+    assert "Unsafe mask" in mask_caption and "(0 px," not in mask_caption
     assert len(counted_scoring) == runs  # moving tau and opacity re-ran no model
+
+
+def test_switching_the_explainer_redraws_its_heatmap_and_mask_without_rescoring(app, counted_scoring):
+    from core.demo import get_case
+    from core.explain import Explainer
+    from core.io import load_volume
+    from core.scoring import Scorer
+
+    app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
+    _run(app)
+    runs = len(counted_scoring)
+    tau = round(float(_metrics(app)["Score (worst slice)"]) - 0.5, 2)  # the slice is flagged at this tau
+    app.slider(key=Keys.TAU).set_value(tau)
+    app.selectbox(key=Keys.EXPLAINER).set_value("saliency")
+    _run(app)
+    assert len(counted_scoring) == runs  # only the explainer ran, not the detectors
+    heat_caption, mask_caption = app.get("image")[-2].captions[-1], app.get("image")[-1].captions[-1]
+    assert "(saliency)" in heat_caption
+    case = get_case("ct_small")
+    scorer = Scorer.load()
+    volume = load_volume(case.path, modality=case.modality)
+    expected = scorer.explain(volume, scorer.score_volume(volume), Explainer.load(scorer, "saliency"))
+    assert f"({int(expected.mask_at(tau).sum())} px," in mask_caption
 
 
 def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, counted_scoring):

@@ -83,7 +83,7 @@ def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_serv
     _wait_idle(page)
     tau = page.get_by_role("slider", name="Tolerance τ (z units)")
     before = float(tau.get_attribute("aria-valuetext") or "nan")
-    caption = page.get_by_text(re.compile(r"Unsafe mask at τ = 0\.00 \((\d+) px\)"))
+    caption = page.get_by_text(re.compile(r"Unsafe mask at τ = 0\.00 \((\d+) px, \d+ region"))
     for _ in range(3):  # a key press can land while the slider is being re-mounted by a rerun: retry
         tau.focus()
         page.keyboard.press("Home")  # tau = 0: every scored pixel above 0 is unsafe
@@ -94,7 +94,7 @@ def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_serv
         except Exception:
             continue
     page.get_by_text(re.compile(r"Possibly unsafe.*τ = 0\.00")).wait_for()
-    n_pixels = int(re.search(r"\((\d+) px\)", caption.inner_text()).group(1))
+    n_pixels = int(re.search(r"\((\d+) px,", caption.inner_text()).group(1))
     assert n_pixels > 0 and before > 0
     from playwright.sync_api import expect
 

@@ -22,6 +22,7 @@ from core.cli import main
 from core.io import load_volume
 from core.reference import KNOWN_SUBJECTS, subject_slices
 from core.resources import PROJECT_ROOT, package_file
+from core.explain import DEFAULT_EXPLAINER, Explainer
 from core.score_folder import COLUMNS, output_stem
 from core.scoring import Scorer
 from core.types import Modality, Volume
@@ -115,6 +116,40 @@ def test_scores_csv_has_the_contract_columns_and_one_row_per_input(scored):
     assert "out of their domain" in rows["ct.dcm"]["warnings"]
 
 
+def test_rows_name_the_explainer_and_the_unsafe_area_of_its_mask(scored):
+    root, inputs, out, rows, proc = scored
+    for name in ("ct.dcm", "hole_spl.nii.gz", "dropout.png", "slice2d.nii"):
+        assert rows[name]["explainer"] == DEFAULT_EXPLAINER
+        mask = nib.load(str(out / "masks" / f"{output_stem(name)}.nii.gz"))
+        pixel_mm2 = float(np.prod(mask.header.get_zooms()[:2])) if name != "ct.dcm" else None
+        if pixel_mm2 is not None:  # the DICOM's spacing lives in the scan, not in the mask's header
+            assert float(rows[name]["unsafe_area_mm2"]) == pytest.approx(
+                np.asarray(mask.dataobj).sum() * pixel_mm2, abs=0.1)
+        assert (int(rows[name]["unsafe_regions"]) > 0) == (float(rows[name]["unsafe_area_mm2"]) > 0)
+        if rows[name]["flag"] == "0":
+            assert int(rows[name]["unsafe_regions"]) == 0  # masks are drawn on flagged slices only
+    assert float(rows["dropout.png"]["unsafe_area_mm2"]) > 0  # flagged, with a mask
+
+
+def test_another_explainer_writes_its_own_maps(tmp_path, mni_slice):
+    from core.score_folder import score_folder
+
+    dropout = simulate(mni_slice, "dropout", 3, np.random.default_rng(7))
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.round(dropout.image * 65535).astype(np.uint16)).save(tmp_path / "in" / "dropout.png")
+    maps = {}
+    for name in ("residual", "gradcam"):
+        assert score_folder(tmp_path / "in", tmp_path / name, explainer=name) == 0
+        assert read_csv(tmp_path / name / "scores.csv")[0]["explainer"] == name
+        maps[name] = np.asarray(nib.load(str(tmp_path / name / "heatmaps" / "dropout.nii.gz")).dataobj)
+    scorer = Scorer.load()
+    volume = load_volume(tmp_path / "in" / "dropout.png")
+    expected = scorer.score_volume(volume, explainer=Explainer.load(scorer, "gradcam"))
+    np.testing.assert_allclose(maps["gradcam"].T if maps["gradcam"].shape != expected.heatmap.shape
+                               else maps["gradcam"], expected.heatmap, atol=1e-4)
+    assert not np.allclose(maps["gradcam"], maps["residual"])
+
+
 def test_masks_and_heatmaps_have_the_inputs_shape_and_index_order(scored):
     root, inputs, out, rows, proc = scored
     expected_shapes = {
@@ -151,7 +186,9 @@ def test_a_non_ras_nifti_gets_maps_in_its_own_voxel_order(scored):
     native = nib.load(str(out / "heatmaps" / "hole_spl.nii.gz"))
     heat_native = np.asarray(native.dataobj)
     assert heat_native.shape == (4, 233, 197)
-    ras_result = Scorer.load().score_volume(load_volume(root / "hole_ras.nii.gz"))
+    scorer = Scorer.load()
+    default = Explainer.load(scorer, DEFAULT_EXPLAINER)  # the CLI ran with the default explainer
+    ras_result = scorer.score_volume(load_volume(root / "hole_ras.nii.gz"), explainer=default)
     to_ras = nib.orientations.ornt_transform(nib.orientations.io_orientation(native.affine),
                                              nib.orientations.axcodes2ornt(("R", "A", "S")))
     np.testing.assert_allclose(nib.orientations.apply_orientation(heat_native, to_ras), ras_result.heatmap,

@@ -157,3 +157,26 @@ def test_mask_at_another_tau_needs_no_model():
     assert result.mask_at(2.0).sum() == 2 and result.mask_at(2.0)[2, 2, 1] == 1
     assert result.mask_at(7.0).sum() == 0  # no slice scores above 7
     assert result.mask_at(5.0).dtype == np.uint8 and result.flagged_slices.tolist() == [0]
+
+
+@pytest.mark.parametrize("name", ["saliency", "shap"])
+def test_an_explainer_replaces_heatmap_and_mask_but_not_the_scores(scorer, mni_slice, name):
+    from core.explain import Explainer
+
+    corrupted = simulate(mni_slice, "dropout", 3, np.random.default_rng(7))
+    volume = picture(corrupted.image)
+    explainer = Explainer.load(scorer, name, shap_samples=100)
+    plain = scorer.score_volume(volume)
+    explained = scorer.score_volume(volume, explainer=explainer)
+    assert explained.explainer == name and plain.explainer == "residual"
+    assert explained.score == plain.score and explained.flag and explained.tau == plain.tau
+    assert not np.allclose(explained.heatmap, plain.heatmap)
+    # The explainer's map points at the dropout too, and its tau mask overlaps it.
+    assert corrupted.mask[np.unravel_index(np.argmax(explained.heatmap), (128, 128))]
+    assert dice(explained.mask.astype(bool), corrupted.mask) > 0.1
+    # Re-explaining a stored result gives the same maps without running the detectors.
+    again = scorer.explain(volume, plain, explainer)
+    np.testing.assert_allclose(again.heatmap, explained.heatmap, atol=1e-5)
+    assert np.array_equal(again.mask, explained.mask) and again.score == plain.score
+    summary = again.summary_at()
+    assert summary.total_mm2 == again.mask.sum() and summary.n_regions >= 1

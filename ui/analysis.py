@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import streamlit as st
 
+from core.explain import Explainer, ExplainerName
 from core.scoring import ScanResult, Scorer
 from core.types import Volume
 from ui.state import Keys
@@ -22,6 +23,19 @@ from ui.state import Keys
 def load_scorer() -> Scorer:
     """The committed brain-MRI T1 models. Raises FileNotFoundError naming the command that makes them."""
     return Scorer.load()
+
+
+def _slice_progress(total: int, first_text: str, label: str):
+    """A progress bar and its ``advance(n_slices_done)`` callback (the models' ``progress`` argument)."""
+    bar = st.progress(0.0, text=first_text)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{label}: {done} of {total} slices")
+
+    return bar, advance
 
 
 @st.cache_resource
@@ -42,20 +56,42 @@ def scan_result(scan_key: str, volume: Volume, *, shared: bool) -> ScanResult:
         return store[scan_key]
     scorer = load_scorer()
     total = int(scorer.scored_slices(volume).sum())
-    bar = st.progress(0.0, text=f"Scoring {total} slice(s) with both models ...")
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        bar.progress(min(1.0, done / max(total, 1)), text=f"Scoring: {done} of {total} slices")
-
+    bar, advance = _slice_progress(total, f"Scoring {total} slice(s) with both models ...", "Scoring")
     result = scorer.score_volume(volume, progress=advance)
     bar.empty()
     if not shared:
         store.clear()  # one upload's result at a time per session: volumes can be large
     store[scan_key] = result
     return result
+
+
+@st.cache_resource(show_spinner=False)
+def load_explainer(name: str) -> Explainer:
+    """An explainer of the committed models with its committed calibration."""
+    return Explainer.load(load_scorer(), name)
+
+
+@st.cache_resource
+def _shared_explained() -> dict[tuple[str, str], ScanResult]:
+    return {}
+
+
+def explained_result(scan_key: str, volume: Volume, result: ScanResult, explainer: str, *,
+                     shared: bool) -> ScanResult:
+    """``result`` with the heatmap and mask of ``explainer``; only the explainer runs, once per scan."""
+    if explainer == ExplainerName.RESIDUAL:
+        return result
+    store = _shared_explained() if shared else st.session_state.setdefault(Keys.EXPLAINED, {})
+    if (scan_key, explainer) in store:
+        return store[(scan_key, explainer)]
+    total = int(np.isfinite(result.slice_scores).sum())
+    bar, advance = _slice_progress(total, f"Explaining {total} slice(s) with {explainer} ...", explainer)
+    explained = load_scorer().explain(volume, result, load_explainer(explainer), progress=advance)
+    bar.empty()
+    if not shared:
+        store.clear()
+    store[(scan_key, explainer)] = explained
+    return explained
 
 
 def heatmap_range(result: ScanResult) -> tuple[float, float]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from scipy import ndimage
 
+from core.explain import DEFAULT_EXPLAINER
+from core.masks import unsafe_mask
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.scoring import ScanResult
 from core.types import Volume
@@ -71,6 +74,26 @@ def heatmap_controls(result: ScanResult, scan_key: str) -> tuple[bool, float, fl
     return show, float(tau), float(opacity), cmap
 
 
+EXPLAINER_LABELS = {
+    "residual": "Residual (reconstruction error)",
+    "saliency": "Saliency (input gradient)",
+    "gradcam": "Grad-CAM (autoencoder layer)",
+    "shap": "KernelSHAP (superpixels, about 0.5 s per slice)",
+}
+
+
+def explainer_choice() -> str:
+    """Sidebar choice of the heatmap's explainer (all on the same calibrated scale, so one τ)."""
+    with st.sidebar:
+        return st.selectbox(
+            "Heatmap explainer", list(EXPLAINER_LABELS), index=list(EXPLAINER_LABELS).index(DEFAULT_EXPLAINER),
+            format_func=EXPLAINER_LABELS.get, key=Keys.EXPLAINER,
+            help="Every explainer's map is matched to the residual map's scale on real images, so τ means the "
+                 "same for all. Scores and flags do not change; only the heatmap and mask do. "
+                 "The README's explainer table compares them on the benchmark.",
+        )
+
+
 def heat_slice(result: ScanResult, volume: Volume, index: int) -> np.ndarray:
     """Display slice ``index`` of the heatmap (the scan's orientation, like the image)."""
     if not volume.is_3d:
@@ -129,13 +152,19 @@ def panels(result: ScanResult, volume: Volume, index: int, gray: np.ndarray, tau
     """Image, heatmap and mask of the slice on screen, side by side."""
     heat = heat_slice(result, volume, index)
     _, high = heatmap_range(result)
-    mask = (heat > tau) & bool(result.flags_at(tau)[index])
+    mask = unsafe_mask(heat, tau, result.flags_at(tau)[index : index + 1]).astype(bool)
+    regions = int(ndimage.label(mask, structure=np.ones((3, 3)))[1])
     heat_rgb = overlay_heatmap(np.zeros_like(gray), heat, low=0.0, high=high, opacity=1.0, cmap=cmap)
     cols = st.columns(3)
     cols[0].image(gray, caption="Image", clamp=True, width="stretch")
-    cols[1].image(heat_rgb, caption=f"Heatmap, 0 to {high:.1f} z", width="stretch")
-    cols[2].image((mask * 255).astype(np.uint8), caption=f"Unsafe mask at τ = {tau:.2f} ({int(mask.sum())} px)",
+    cols[1].image(heat_rgb, caption=f"Heatmap ({result.explainer}), 0 to {high:.1f} z", width="stretch")
+    cols[2].image((mask * 255).astype(np.uint8),
+                  caption=f"Unsafe mask at τ = {tau:.2f} ({int(mask.sum())} px, {regions} region(s))",
                   width="stretch")
+    if result.flags_at(tau)[index] and not mask.any():
+        st.info(f"This slice is flagged, but the {result.explainer} map has no region above τ here: gradient "
+                "maps show where the score is sensitive, not how anomalous a pixel is. The residual map "
+                "shows the magnitude.", icon=":material/info:")
 
 
 def mask_download(result: ScanResult, volume: Volume, tau: float) -> None:

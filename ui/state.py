@@ -20,6 +20,8 @@ class Keys:
     SCORE_CHART = "review.score_chart"  # the per-slice score plot (its selection jumps to a slice)
     LAST_PICK = "review.last_pick"  # the chart selection already acted on
     TAU_SCAN = "review.tau_scan"  # the scan the tau slider was last reset for
+    EXPLAINER = "review.explainer"  # ExplainerName value of the heatmap's explainer
+    EXPLAINED = "review.explained"  # {(scan key, explainer): ScanResult} of this session's upload
     BATCH_SOURCE = "batch.source"  # "Upload files" or "Server folder"
     BATCH_UPLOADS = "batch.uploads"  # the multi-file uploader
     BATCH_FOLDER = "batch.folder"  # a folder on the server

@@ -100,13 +100,22 @@ class AutoencoderDetector:
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` -> the pseudo-normal reconstruction, clipped to [0, 1] (on the CPU)."""
+        return self.residual_map(images.cpu())[1]
+
+    def residual_map(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw map ``smooth(|x - AE(x)|)`` ``(B, 1, H, W)`` and the reconstruction, on the CPU.
+
+        Differentiable with respect to ``images`` when called with gradients on (the explainers
+        backpropagate the score through it); :meth:`score_batch` calls it without.
+        """
         self.model.eval()
-        return self.model(images.to(self.device)).clamp(0.0, 1.0).cpu()
+        reconstruction = self.model(images.to(self.device)).clamp(0.0, 1.0).cpu()
+        return smooth((images - reconstruction).abs(), self.config.map_sigma), reconstruction
 
     def score_batch(self, images: torch.Tensor) -> AnomalyMaps:
         images = images.cpu()
-        reconstruction = self.reconstruct(images)
-        residual = smooth((images - reconstruction).abs(), self.config.map_sigma)
+        with torch.no_grad():
+            residual, reconstruction = self.residual_map(images)
         pixel_map = residual[:, 0].numpy()
         return AnomalyMaps(
             score=top_fraction_mean(pixel_map, self.config.score_fraction),

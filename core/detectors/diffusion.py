@@ -160,7 +160,16 @@ class DiffusionDetector:
     def reconstruct(
         self, images: torch.Tensor, level: int, *, sampler: Sampler = "ddim", generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        """:meth:`denoise_from` without gradients (scoring)."""
+        return self.denoise_from(images, level, sampler=sampler, generator=generator)
+
+    def denoise_from(
+        self, images: torch.Tensor, level: int, *, sampler: Sampler = "ddim", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Noise ``(B, 1, H, W)`` images in [0, 1] to timestep ``level`` and denoise them back.
+
+        Differentiable with respect to ``images`` when called with gradients on (the explainers
+        backpropagate the score through it); :meth:`reconstruct` is the no-gradient version.
 
         Args:
             images: slices on any square grid; they are moved to the diffusion grid and back.
@@ -213,14 +222,24 @@ class DiffusionDetector:
         bound = terms.view(k, b, *x0.shape[1:]).mean(0) * self.config.num_train_timesteps
         return from_diffusion_grid(bound, size).cpu()
 
+    def reconstruction_residual(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The raw ``reconstruction`` map ``(B, 1, H, W)`` (smoothed mean residual over the levels)
+        and the reconstruction at each level; differentiable when gradients are on."""
+        generator = generator or self._generator()
+        recons = [self.denoise_from(images, level, generator=generator) for level in self.config.recon_levels]
+        residual = torch.stack([(images - r).abs() for r in recons]).mean(0)
+        return smooth(residual, self.config.map_sigma), recons
+
     def score_batch(self, images: torch.Tensor, *, with_nll: bool = True) -> DiffusionMaps:
         """Raw scores and maps for ``(B, 1, H, W)`` slices in [0, 1] (see the module docstring)."""
         config = self.config
         generator = self._generator()
         images = images.cpu()
-        recons = [self.reconstruct(images, level, generator=generator) for level in config.recon_levels]
-        residual = torch.stack([(images - r).abs() for r in recons]).mean(0)
-        recon_map = smooth(residual, config.map_sigma)[:, 0].numpy()
+        with torch.no_grad():
+            recon_map_t, recons = self.reconstruction_residual(images, generator=generator)
+        recon_map = recon_map_t[:, 0].numpy()
         nll_map = nll = None
         if with_nll or config.map_kind == "nll":
             bound = self.nll_map(images, generator=generator)
