@@ -108,7 +108,7 @@ def make_overlay(result: ScanResult, volume: Volume, tau: float, opacity: float,
 
     def draw(index: int, gray: np.ndarray) -> np.ndarray:
         heat = heat_slice(result, volume, index)
-        mask = (heat > tau) & bool(flags[index])
+        mask = unsafe_mask(heat, tau, flags[index : index + 1]).astype(bool)
         return overlay_heatmap(gray, heat, low=tau, high=max(high, tau + 1.0), opacity=opacity, cmap=cmap, mask=mask)
 
     return draw
