@@ -291,16 +291,12 @@ def test_explainers_of_a_trained_autoencoder_rank_the_blob_above_the_phantom(tra
 
 @pytest.fixture(scope="module")
 def benchmark_slices():
-    from core.reference import load_split
-    from core.scoring import MODELS_DIR
+    """Six real MNI152 slices on the model grid (built from nilearn's template, no data/ needed)."""
+    from core.reference import KNOWN_SUBJECTS, subject_slices
 
-    if not (MODELS_DIR / "autoencoder_mri_t1.pt").is_file():
-        pytest.skip("committed models missing")
-    try:
-        split = load_split("data/reference", "test")
-    except FileNotFoundError:
-        pytest.skip("data/reference missing: run `make reference`")
-    return split.images[split.augmentation == 0][:6]
+    images = subject_slices(KNOWN_SUBJECTS[0]).images
+    middle = len(images) // 2
+    return images[middle - 3 : middle + 3]
 
 
 def test_anomaly_score_model_equals_the_scorers_slice_score(benchmark_slices):
