@@ -7,6 +7,7 @@ st.set_page_config(page_title="SAFEGEN", page_icon=":material/health_and_safety:
 pages = [
     st.Page("pages/scan_review.py", title="Scan review", icon=":material/radiology:", default=True),
     st.Page("pages/batch_screening.py", title="Batch screening", icon=":material/view_list:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
     st.Page("pages/about.py", title="About & model card", icon=":material/info:"),
 ]
 st.navigation(pages).run()

@@ -873,3 +873,16 @@ def write_benchmark(
         visible_delta=np.float64(VISIBLE_DELTA),
     )
     return table
+
+
+def benchmark_from_reference(reference_dir: Path, split: str, out_dir: Path, *, seed: int,
+                             n_per_kind_severity: int) -> pd.DataFrame:
+    """``make-benchmark``: corrupt the *real* slices of a reference split (never its augmented copies,
+    which would mix simulated variation into the benchmark's "clean")."""
+    from core.reference import load_split
+
+    data = load_split(reference_dir, split)
+    real = data.augmentation == 0
+    sources = [f"{s}:{i}" for s, i in zip(data.subject[real], data.slice_index[real], strict=True)]
+    return write_benchmark(data.images[real], out_dir, seed=seed, n_per_kind_severity=n_per_kind_severity,
+                           source_ids=sources)

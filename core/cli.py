@@ -69,20 +69,13 @@ def _cmd_build_reference(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_benchmark(args: argparse.Namespace) -> int:
-    from core.artifacts import write_benchmark
-    from core.reference import load_split
+    from core.artifacts import benchmark_from_reference
 
-    split = load_split(args.reference, args.split)
-    # Real slices only: augmentations would mix simulated variation into the benchmark's "clean".
-    real = split.augmentation == 0
-    images = split.images[real]
-    sources = [f"{s}:{i}" for s, i in zip(split.subject[real], split.slice_index[real], strict=True)]
     start = time.perf_counter()
-    table = write_benchmark(
-        images, args.out, seed=args.seed, n_per_kind_severity=args.n_per, source_ids=sources
-    )
+    table = benchmark_from_reference(args.reference, args.split, args.out, seed=args.seed,
+                                     n_per_kind_severity=args.n_per)
     counts = table.groupby("kind").size().to_dict()
-    print(f"{len(table)} images ({int(table.label.sum())} with artifacts) from {len(images)} real "
+    print(f"{len(table)} images ({int(table.label.sum())} with artifacts) from {int((table.label == 0).sum())} real "
           f"{args.split} slices: {counts}")
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -221,67 +214,32 @@ def _explainers_for(args: argparse.Namespace, scorer) -> list:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.evaluation import breakdown_table, summary_table, variant_outputs, write_plots, write_report
+    from core.evaluation import run_evaluation, small_subset
     from core.reference import load_split
 
     scorer = _load_scorer(args)
-    bench = np.load(Path(args.benchmark) / "benchmark.npz")
-    images, gt, labels = bench["images"], bench["masks"].astype(bool), bench["labels"].astype(int)
-    kinds, severities = bench["kinds"].astype(str), bench["severities"].astype(int)
+    bench = dict(np.load(Path(args.benchmark) / "benchmark.npz"))
+    if args.small:
+        keep = small_subset(bench["labels"], bench["kinds"].astype(str), bench["severities"])
+        n = len(bench["labels"])
+        bench = {k: v[keep] if v.ndim and len(v) == n else v for k, v in bench.items()}
     test = load_split(args.reference, "test")
     clean_test = test.images[test.augmentation == 0]  # real slices, as the calibration
-    start = time.perf_counter()
-    with _progress(len(images) + len(clean_test), "evaluate") as bar:
-        outputs, seconds = variant_outputs(scorer, images, progress=bar.update)
-        clean_outputs, _ = variant_outputs(scorer, clean_test, progress=bar.update)
-    clean_scores = {o.name: o.scores for o in clean_outputs}
-    summary = summary_table(outputs, labels, gt, clean_scores)
-    severity_names = np.array([f"severity {s}" for s in severities])
-    tables = (
-        breakdown_table(outputs, labels, gt, kinds, "auroc"),
-        breakdown_table(outputs, labels, gt, kinds, "dice"),
-        breakdown_table(outputs, labels, gt, severity_names, "auroc"),
-        breakdown_table(outputs, labels, gt, severity_names, "dice"),
-    )
-    for frame in tables:
-        frame.index.name = "kind"
-    context = {
-        "command": "`python -m core.cli " + " ".join(sys.argv[1:]) + "`",
-        "benchmark": f"{args.benchmark}: {len(images)} slices, {int(labels.sum())} with artifacts",
-        "clean test slices for false alarms": f"{len(clean_test)} real slices ({args.reference} test split, "
-                                             "never calibrated on)",
-        "alpha": f"{scorer.alpha:.2f}; false-alarm rate {scorer.false_alarm_rate:.0%} -> tau {scorer.tau:.3f}",
-        "scoring time": f"{seconds['total'] / len(images) * 1e3:.0f} ms per slice with both diffusion maps",
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = write_report(args.out, summary, *tables, context)
-    combined = next(o for o in outputs if o.name == "combined")
-    write_plots(args.out, tables[0], images, gt, combined, labels)
-    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    explainers = _explainers_for(args, scorer) if args.explainers else None
+    n_explain = len(explainers or []) * (int(bench["labels"].sum()) + len(clean_test))
+    context = {"command": "`python -m core.cli " + " ".join(sys.argv[1:]) + "`",
+               "benchmark file": str(args.benchmark), "reference": str(args.reference)}
+    with _progress(len(bench["images"]) + len(clean_test) + n_explain, "evaluate") as bar:
+        run = run_evaluation(scorer, bench, clean_test, args.out, explainers=explainers, context=context,
+                             progress=bar.update)
+    print(run.summary.to_string(float_format=lambda v: f"{v:.3f}"))
     print()
-    print(tables[0].to_string(float_format=lambda v: f"{v:.3f}"))
-    if args.explainers:
-        _evaluate_explainers(args, scorer, images, gt, labels, kinds, severity_names, clean_test, report,
-                             flags=combined.flags)
-    print(f"wrote {report} in {time.perf_counter() - start:.0f} s")
+    print(run.per_kind_auroc.to_string(float_format=lambda v: f"{v:.3f}"))
+    if run.explainer_summary is not None:
+        print()
+        print(run.explainer_summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {args.out / 'report.md'} in {run.seconds:.0f} s")
     return 0
-
-
-def _evaluate_explainers(args, scorer, images, gt, labels, kinds, severity_names, clean_test, report: Path,
-                         *, flags: np.ndarray) -> None:
-    from core.explainer_evaluation import evaluate_explainers
-
-    explainers = _explainers_for(args, scorer)
-    n = len(explainers) * (int(labels.sum()) + len(clean_test))
-    with _progress(n, "explain") as bar:
-        summary, deletion = evaluate_explainers(
-            explainers, images[labels == 1], gt[labels == 1], kinds[labels == 1], severity_names[labels == 1],
-            clean_test, scorer.tau, args.out, report, flags=flags[labels == 1], progress=bar.update,
-        )
-    print()
-    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    print()
-    print(deletion.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -377,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--explainers", default="all",
                     help="comma-separated explainers to evaluate, 'all' (default) or '' for none")
     ev.add_argument("--shap-samples", type=int, default=200, help="KernelSHAP coalitions per slice (default 200)")
+    ev.add_argument("--small", action="store_true",
+                    help="a quick run: one artifact image per kind and severity and as many clean ones")
     _add_scorer_options(ev)
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -19,8 +19,9 @@ artifact kind and per severity.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,159 @@ def write_plots(out_dir: Path, per_kind_auroc: pd.DataFrame, images: np.ndarray,
     fig.tight_layout()
     fig.savefig(out_dir / "examples.png", dpi=100)
     plt.close(fig)
+
+
+def false_alarm_curve(calib_scores: np.ndarray, clean_scores: np.ndarray, artifact_scores: np.ndarray,
+                      taus: np.ndarray) -> pd.DataFrame:
+    """Share of calibration / clean test / artifact slices scoring above each tau (the calibration plot)."""
+    rows = {
+        "false_alarms_calib": [(calib_scores > t).mean() for t in taus],
+        "false_alarms_test_clean": [(clean_scores > t).mean() for t in taus],
+        "recall_artifacts": [(artifact_scores > t).mean() for t in taus],
+    }
+    frame = pd.DataFrame(rows, index=pd.Index(np.round(taus, 3), name="tau"))
+    return frame
+
+
+def small_subset(labels: np.ndarray, kinds: np.ndarray, severities: np.ndarray, *, per_group: int = 1,
+                 seed: int = 0) -> np.ndarray:
+    """Indices of a quick benchmark: ``per_group`` artifact images per kind and severity and as many clean ones."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for kind in sorted(set(kinds[labels == 1].tolist())):
+        for severity in sorted(set(severities[labels == 1].tolist())):
+            members = np.flatnonzero((labels == 1) & (kinds == kind) & (severities == severity))
+            picks.extend(rng.choice(members, size=min(per_group, len(members)), replace=False).tolist())
+    clean = np.flatnonzero(labels == 0)
+    picks.extend(rng.choice(clean, size=min(len(picks), len(clean)), replace=False).tolist())
+    return np.sort(np.asarray(picks, dtype=int))
+
+
+@dataclass
+class EvaluationRun:
+    """What :func:`run_evaluation` wrote (all under ``out_dir``) and its headline tables."""
+
+    out_dir: Path
+    summary: pd.DataFrame
+    per_kind_auroc: pd.DataFrame
+    explainer_summary: pd.DataFrame | None = None
+    seconds: float = 0.0
+    context: dict = field(default_factory=dict)
+
+
+def run_evaluation(
+    scorer: Scorer,
+    benchmark: dict[str, np.ndarray],
+    clean_test: np.ndarray,
+    out_dir: Path,
+    *,
+    explainers: list | None = None,
+    context: dict | None = None,
+    progress=None,
+) -> EvaluationRun:
+    """Everything ``python -m core.cli evaluate`` computes, written to ``out_dir``.
+
+    Files: ``report.md``; ``summary.csv`` and the per-kind / per-severity tables; ``scores.csv``
+    (each benchmark image's kind, severity, label and score per variant: the ROC curves);
+    ``clean_test_scores.csv``; ``false_alarms_vs_tau.csv`` (the calibration plot); ``context.json``;
+    the plots; and with ``explainers`` the ``explainer_*`` tables and plots.
+
+    Args:
+        scorer: the calibrated scorer.
+        benchmark: arrays of ``benchmark.npz`` (``images``, ``masks``, ``labels``, ``kinds``, ``severities``).
+        clean_test: ``(M, H, W)`` real clean slices never calibrated on.
+        out_dir: output folder (created).
+        explainers: :class:`core.explain.Explainer` objects to compare (None: skip).
+        context: extra lines for the report (command, paths).
+        progress: called with the number of slices done.
+    """
+    images, gt = benchmark["images"], benchmark["masks"].astype(bool)
+    labels = benchmark["labels"].astype(int)
+    kinds, severities = benchmark["kinds"].astype(str), benchmark["severities"].astype(int)
+    start = time.perf_counter()
+    outputs, seconds = variant_outputs(scorer, images, progress=progress)
+    clean_outputs, _ = variant_outputs(scorer, clean_test, progress=progress)
+    clean_scores = {o.name: o.scores for o in clean_outputs}
+    summary = summary_table(outputs, labels, gt, clean_scores)
+    severity_names = np.array([f"severity {s}" for s in severities])
+    tables = (
+        breakdown_table(outputs, labels, gt, kinds, "auroc"),
+        breakdown_table(outputs, labels, gt, kinds, "dice"),
+        breakdown_table(outputs, labels, gt, severity_names, "auroc"),
+        breakdown_table(outputs, labels, gt, severity_names, "dice"),
+    )
+    for frame, index in zip(tables, ("kind", "kind", "severity", "severity"), strict=True):
+        frame.index.name = index
+    info = {
+        **(context or {}),
+        "benchmark": f"{len(images)} slices, {int(labels.sum())} with artifacts",
+        "clean test slices for false alarms": f"{len(clean_test)} real slices, never calibrated on",
+        "alpha": f"{scorer.alpha:.2f}; false-alarm rate {scorer.false_alarm_rate:.0%} -> tau {scorer.tau:.3f}",
+        "scoring time": f"{seconds['total'] / max(1, len(images)) * 1e3:.0f} ms per slice with both diffusion maps",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = write_report(out_dir, summary, *tables, info)
+    combined = next(o for o in outputs if o.name == "combined")
+    write_plots(out_dir, tables[0], images, gt, combined, labels)
+    per_image = pd.DataFrame({"kind": kinds, "severity": severities, "label": labels,
+                              **{f"score_{o.name}": o.scores for o in outputs}})
+    per_image.index.name = "image"
+    per_image.to_csv(out_dir / "scores.csv", float_format="%.5f")
+    pd.DataFrame({f"score_{k}": v for k, v in clean_scores.items()}).to_csv(
+        out_dir / "clean_test_scores.csv", float_format="%.5f", index_label="slice")
+    taus = np.linspace(0.0, max(10.0, 2 * scorer.tau), 201)
+    false_alarm_curve(scorer.calibration.calibrator(scorer.alpha).scores, clean_scores["combined"],
+                      combined.scores[labels == 1], taus).to_csv(out_dir / "false_alarms_vs_tau.csv",
+                                                                 float_format="%.4f")
+    explained = None
+    if explainers:
+        from core.explainer_evaluation import evaluate_explainers
+
+        artifact = labels == 1
+        explained, _ = evaluate_explainers(
+            explainers, images[artifact], gt[artifact], kinds[artifact], severity_names[artifact], clean_test,
+            scorer.tau, out_dir, report, flags=combined.flags[artifact], progress=progress,
+        )
+    info["tau"] = scorer.tau
+    info["alpha_value"] = scorer.alpha
+    (out_dir / "context.json").write_text(json.dumps(info, indent=1))
+    return EvaluationRun(out_dir, summary, tables[0], explained, time.perf_counter() - start, info)
+
+
+# The Makefile's test benchmark (``make benchmark``): the seeds and sizes the README reports.
+TEST_BENCHMARK_SEED = 202
+TEST_BENCHMARK_PER_GROUP = 4
+
+
+def ensure_benchmark(reference_dir: Path, benchmark_dir: Path) -> None:
+    """Build the reference slices and the test benchmark as ``make benchmark`` does, if missing (5 s)."""
+    from core.artifacts import benchmark_from_reference
+    from core.reference import build_reference
+
+    if not (Path(reference_dir) / "test.npz").is_file():
+        build_reference(reference_dir, seed=0)
+    if not (Path(benchmark_dir) / "benchmark.npz").is_file():
+        benchmark_from_reference(reference_dir, "test", benchmark_dir, seed=TEST_BENCHMARK_SEED,
+                                 n_per_kind_severity=TEST_BENCHMARK_PER_GROUP)
+
+
+def load_evaluation(out_dir: Path) -> dict[str, pd.DataFrame | dict] | None:
+    """The tables an :func:`run_evaluation` wrote to ``out_dir`` (None when there is none).
+
+    Keys: ``context`` (dict), ``summary``, ``per_kind_auroc``, ``scores``, ``false_alarms``, and when
+    explainers were evaluated ``explainer_summary``, ``explainer_dice_per_kind``, ``explainer_deletion``.
+    """
+    out_dir = Path(out_dir)
+    if not (out_dir / "summary.csv").is_file() or not (out_dir / "context.json").is_file():
+        return None
+    tables: dict[str, pd.DataFrame | dict] = {"context": json.loads((out_dir / "context.json").read_text())}
+    for key, name in (("summary", "summary"), ("per_kind_auroc", "per_kind_auroc"), ("scores", "scores"),
+                      ("false_alarms", "false_alarms_vs_tau"), ("explainer_summary", "explainer_summary"),
+                      ("explainer_dice_per_kind", "explainer_dice_per_kind"),
+                      ("explainer_deletion", "explainer_deletion")):
+        path = out_dir / f"{name}.csv"
+        if path.is_file():
+            tables[key] = pd.read_csv(path, index_col=0)
+    return tables

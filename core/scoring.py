@@ -142,6 +142,7 @@ class ComponentMaps:
     autoencoder: np.ndarray
     diffusion_nll: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    reconstruction: np.ndarray | None = None  # the autoencoder's pseudo-normal slices, [0, 1]
 
 
 def raw_component_maps(
@@ -154,7 +155,7 @@ def raw_component_maps(
     progress=None,
 ) -> dict[str, np.ndarray | dict]:
     """Raw maps of both detectors for ``(N, 1, H, W)`` grid slices, in batches, with timings."""
-    out: dict[str, list] = {"diffusion": [], "autoencoder": [], "diffusion_nll": []}
+    out: dict[str, list] = {"diffusion": [], "autoencoder": [], "diffusion_nll": [], "reconstruction": []}
     seconds = {"diffusion": 0.0, "autoencoder": 0.0}
     for start in range(0, len(grid), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(grid[start : start + batch_size], dtype=np.float32))
@@ -167,6 +168,7 @@ def raw_component_maps(
         seconds["autoencoder"] += t2 - t1
         out["diffusion"].append(d.reconstruction_map)
         out["autoencoder"].append(a.pixel_map)
+        out["reconstruction"].append(a.reconstruction)
         if with_nll:
             out["diffusion_nll"].append(d.nll_map)
         if progress is not None:
@@ -195,6 +197,8 @@ class ScanResult:
         seconds: wall time per stage.
         warnings: what a user should know (out-of-domain modality, unscored slices ...).
         explainer: which explainer made ``heatmap`` (see :mod:`core.explain`).
+        reconstruction: the autoencoder's pseudo-normal version of the scan in normalised [0, 1]
+            intensities, the scan's shape (0 on unscored slices); None for results made without it.
         spacing: voxel size in mm of the scan, for areas and volumes.
     """
 
@@ -214,6 +218,7 @@ class ScanResult:
     warnings: list[str] = field(default_factory=list)
     explainer: str = "residual"
     spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
+    reconstruction: np.ndarray | None = None
 
     @property
     def flagged_slices(self) -> np.ndarray:
@@ -303,6 +308,7 @@ class Scorer:
             autoencoder=scales["autoencoder"](raw["autoencoder"]),
             diffusion_nll=scales["diffusion_nll"](raw["diffusion_nll"]) if with_nll else None,
             seconds=raw["seconds"],
+            reconstruction=raw.get("reconstruction"),
         )
 
     def slice_scores(self, combined: np.ndarray) -> np.ndarray:
@@ -357,6 +363,9 @@ class Scorer:
             seconds["explain"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         heatmap, mask = self._maps_to_scan(explained, self.tau, flagged, transforms, normalised)
+        recon_grid = np.zeros_like(combined)
+        recon_grid[scored] = maps.reconstruction
+        reconstruction = maps_to_volume(recon_grid, transforms, normalised).astype(np.float32)
         seconds["map_back"] = time.perf_counter() - t0
         worst = int(np.nanargmax(slice_scores))
         seconds["total"] = time.perf_counter() - start
@@ -377,6 +386,7 @@ class Scorer:
             warnings=warnings + list(volume.warnings),
             explainer="residual" if explainer is None else str(explainer.name),
             spacing=tuple(float(s) for s in volume.spacing),
+            reconstruction=reconstruction,
         )
 
     @staticmethod

@@ -15,6 +15,7 @@ from ui.review import (
     mask_download,
     panels,
     slice_score_chart,
+    summary_downloads,
     verdict,
 )
 from ui.state import SOURCE_DEMO, SOURCE_UPLOAD, Keys
@@ -73,3 +74,4 @@ if volume is not None:
         window = window_presets(volume)[st.session_state[Keys.WINDOW]]
         panels(result, volume, index, apply_window(volume.display_slice(index), window), tau, cmap)
         mask_download(result, volume, tau)
+        summary_downloads(result, volume, tau, index, window, cmap, opacity)

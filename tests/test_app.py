@@ -53,6 +53,11 @@ def test_about_page_lists_the_real_data_sources():
     table = at.dataframe[0].value
     assert "mni152" in set(table["name"])
     assert bool(table.loc[table["name"] == "mni152", "present"].iloc[0])
+    models = at.dataframe[1].value  # the model card, read from the committed sidecars
+    assert list(models["model"]) == ["autoencoder_mri_t1.pt", "diffusion_mri_t1.pt"]
+    assert models["training images"].iloc[0] == "240 slices of mni152, colin27"
+    assert models["final val loss"].iloc[0] == pytest.approx(0.0246, abs=5e-4)
+    assert any("4.706 z" in m.value for m in at.markdown)  # the default tau, from the calibration file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +138,21 @@ def test_switching_the_explainer_redraws_its_heatmap_and_mask_without_rescoring(
     assert f"({int(expected.mask_at(tau).sum())} px," in mask_caption
 
 
+def test_the_summary_download_is_made_on_request_and_follows_the_view(app):
+    app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
+    _run(app)
+    assert not [b for b in app.get("download_button") if "Summary" in b.proto.label]
+    app.button(key=Keys.SUMMARY_PREPARE).click()
+    _run(app)
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert "Summary (PNG)" in labels and "Summary (PDF)" in labels
+    settings, pages = app.session_state[Keys.SUMMARY]
+    assert pages["png"].startswith(b"\x89PNG") and pages["pdf"].startswith(b"%PDF-")
+    app.slider(key=Keys.TAU).set_value(1.0)  # another view: the prepared file no longer matches it
+    _run(app)
+    assert not [b for b in app.get("download_button") if "Summary" in b.proto.label]
+
+
 def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, counted_scoring):
     import json
 
@@ -151,3 +171,61 @@ def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, cou
     _run(app)
     assert len(counted_scoring) == runs  # a slice move re-runs no model
     assert app.get("image")[0].captions[0].startswith("Slice 90 of 189")
+    assert [i.captions[0] for i in app.get("image")[1:3]] == ["Image", "Reconstruction (autoencoder, normalised)"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation page
+# ---------------------------------------------------------------------------------------------
+
+
+def _evaluation_page(monkeypatch, evaluation_dir, data_dir) -> AppTest:
+    monkeypatch.setenv("SAFEGEN_EVALUATION_DIR", str(evaluation_dir))
+    monkeypatch.setenv("SAFEGEN_DATA_DIR", str(data_dir))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/evaluation.py")
+    return _run(at)
+
+
+def test_evaluation_page_without_results_says_how_to_make_them(monkeypatch, tmp_path):
+    at = _evaluation_page(monkeypatch, tmp_path / "none", tmp_path / "data")
+    assert at.title[0].value == "Evaluation"
+    assert at.info and "make evaluate" in at.info[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_evaluation_page_reruns_a_small_set_and_plots_what_it_wrote(monkeypatch, tmp_path):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from core.metrics import image_auroc
+
+    at = _evaluation_page(monkeypatch, tmp_path / "none", tmp_path / "data")
+    at.button(key=Keys.EVAL_RERUN).click()
+    at.run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key=Keys.EVAL_SOURCE).value.startswith("Quick re-run")
+    folder = at.session_state[Keys.EVAL_QUICK_DIR]
+    summary = pd.read_csv(f"{folder}/summary.csv", index_col=0)
+    scores = pd.read_csv(f"{folder}/scores.csv", index_col=0)
+    context = json.loads(open(f"{folder}/context.json").read())
+    assert len(scores) == 54 and scores["label"].sum() == 27  # one artifact per kind x severity, as many clean
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Image AUROC (combined)"] == f"{summary.loc['combined', 'auroc']:.3f}"
+    assert metrics["Clean real slices flagged"] == f"{summary.loc['combined', 'false_alarms_test_clean']:.1%}"
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    roc = charts[0]["data"][0]
+    expected = image_auroc(scores["label"], scores["score_combined"])
+    assert roc["name"].endswith(f"(AUROC {expected:.3f})") and roc["x"][0] == 0 and roc["y"][-1] == 1
+    explainers = {t["name"] for t in charts[2]["data"]}
+    assert explainers == {"residual", "saliency", "gradcam"}  # the Dice-per-kind bars of the quick run
+    calibration = charts[-1]
+    tau_line = [s for s in calibration["layout"]["shapes"] if s["x0"] == s["x1"]][0]
+    assert tau_line["x0"] == pytest.approx(context["tau"])
+    # At the default tau, the clean-test curve is the summary's false-alarm rate.
+    curve = calibration["data"][1]
+    at_tau = curve["y"][int(np.searchsorted(np.asarray(curve["x"]), context["tau"]))]
+    assert at_tau == pytest.approx(summary.loc["combined", "false_alarms_test_clean"], abs=0.03)

@@ -180,3 +180,12 @@ def test_an_explainer_replaces_heatmap_and_mask_but_not_the_scores(scorer, mni_s
     assert np.array_equal(again.mask, explained.mask) and again.score == plain.score
     summary = again.summary_at()
     assert summary.total_mm2 == again.mask.sum() and summary.n_regions >= 1
+
+
+def test_the_result_carries_the_autoencoders_reconstruction_in_the_scans_layout(scorer, mni_slice):
+    import torch
+
+    result = scorer.score_volume(picture(mni_slice))  # a 128x128 picture: the model grid itself
+    expected = scorer.autoencoder.reconstruct(torch.from_numpy(mni_slice[None, None].copy()))[0, 0].numpy()
+    assert result.reconstruction.shape == mni_slice.shape
+    np.testing.assert_allclose(result.reconstruction, expected, atol=1e-5)

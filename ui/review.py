@@ -14,7 +14,8 @@ from core.explain import DEFAULT_EXPLAINER
 from core.masks import unsafe_mask
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.scoring import ScanResult
-from core.types import Volume
+from core.summary import summary_page
+from core.types import Volume, Window
 from ui.analysis import heatmap_range, mask_nifti_bytes
 from ui.state import Keys
 
@@ -149,16 +150,20 @@ def slice_score_chart(result: ScanResult, tau: float, current: int) -> None:
 
 
 def panels(result: ScanResult, volume: Volume, index: int, gray: np.ndarray, tau: float, cmap: str) -> None:
-    """Image, heatmap and mask of the slice on screen, side by side."""
+    """Image, the autoencoder's reconstruction, heatmap and mask of the slice on screen, side by side."""
     heat = heat_slice(result, volume, index)
     _, high = heatmap_range(result)
     mask = unsafe_mask(heat, tau, result.flags_at(tau)[index : index + 1]).astype(bool)
     regions = int(ndimage.label(mask, structure=np.ones((3, 3)))[1])
     heat_rgb = overlay_heatmap(np.zeros_like(gray), heat, low=0.0, high=high, opacity=1.0, cmap=cmap)
-    cols = st.columns(3)
+    cols = st.columns(4)
     cols[0].image(gray, caption="Image", clamp=True, width="stretch")
-    cols[1].image(heat_rgb, caption=f"Heatmap ({result.explainer}), 0 to {high:.1f} z", width="stretch")
-    cols[2].image((mask * 255).astype(np.uint8),
+    if result.reconstruction is not None:
+        recon = result.reconstruction if not volume.is_3d else volume.with_array(result.reconstruction).display_slice(index)
+        cols[1].image(np.clip(recon, 0.0, 1.0), caption="Reconstruction (autoencoder, normalised)", clamp=True,
+                      width="stretch")
+    cols[2].image(heat_rgb, caption=f"Heatmap ({result.explainer}), 0 to {high:.1f} z", width="stretch")
+    cols[3].image((mask * 255).astype(np.uint8),
                   caption=f"Unsafe mask at τ = {tau:.2f} ({int(mask.sum())} px, {regions} region(s))",
                   width="stretch")
     if result.flags_at(tau)[index] and not mask.any():
@@ -173,3 +178,28 @@ def mask_download(result: ScanResult, volume: Volume, tau: float) -> None:
                        file_name=f"{stem}_mask_tau{tau:.2f}.nii.gz", mime="application/gzip",
                        icon=":material/download:", on_click="ignore",
                        key=f"review.download.{stem}.{tau:.2f}")  # a new tau is a new file: a new button
+
+
+def summary_downloads(result: ScanResult, volume: Volume, tau: float, index: int, window: Window, cmap: str,
+                      opacity: float) -> None:
+    """A one-page PNG / PDF of what is on screen (:func:`core.summary.summary_page`), made on request.
+
+    Rendering takes about half a second, so it runs when asked, not on every slider move; the
+    buttons offer it only while the slice, tau and display settings are the ones it was made with.
+    """
+    settings = (result.source, result.explainer, round(tau, 2), index, window.name, cmap, round(opacity, 2))
+    stem = volume.name.split(".")[0] or "scan"
+    if st.button("Prepare a PNG / PDF summary of this view", key=Keys.SUMMARY_PREPARE,
+                 icon=":material/summarize:"):
+        with st.spinner("Rendering the summary ..."):
+            pages = {fmt: summary_page(result, volume, tau, index, window, cmap=cmap, opacity=opacity, fmt=fmt)
+                     for fmt in ("png", "pdf")}
+        st.session_state[Keys.SUMMARY] = (settings, pages)
+    stored = st.session_state.get(Keys.SUMMARY)
+    if stored and stored[0] == settings:
+        left, right = st.columns(2)
+        name = f"{stem}_safegen_slice{index + 1}_tau{tau:.2f}"
+        left.download_button("Summary (PNG)", stored[1]["png"], file_name=f"{name}.png", mime="image/png",
+                             icon=":material/image:", on_click="ignore", key="review.summary.png")
+        right.download_button("Summary (PDF)", stored[1]["pdf"], file_name=f"{name}.pdf", mime="application/pdf",
+                              icon=":material/picture_as_pdf:", on_click="ignore", key="review.summary.pdf")

@@ -1,0 +1,170 @@
+"""The Evaluation page's pieces: read an evaluation folder, plot it, and re-run a quick one.
+
+Everything plotted comes from the files ``python -m core.cli evaluate`` writes (see
+:func:`core.evaluation.run_evaluation`); the page never recomputes a figure the report holds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.evaluation import ensure_benchmark, load_evaluation, run_evaluation, small_subset
+from core.metrics import image_auroc, roc_curve_points
+from core.resources import PROJECT_ROOT
+from ui.analysis import load_explainer, load_scorer
+from ui.state import Keys
+
+VARIANT_LABELS = {
+    "combined": "Combined score (default α)",
+    "autoencoder": "Autoencoder E_AE",
+    "diffusion": "Diffusion, reconstruction",
+    "diffusion_nll": "Diffusion, bound (NLL)",
+}
+QUICK_EXPLAINERS = ("residual", "saliency", "gradcam")  # SHAP takes about 0.5 s a slice: the full run has it
+
+
+def full_run_dir() -> Path:
+    """Where ``make evaluate`` writes (``SAFEGEN_EVALUATION_DIR`` overrides, for tests)."""
+    return Path(os.environ.get("SAFEGEN_EVALUATION_DIR", PROJECT_ROOT / "out" / "evaluation"))
+
+
+def data_dirs() -> tuple[Path, Path]:
+    """The reference and test-benchmark folders (``SAFEGEN_DATA_DIR`` overrides, for tests)."""
+    root = Path(os.environ.get("SAFEGEN_DATA_DIR", PROJECT_ROOT / "data"))
+    return root / "reference", root / "benchmark"
+
+
+@st.cache_data(show_spinner=False)
+def _load(folder: str, stamp: float) -> dict | None:
+    return load_evaluation(Path(folder))
+
+
+def load_run(folder: Path) -> dict | None:
+    """The evaluation in ``folder`` (cached until its summary file changes)."""
+    summary = Path(folder) / "summary.csv"
+    return _load(str(folder), summary.stat().st_mtime if summary.is_file() else 0.0)
+
+
+def quick_rerun() -> None:
+    """Score a small balanced subset of the test benchmark now (about a minute) into a session folder."""
+    scorer = load_scorer()
+    reference_dir, benchmark_dir = data_dirs()
+    with st.spinner("Preparing the benchmark (first time only) ..."):
+        ensure_benchmark(reference_dir, benchmark_dir)
+    from core.reference import load_split
+
+    bench = dict(np.load(benchmark_dir / "benchmark.npz"))
+    keep = small_subset(bench["labels"], bench["kinds"].astype(str), bench["severities"])
+    n = len(bench["labels"])
+    bench = {k: v[keep] if v.ndim and len(v) == n else v for k, v in bench.items()}
+    test = load_split(reference_dir, "test")
+    clean = test.images[test.augmentation == 0]
+    explainers = [load_explainer(name) for name in QUICK_EXPLAINERS]
+    total = len(bench["images"]) + len(clean) + len(explainers) * (int(bench["labels"].sum()) + len(clean))
+    bar = st.progress(0.0, text=f"Evaluating {len(bench['images'])} benchmark slices ...")
+    done = 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        bar.progress(min(1.0, done / total), text=f"Evaluating: {done} of {total} slice passes")
+
+    # The folder lives as long as the session holds it: a later re-run or the session's end removes it.
+    folder = tempfile.TemporaryDirectory(prefix="safegen-eval-")
+    st.session_state[Keys.EVAL_QUICK_FOLDER] = folder
+    out_dir = Path(folder.name)
+    run_evaluation(scorer, bench, clean, out_dir, explainers=explainers, progress=advance,
+                   context={"command": "quick re-run from the dashboard (one artifact image per kind and severity)"})
+    bar.empty()
+    st.session_state[Keys.EVAL_QUICK_DIR] = str(out_dir)
+    st.session_state[Keys.EVAL_SOURCE] = QUICK
+
+
+FULL, QUICK = "Full run (make evaluate)", "Quick re-run (this session)"
+
+
+def choose_run() -> tuple[str, dict | None]:
+    """Sidebar: which evaluation to show, and the re-run button. Returns (label, tables)."""
+    quick_dir = st.session_state.get(Keys.EVAL_QUICK_DIR)
+    with st.sidebar:
+        options = [FULL] + ([QUICK] if quick_dir else [])
+        source = st.radio("Results", options, key=Keys.EVAL_SOURCE) if len(options) > 1 else FULL
+        if st.button("Re-run on a small set", key=Keys.EVAL_RERUN, icon=":material/replay:",
+                     help="27 artifact images (one per kind and severity), 27 clean ones and 36 clean real "
+                          "slices, with the residual, saliency and Grad-CAM explainers: about a minute."):
+            quick_rerun()
+            st.rerun()
+    folder = Path(quick_dir) if source == QUICK else full_run_dir()
+    return source, load_run(folder)
+
+
+def headline(tables: dict) -> None:
+    summary, context = tables["summary"], tables["context"]
+    combined = summary.loc["combined"]
+    cols = st.columns(4)
+    cols[0].metric("Image AUROC (combined)", f"{combined['auroc']:.3f}",
+                   help="Chance that a corrupted slice scores above a clean one.")
+    cols[1].metric("Dice at τ (combined)", f"{combined['dice']:.3f}", help="Mask at τ against the true artifact mask.")
+    cols[2].metric("Pixel AUROC (combined)", f"{combined['pixel_auroc']:.3f}")
+    if "false_alarms_test_clean" in summary.columns:
+        cols[3].metric("Clean real slices flagged", f"{combined['false_alarms_test_clean']:.1%}",
+                       help="Configured false-alarm rate: 5 %.")
+    st.caption(" · ".join(f"{k}: {v}" for k, v in context.items() if k in ("benchmark", "alpha", "date", "command")))
+
+
+def roc_figure(scores: pd.DataFrame) -> go.Figure:
+    """ROC curve per variant from the per-image scores (``scores.csv``)."""
+    figure = go.Figure()
+    labels = scores["label"].to_numpy()
+    for variant, name in VARIANT_LABELS.items():
+        column = f"score_{variant}"
+        if column not in scores.columns:
+            continue
+        fpr, tpr, _ = roc_curve_points(labels, scores[column].to_numpy())
+        auc = image_auroc(labels, scores[column].to_numpy())
+        figure.add_trace(go.Scatter(x=fpr.tolist(), y=tpr.tolist(), mode="lines", name=f"{name} (AUROC {auc:.3f})"))
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                                line={"dash": "dot", "color": "gray"}))
+    figure.update_layout(xaxis_title="false-positive rate", yaxis_title="true-positive rate", height=420,
+                         margin={"t": 30}, legend={"y": 0.02, "x": 0.98, "xanchor": "right", "yanchor": "bottom"})
+    return figure
+
+
+def grouped_bars(frame: pd.DataFrame, y_title: str) -> go.Figure:
+    """One bar group per row (artifact kind), one bar per column (variant or explainer)."""
+    figure = go.Figure([go.Bar(name=str(c), x=[str(i) for i in frame.index], y=frame[c].round(3).tolist())
+                        for c in frame.columns])
+    figure.update_layout(barmode="group", yaxis_title=y_title, height=380, margin={"t": 30})
+    return figure
+
+
+def deletion_figure(deletion: pd.DataFrame) -> go.Figure:
+    figure = go.Figure()
+    for name in deletion.columns:
+        line = {"dash": "dash", "color": "gray"} if name == "random" else {}
+        figure.add_trace(go.Scatter(x=(deletion.index * 100).tolist(), y=deletion[name].round(3).tolist(),
+                                    mode="lines+markers", name=name, line=line))
+    figure.update_layout(xaxis_title="pixels in-painted (% of tissue)", yaxis_title="score drop (z)", height=380,
+                         margin={"t": 30})
+    return figure
+
+
+def calibration_figure(false_alarms: pd.DataFrame, tau: float, rate: float = 0.05) -> go.Figure:
+    """False-alarm rate on clean slices (and recall on artifacts) as τ moves; the default τ marked."""
+    taus = false_alarms.index.to_numpy().tolist()
+    figure = go.Figure()
+    for column, name in (("false_alarms_calib", "clean calibration slices (τ fitted here)"),
+                         ("false_alarms_test_clean", "clean real test slices (never seen)"),
+                         ("recall_artifacts", "artifact slices flagged (recall)")):
+        figure.add_trace(go.Scatter(x=taus, y=false_alarms[column].tolist(), mode="lines", name=name))
+    figure.add_vline(x=tau, line={"dash": "dash"}, annotation_text=f"default τ = {tau:.2f}")
+    figure.add_hline(y=rate, line={"dash": "dot", "color": "gray"}, annotation_text=f"{rate:.0%}")
+    figure.update_layout(xaxis_title="τ (z units)", yaxis_title="share of slices above τ", height=420, margin={"t": 30})
+    return figure
