@@ -52,6 +52,7 @@ evaluate: benchmark
 
 bench: benchmark
 	$(BIN)/python -m core.cli bench
+	$(BIN)/python scripts/bench_dashboard.py
 
 clean:
 	rm -rf $(VENV) data/reference data/benchmark data/benchmark_val out .pytest_cache

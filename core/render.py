@@ -15,8 +15,19 @@ from core.types import Modality, Volume, Window
 CT_PRESETS: dict[str, Window] = {window.name: window for window in CT_WINDOWS.values()}
 
 
+MAX_WINDOW_SAMPLE = 2**20
+
+
 def auto_window(array: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5), name: str = "Auto") -> Window:
-    """A window spanning robust percentiles of the non-background intensities."""
+    """A window spanning robust percentiles of the non-background intensities.
+
+    Arrays above :data:`MAX_WINDOW_SAMPLE` voxels are read on a regular sub-grid (every k-th voxel
+    along each axis): percentiles of a million voxels are as good as of nine million, and the page
+    computes this on every rerun (it took 128 ms of a 350 ms slider move on the MNI152 volume).
+    """
+    if array.size > MAX_WINDOW_SAMPLE:
+        step = int(np.ceil((array.size / MAX_WINDOW_SAMPLE) ** (1.0 / array.ndim)))
+        array = array[tuple(slice(None, None, step) for _ in range(array.ndim))]
     values = array[np.isfinite(array)]
     nonzero = values[values != values.min()]
     sample = nonzero if nonzero.size > 0.05 * values.size else values

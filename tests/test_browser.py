@@ -109,6 +109,11 @@ def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_serv
     assert target.name.endswith("_tau0.00.nii.gz") and mask.shape == (128, 128)
     assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= {0, 1}
     assert int(np.asarray(mask.dataobj).sum()) == n_pixels  # the file holds the mask on screen
+    with page.expect_download() as summary_info:
+        page.get_by_role("button", name="Summary (PDF)").click()
+    summary = tmp_path / summary_info.value.suggested_filename
+    summary_info.value.save_as(summary)
+    assert summary.name.endswith("_tau0.00.pdf") and summary.read_bytes().startswith(b"%PDF-")
     page.screenshot(path="/tmp/safegen_tau_mask.png", full_page=True)
 
 

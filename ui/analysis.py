@@ -96,9 +96,8 @@ def explained_result(scan_key: str, volume: Volume, result: ScanResult, explaine
 
 def heatmap_range(result: ScanResult) -> tuple[float, float]:
     """Colour-map limits for a scan: from 0 z to its hottest pixel (at least tau + 1)."""
-    finite = result.heatmap[np.isfinite(result.heatmap)]
-    top = float(finite.max()) if finite.size else result.tau + 1.0
-    return 0.0, max(top, result.tau + 1.0)
+    top = float(np.nanmax(result.heatmap)) if result.heatmap.size else result.tau + 1.0  # no copy: it runs per rerun
+    return 0.0, max(top if np.isfinite(top) else result.tau + 1.0, result.tau + 1.0)
 
 
 def mask_nifti_bytes(result: ScanResult, volume: Volume, tau: float) -> bytes:

@@ -20,8 +20,6 @@ class Keys:
     SCORE_CHART = "review.score_chart"  # the per-slice score plot (its selection jumps to a slice)
     LAST_PICK = "review.last_pick"  # the chart selection already acted on
     TAU_SCAN = "review.tau_scan"  # the scan the tau slider was last reset for
-    SUMMARY_PREPARE = "review.summary_prepare"  # the "prepare summary" button
-    SUMMARY = "review.summary"  # (settings, png bytes, pdf bytes) of the last prepared summary
     EXPLAINER = "review.explainer"  # ExplainerName value of the heatmap's explainer
     EXPLAINED = "review.explained"  # {(scan key, explainer): ScanResult} of this session's upload
     EVAL_SOURCE = "eval.source"  # which evaluation the page shows: the full run or this session's quick one
