@@ -214,17 +214,11 @@ def _explainers_for(args: argparse.Namespace, scorer) -> list:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.evaluation import run_evaluation, small_subset
-    from core.reference import load_split
+    from core.evaluation import clean_test_slices, load_benchmark, run_evaluation
 
     scorer = _load_scorer(args)
-    bench = dict(np.load(Path(args.benchmark) / "benchmark.npz"))
-    if args.small:
-        keep = small_subset(bench["labels"], bench["kinds"].astype(str), bench["severities"])
-        n = len(bench["labels"])
-        bench = {k: v[keep] if v.ndim and len(v) == n else v for k, v in bench.items()}
-    test = load_split(args.reference, "test")
-    clean_test = test.images[test.augmentation == 0]  # real slices, as the calibration
+    bench = load_benchmark(args.benchmark, small=args.small)
+    clean_test = clean_test_slices(args.reference)
     explainers = _explainers_for(args, scorer) if args.explainers else None
     n_explain = len(explainers or []) * (int(bench["labels"].sum()) + len(clean_test))
     context = {"command": "`python -m core.cli " + " ".join(sys.argv[1:]) + "`",

@@ -383,3 +383,21 @@ def load_evaluation(out_dir: Path) -> dict[str, pd.DataFrame | dict] | None:
         if path.is_file():
             tables[key] = pd.read_csv(path, index_col=0)
     return tables
+
+
+def load_benchmark(benchmark_dir: Path, *, small: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of ``benchmark_dir/benchmark.npz``; ``small``: only the :func:`small_subset`."""
+    bench = dict(np.load(Path(benchmark_dir) / "benchmark.npz"))
+    if small:
+        keep = small_subset(bench["labels"], bench["kinds"].astype(str), bench["severities"])
+        n = len(bench["labels"])
+        bench = {k: v[keep] if v.ndim and len(v) == n else v for k, v in bench.items()}
+    return bench
+
+
+def clean_test_slices(reference_dir: Path) -> np.ndarray:
+    """The real (not augmented) slices of the reference ``test`` split: clean scans never calibrated on."""
+    from core.reference import load_split
+
+    test = load_split(reference_dir, "test")
+    return test.images[test.augmentation == 0]

@@ -25,7 +25,7 @@ detection, localisation, calibration = st.tabs(["Detection", "Localisation (expl
 with detection:
     left, right = st.columns(2)
     left.plotly_chart(roc_figure(tables["scores"]), key="eval.roc")
-    right.plotly_chart(grouped_bars(tables["per_kind_auroc"], "image AUROC"), key="eval.kind_auroc")
+    right.plotly_chart(grouped_bars(tables["per_kind_auroc"], "image AUROC", "Image AUROC per artifact kind"), key="eval.kind_auroc")
     st.dataframe(tables["summary"].round(3))
 with localisation:
     if "explainer_summary" not in tables:
@@ -33,7 +33,7 @@ with localisation:
     else:
         st.dataframe(tables["explainer_summary"].round(3))
         left, right = st.columns(2)
-        left.plotly_chart(grouped_bars(tables["explainer_dice_per_kind"], "Dice at τ"), key="eval.dice_kind")
+        left.plotly_chart(grouped_bars(tables["explainer_dice_per_kind"], "Dice at τ", "Dice at τ per kind and explainer"), key="eval.dice_kind")
         right.plotly_chart(deletion_figure(tables["explainer_deletion"]), key="eval.deletion")
 with calibration:
     st.plotly_chart(calibration_figure(tables["false_alarms"], float(tables["context"]["tau"])), key="eval.calib")

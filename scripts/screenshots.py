@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/screenshots.py [URL]   # default http://127.0.0.1:8501
 
-Writes docs/scan_review.png (the MNI152 demo on its worst slice) and docs/scan_review_tau.png
-(the CT demo with tau lowered to 0). Uses Debian's Chromium, as the browser tests do.
+Writes docs/scan_review.png (the MNI152 demo on its worst slice), docs/scan_review_tau.png
+(the CT demo with tau lowered to 0) and docs/evaluation*.png (the Evaluation page on out/evaluation). Uses Debian's Chromium, as the browser tests do.
 """
 
 import re
@@ -49,5 +49,15 @@ with sync_playwright() as p:
     page.get_by_text("Download the mask").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(DOCS / "scan_review_tau.png"))
+    # The Evaluation page on the full run in out/evaluation (`make evaluate` first).
+    page.set_viewport_size({"width": 1400, "height": 1250})
+    page.get_by_role("link", name="Evaluation").click()
+    page.get_by_text("Image AUROC (combined)").wait_for()
+    idle(page)
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(DOCS / "evaluation.png"))
+    page.get_by_role("tab", name="Localisation (explainers)").click()
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(DOCS / "evaluation_explainers.png"))
     browser.close()
-print(f"wrote {DOCS / 'scan_review.png'} and {DOCS / 'scan_review_tau.png'}")
+print(f"wrote scan_review.png, scan_review_tau.png, evaluation.png and evaluation_explainers.png in {DOCS}")

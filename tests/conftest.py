@@ -74,6 +74,14 @@ def browser():
         instance.close()
 
 
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where the browser tests put their screenshots: out/test-artifacts (SAFEGEN_TEST_ARTIFACTS overrides)."""
+    folder = Path(os.environ.get("SAFEGEN_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture
 def page(browser, streamlit_server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})

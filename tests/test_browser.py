@@ -16,7 +16,7 @@ def _wait_idle(page):
     page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=60_000)
 
 
-def test_demo_scan_is_shown_and_the_slider_moves_slices(page, streamlit_server):
+def test_demo_scan_is_shown_and_the_slider_moves_slices(page, streamlit_server, artifacts_dir):
     page.goto(streamlit_server)
     page.get_by_role("heading", name="Scan review").wait_for()
     # The first visit to a demo scores it (about 30 s for MNI152's 120 brain slices on 2 cores).
@@ -37,7 +37,7 @@ def test_demo_scan_is_shown_and_the_slider_moves_slices(page, streamlit_server):
         page.keyboard.press("ArrowRight")
     # The caption under the image changes only after the server re-ran the page with the new slice.
     page.get_by_text(f"Slice {n_before + 5} of 189").wait_for()
-    page.screenshot(path="/tmp/safegen_scan_review.png", full_page=True)
+    page.screenshot(path=str(artifacts_dir / "scan_review.png"), full_page=True)
 
 
 def _upload(page, name, data, mime="application/octet-stream"):
@@ -69,7 +69,7 @@ def test_an_uploaded_png_is_shown(page, streamlit_server):
     page.get_by_text(re.compile(r"Slice 1 of 1")).wait_for()
 
 
-def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_server, tmp_path):
+def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_server, tmp_path, artifacts_dir):
     """A reader lowers tau with the keyboard: the verdict and mask follow; the NIfTI mask downloads."""
     import nibabel as nib
 
@@ -114,7 +114,7 @@ def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_serv
     summary = tmp_path / summary_info.value.suggested_filename
     summary_info.value.save_as(summary)
     assert summary.name.endswith("_tau0.00.pdf") and summary.read_bytes().startswith(b"%PDF-")
-    page.screenshot(path="/tmp/safegen_tau_mask.png", full_page=True)
+    page.screenshot(path=str(artifacts_dir / "tau_mask.png"), full_page=True)
 
 
 def test_clicking_the_slice_score_plot_jumps_to_that_slice(page, streamlit_server):
@@ -137,7 +137,7 @@ def test_clicking_the_slice_score_plot_jumps_to_that_slice(page, streamlit_serve
     assert shown != worst and slider.get_attribute("aria-valuetext") == str(shown)
 
 
-def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_server, tmp_path):
+def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_server, tmp_path, artifacts_dir):
     import csv
 
     from core.artifacts import simulate
@@ -166,4 +166,4 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     rows = list(csv.DictReader(target.open()))
     assert [r["file"] for r in rows] == ["dropout.png", "broken.png"]
     assert rows[0]["flag"] == "True" and rows[1]["error"] and not rows[1]["score"]
-    page.screenshot(path="/tmp/safegen_batch.png", full_page=True)
+    page.screenshot(path=str(artifacts_dir / "batch.png"), full_page=True)

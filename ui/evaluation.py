@@ -10,12 +10,11 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.evaluation import ensure_benchmark, load_evaluation, run_evaluation, small_subset
+from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark, load_evaluation, run_evaluation
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
 from ui.analysis import load_explainer, load_scorer
@@ -58,14 +57,8 @@ def quick_rerun() -> None:
     reference_dir, benchmark_dir = data_dirs()
     with st.spinner("Preparing the benchmark (first time only) ..."):
         ensure_benchmark(reference_dir, benchmark_dir)
-    from core.reference import load_split
-
-    bench = dict(np.load(benchmark_dir / "benchmark.npz"))
-    keep = small_subset(bench["labels"], bench["kinds"].astype(str), bench["severities"])
-    n = len(bench["labels"])
-    bench = {k: v[keep] if v.ndim and len(v) == n else v for k, v in bench.items()}
-    test = load_split(reference_dir, "test")
-    clean = test.images[test.augmentation == 0]
+    bench = load_benchmark(benchmark_dir, small=True)
+    clean = clean_test_slices(reference_dir)
     explainers = [load_explainer(name) for name in QUICK_EXPLAINERS]
     total = len(bench["images"]) + len(clean) + len(explainers) * (int(bench["labels"].sum()) + len(clean))
     bar = st.progress(0.0, text=f"Evaluating {len(bench['images'])} benchmark slices ...")
@@ -132,16 +125,16 @@ def roc_figure(scores: pd.DataFrame) -> go.Figure:
         figure.add_trace(go.Scatter(x=fpr.tolist(), y=tpr.tolist(), mode="lines", name=f"{name} (AUROC {auc:.3f})"))
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
                                 line={"dash": "dot", "color": "gray"}))
-    figure.update_layout(xaxis_title="false-positive rate", yaxis_title="true-positive rate", height=420,
-                         margin={"t": 30}, legend={"y": 0.02, "x": 0.98, "xanchor": "right", "yanchor": "bottom"})
+    figure.update_layout(title="ROC: corrupted vs clean slices", xaxis_title="false-positive rate",
+                         yaxis_title="true-positive rate", height=420, margin={"t": 50}, legend={"y": 0.02, "x": 0.98, "xanchor": "right", "yanchor": "bottom"})
     return figure
 
 
-def grouped_bars(frame: pd.DataFrame, y_title: str) -> go.Figure:
+def grouped_bars(frame: pd.DataFrame, y_title: str, title: str = "") -> go.Figure:
     """One bar group per row (artifact kind), one bar per column (variant or explainer)."""
     figure = go.Figure([go.Bar(name=str(c), x=[str(i) for i in frame.index], y=frame[c].round(3).tolist())
                         for c in frame.columns])
-    figure.update_layout(barmode="group", yaxis_title=y_title, height=380, margin={"t": 30})
+    figure.update_layout(title=title, barmode="group", yaxis_title=y_title, height=420, margin={"t": 50})
     return figure
 
 
@@ -151,8 +144,9 @@ def deletion_figure(deletion: pd.DataFrame) -> go.Figure:
         line = {"dash": "dash", "color": "gray"} if name == "random" else {}
         figure.add_trace(go.Scatter(x=(deletion.index * 100).tolist(), y=deletion[name].round(3).tolist(),
                                     mode="lines+markers", name=name, line=line))
-    figure.update_layout(xaxis_title="pixels in-painted (% of tissue)", yaxis_title="score drop (z)", height=380,
-                         margin={"t": 30})
+    figure.update_layout(title="Faithfulness: score drop when a map's top pixels are in-painted",
+                         xaxis_title="pixels in-painted (% of tissue)", yaxis_title="score drop (z)", height=420,
+                         margin={"t": 50})
     return figure
 
 
@@ -166,5 +160,6 @@ def calibration_figure(false_alarms: pd.DataFrame, tau: float, rate: float = 0.0
         figure.add_trace(go.Scatter(x=taus, y=false_alarms[column].tolist(), mode="lines", name=name))
     figure.add_vline(x=tau, line={"dash": "dash"}, annotation_text=f"default τ = {tau:.2f}")
     figure.add_hline(y=rate, line={"dash": "dot", "color": "gray"}, annotation_text=f"{rate:.0%}")
-    figure.update_layout(xaxis_title="τ (z units)", yaxis_title="share of slices above τ", height=420, margin={"t": 30})
+    figure.update_layout(title="Share of slices flagged as τ moves", xaxis_title="τ (z units)",
+                         yaxis_title="share of slices above τ", height=420, margin={"t": 50})
     return figure
