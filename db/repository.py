@@ -1,0 +1,391 @@
+"""Every query of the reader study, as plain functions of a ``Session`` (pages never write SQL).
+
+Rules enforced here, not in the pages:
+
+* Only admins create studies or export; a reader reads and writes only their own work.
+* A save (answers + masks of one case) is one transaction. It carries the ``version`` of the case
+  read it was made from; a save from a stale version (a double submit, a second tab) is refused
+  with :class:`StudyError` and changes nothing. On SQLite every transaction starts with
+  ``BEGIN IMMEDIATE`` (``db.session``), so concurrent saves queue instead of interleaving.
+* Bad input (an unknown case, a case outside the reader's study, a Likert value out of range, an
+  unknown question, a mask of the wrong shape) raises :class:`StudyError` before anything is
+  written.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Answer, Arm, Assignment, Case, CaseRead, Mask, Reader, Role, Study
+
+LIKERT_RANGE = (1, 5)
+MAX_TEXT = 5000
+_HASHER = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory defaults
+
+DEFAULT_QUESTIONS: list[dict] = [
+    {"key": "realism", "text": "How realistic is this image?", "kind": "likert",
+     "low": "clearly synthetic", "high": "indistinguishable from a real scan"},
+    {"key": "artifact_present", "text": "Is there an artifact that makes the image unsafe to use?", "kind": "yes_no"},
+    {"key": "heatmap_useful", "text": "How useful is the heatmap for finding the problem?", "kind": "likert",
+     "low": "useless", "high": "very useful", "arm": "ai"},
+    {"key": "actionable", "text": "How clinically actionable is the feedback on this image?", "kind": "likert",
+     "low": "not at all", "high": "fully"},
+    {"key": "comment", "text": "Comments", "kind": "text"},
+]
+
+
+class StudyError(ValueError):
+    """A request the study cannot accept; the message is for the person who made it."""
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """A case to add to a study: a (de-identified) scan file and its display geometry."""
+
+    name: str
+    scan_path: str
+    display_shape: tuple[int, int, int]  # rows, columns, slices
+    ai_heatmap_path: str | None = None
+    ai_score: float | None = None
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+def create_reader(session: Session, username: str, password: str, role: Role = Role.READER) -> Reader:
+    """A new account with an argon2id password hash."""
+    username = username.strip()
+    if not username or len(username) > 64:
+        raise StudyError("a username needs 1 to 64 characters")
+    if len(password) < 8:
+        raise StudyError("a password needs at least 8 characters")
+    if session.scalar(select(Reader).where(Reader.username == username)) is not None:
+        raise StudyError(f"the username {username!r} is taken")
+    reader = Reader(username=username, password_hash=_HASHER.hash(password), role=Role(role))
+    session.add(reader)
+    session.flush()
+    return reader
+
+
+def authenticate(session: Session, username: str, password: str) -> Reader | None:
+    """The account if the password matches, else None (same answer for unknown users)."""
+    reader = session.scalar(select(Reader).where(Reader.username == username.strip()))
+    if reader is None:
+        _HASHER.hash(password)  # spend the same time as a real check: no user enumeration by timing
+        return None
+    try:
+        _HASHER.verify(reader.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return reader
+
+
+def _require_admin(reader: Reader) -> None:
+    if reader.role is not Role.ADMIN:
+        raise StudyError("only an admin can do this")
+
+
+# -- studies -------------------------------------------------------------------------------------
+
+
+def validate_questions(questions: list[dict]) -> list[dict]:
+    """Check a question set: unique keys, known kinds. Returns it unchanged."""
+    keys = [q.get("key") for q in questions]
+    if not questions or any(not k for k in keys) or len(set(keys)) != len(keys):
+        raise StudyError("questions need unique, non-empty keys")
+    for q in questions:
+        if q.get("kind") not in ("likert", "yes_no", "text"):
+            raise StudyError(f"question {q['key']!r}: kind must be likert, yes_no or text")
+    return questions
+
+
+def case_order(seed: int, reader_id: int, case_ids: list[int]) -> list[int]:
+    """The reader's own order of the cases: a permutation seeded by (study seed, reader id)."""
+    rng = np.random.default_rng([seed, reader_id])
+    return [int(case_ids[i]) for i in rng.permutation(len(case_ids))]
+
+
+def create_study(
+    session: Session,
+    admin: Reader,
+    title: str,
+    cases: list[CaseSpec],
+    readers: dict[int, Arm],
+    *,
+    instructions: str = "",
+    questions: list[dict] | None = None,
+    seed: int = 0,
+) -> Study:
+    """A study with its cases and one assignment (arm + seeded case order) per reader.
+
+    Args:
+        session: an open session (the caller commits).
+        admin: the creating account (must be an admin).
+        title, instructions: shown to readers.
+        cases: the scans, in the order they were added.
+        readers: reader id -> arm.
+        questions: the question set (default :data:`DEFAULT_QUESTIONS`).
+        seed: randomisation seed of the case orders.
+    """
+    _require_admin(admin)
+    if not title.strip():
+        raise StudyError("a study needs a title")
+    if not cases:
+        raise StudyError("a study needs at least one case")
+    known = set(session.scalars(select(Reader.id).where(Reader.id.in_(list(readers)))))
+    if missing := sorted(set(readers) - known):
+        raise StudyError(f"unknown reader id(s): {missing}")
+    study = Study(title=title.strip(), instructions=instructions, seed=int(seed), created_by=admin.id,
+                  questions=validate_questions(list(questions or DEFAULT_QUESTIONS)))
+    session.add(study)
+    session.flush()
+    for position, spec in enumerate(cases):
+        rows, cols, slices = (int(v) for v in spec.display_shape)
+        session.add(Case(study_id=study.id, position=position, name=spec.name, scan_path=spec.scan_path,
+                         display_shape=[rows, cols, slices], ai_heatmap_path=spec.ai_heatmap_path,
+                         ai_score=spec.ai_score))
+    session.flush()
+    case_ids = [c.id for c in session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.position))]
+    for reader_id, arm in readers.items():
+        session.add(Assignment(study_id=study.id, reader_id=reader_id, arm=Arm(arm),
+                               case_order=case_order(study.seed, reader_id, case_ids)))
+    session.flush()
+    return study
+
+
+def assignment(session: Session, reader: Reader, study_id: int) -> Assignment:
+    found = session.scalar(select(Assignment).where(Assignment.study_id == study_id,
+                                                    Assignment.reader_id == reader.id))
+    if found is None:
+        raise StudyError("you are not a reader of this study")
+    return found
+
+
+def studies_of(session: Session, reader: Reader) -> list[Study]:
+    """The studies a reader is assigned to (every study for an admin)."""
+    if reader.role is Role.ADMIN:
+        return list(session.scalars(select(Study).order_by(Study.id)))
+    return list(session.scalars(select(Study).join(Assignment, Assignment.study_id == Study.id)
+                                .where(Assignment.reader_id == reader.id).order_by(Study.id)))
+
+
+def _case_for(session: Session, reader: Reader, case_id: int) -> tuple[Case, Assignment]:
+    case = session.get(Case, case_id)
+    if case is None:
+        raise StudyError(f"there is no case {case_id}")
+    return case, assignment(session, reader, case.study_id)
+
+
+def reading_list(session: Session, reader: Reader, study_id: int) -> list[tuple[Case, CaseRead | None]]:
+    """The reader's cases in their own order, each with their read of it (None if never opened)."""
+    order = assignment(session, reader, study_id).case_order
+    cases = {c.id: c for c in session.scalars(select(Case).where(Case.study_id == study_id))}
+    reads = {r.case_id: r for r in session.scalars(
+        select(CaseRead).where(CaseRead.reader_id == reader.id, CaseRead.case_id.in_(order)))}
+    return [(cases[i], reads.get(i)) for i in order]
+
+
+def next_case(session: Session, reader: Reader, study_id: int) -> Case | None:
+    """The first case in the reader's order they have not submitted yet (None when done)."""
+    for case, read in reading_list(session, reader, study_id):
+        if read is None or read.submitted_at is None:
+            return case
+    return None
+
+
+def open_case(session: Session, reader: Reader, case_id: int) -> CaseRead:
+    """The reader's read of a case, created (opened now) on first visit."""
+    case, _ = _case_for(session, reader, case_id)
+    read = session.scalar(select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id))
+    if read is None:
+        read = CaseRead(case_id=case.id, reader_id=reader.id, version=0, seconds_spent=0.0)
+        session.add(read)
+        session.flush()
+    return read
+
+
+def shows_ai(session: Session, reader: Reader, study_id: int) -> bool:
+    """Whether this reader's arm shows SAFEGEN's heatmaps (blinded arms never get them)."""
+    return assignment(session, reader, study_id).arm is Arm.AI
+
+
+# -- saving --------------------------------------------------------------------------------------
+
+
+def pack_mask(mask: np.ndarray) -> bytes:
+    """A boolean 2-D mask, bit-packed and zlib-compressed (lossless)."""
+    return zlib.compress(np.packbits(np.asarray(mask, dtype=bool), axis=None).tobytes(), 6)
+
+
+def unpack_mask(data: bytes, height: int, width: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(zlib.decompress(data), dtype=np.uint8), count=height * width)
+    return bits.reshape(height, width).astype(bool)
+
+
+def _checked_answers(questions: list[dict], answers: dict[str, object], arm: Arm) -> dict[str, tuple]:
+    by_key = {q["key"]: q for q in questions}
+    checked = {}
+    for key, value in answers.items():
+        question = by_key.get(key)
+        if question is None:
+            raise StudyError(f"there is no question {key!r} in this study")
+        if question.get("arm") == Arm.AI and arm is not Arm.AI:
+            raise StudyError(f"question {key!r} is only asked with the AI heatmap")
+        if value is None:
+            continue
+        if question["kind"] == "likert":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+                    LIKERT_RANGE[0] <= int(value) <= LIKERT_RANGE[1]):
+                raise StudyError(f"{key!r} must be a whole number from {LIKERT_RANGE[0]} to {LIKERT_RANGE[1]}, "
+                                 f"got {value!r}")
+            checked[key] = (int(value), None)
+        elif question["kind"] == "yes_no":
+            if value not in (True, False, 0, 1):
+                raise StudyError(f"{key!r} must be yes or no, got {value!r}")
+            checked[key] = (int(bool(value)), None)
+        else:
+            text = str(value)
+            if len(text) > MAX_TEXT:
+                raise StudyError(f"{key!r} is longer than {MAX_TEXT} characters")
+            checked[key] = (None, text)
+    return checked
+
+
+def save_read(
+    session: Session,
+    reader: Reader,
+    case_id: int,
+    *,
+    expected_version: int,
+    answers: dict[str, object],
+    masks: dict[int, np.ndarray] | None = None,
+    seconds: float = 0.0,
+    submit: bool = True,
+) -> CaseRead:
+    """Save a reader's answers and masks for one case (see the module docstring).
+
+    Args:
+        session: an open session; the caller's transaction is the save (commit after this).
+        reader: who is saving (answers go to their own read only).
+        case_id: the case.
+        expected_version: the ``version`` of the read the form was made from.
+        answers: question key -> value (Likert int, yes/no bool, text); None leaves a question blank.
+        masks: display slice index -> boolean ``(rows, columns)`` mask; an all-False mask
+            removes that slice's mask. Slices not given keep their stored mask.
+        seconds: reading time to add to the read.
+        submit: mark the case as done (False: a draft the reader returns to).
+
+    Returns:
+        The read, its ``version`` one higher.
+
+    Raises:
+        StudyError: stale version, unknown case or question, out-of-range value, wrong mask shape.
+    """
+    case, assigned = _case_for(session, reader, case_id)
+    study = session.get(Study, case.study_id)
+    checked = _checked_answers(study.questions, answers, assigned.arm)
+    rows, cols, n_slices = case.display_shape
+    packed = {}
+    for index, mask in (masks or {}).items():
+        mask = np.asarray(mask)
+        if not 0 <= int(index) < n_slices:
+            raise StudyError(f"slice {index} is outside this scan's {n_slices} slice(s)")
+        if mask.shape != (rows, cols):
+            raise StudyError(f"a mask of slice {index} must be {rows} x {cols} pixels, got {mask.shape}")
+        packed[int(index)] = pack_mask(mask) if mask.any() else None
+    if not np.isfinite(seconds) or seconds < 0:
+        raise StudyError("reading time must be a non-negative number of seconds")
+    read = open_case(session, reader, case_id)
+    session.refresh(read)  # the newest committed version, read inside this (write-locked) transaction
+    if read.version != expected_version:
+        raise StudyError("this case was saved again since this form was opened (a second tab or a double "
+                         "click?); nothing was changed. Reload the case to see the saved answers.")
+    existing = {a.question: a for a in read.answers}
+    for key, (number, text) in checked.items():
+        row = existing.get(key) or Answer(read_id=read.id, question=key)
+        row.value_int, row.value_text = number, text
+        if key not in existing:
+            read.answers.append(row)
+    stored = {m.slice_index: m for m in read.masks}
+    for index, data in packed.items():
+        if data is None:
+            if index in stored:
+                read.masks.remove(stored[index])
+        elif index in stored:
+            stored[index].data = data
+        else:
+            read.masks.append(Mask(read_id=read.id, slice_index=index, height=rows, width=cols, data=data))
+    read.seconds_spent = float(read.seconds_spent) + float(seconds)
+    read.version += 1
+    if submit:
+        read.submitted_at = datetime.now(UTC)
+    session.flush()
+    return read
+
+
+def read_masks(read: CaseRead) -> dict[int, np.ndarray]:
+    """The read's masks: display slice index -> boolean array."""
+    return {m.slice_index: unpack_mask(m.data, m.height, m.width) for m in read.masks}
+
+
+# -- progress and export -------------------------------------------------------------------------
+
+
+def progress(session: Session, study_id: int) -> dict[str, tuple[int, int]]:
+    """Reader name -> (cases submitted, cases assigned)."""
+    total = session.scalar(select(func.count(Case.id)).where(Case.study_id == study_id)) or 0
+    rows = session.execute(
+        select(Reader.username, func.count(CaseRead.submitted_at))
+        .join(Assignment, Assignment.reader_id == Reader.id)
+        .outerjoin(CaseRead, (CaseRead.reader_id == Reader.id)
+                   & CaseRead.case_id.in_(select(Case.id).where(Case.study_id == study_id)))
+        .where(Assignment.study_id == study_id)
+        .group_by(Reader.username)
+    )
+    return {name: (int(done), int(total)) for name, done in rows}
+
+
+def answers_table(session: Session, requester: Reader, study_id: int) -> list[dict]:
+    """One row per answer: study, case, reader, arm, question, value, seconds, submitted.
+
+    An admin gets every reader's answers; a reader only their own.
+    """
+    query = (
+        select(Case.id, Case.name, Reader.username, Assignment.arm, Answer.question, Answer.value_int,
+               Answer.value_text, CaseRead.seconds_spent, CaseRead.submitted_at)
+        .join(CaseRead, CaseRead.id == Answer.read_id)
+        .join(Case, Case.id == CaseRead.case_id)
+        .join(Reader, Reader.id == CaseRead.reader_id)
+        .join(Assignment, (Assignment.reader_id == Reader.id) & (Assignment.study_id == Case.study_id))
+        .where(Case.study_id == study_id)
+        .order_by(Case.id, Reader.username, Answer.question)
+    )
+    if requester.role is not Role.ADMIN:
+        assignment(session, requester, study_id)
+        query = query.where(Reader.id == requester.id)
+    names = ("case_id", "case", "reader", "arm", "question", "value", "text", "seconds", "submitted_at")
+    return [dict(zip(names, (*row[:3], str(row[3]), row[4], row[5], row[6], row[7],
+                             row[8].isoformat() if row[8] else None), strict=True))
+            for row in session.execute(query)]
+
+
+def study_masks(session: Session, admin: Reader, study_id: int) -> list[tuple[Case, str, dict[int, np.ndarray]]]:
+    """Every drawn mask of a study (admin only): (case, reader name, slice -> mask)."""
+    _require_admin(admin)
+    out = []
+    for read, case, name in session.execute(
+            select(CaseRead, Case, Reader.username).join(Case, Case.id == CaseRead.case_id)
+            .join(Reader, Reader.id == CaseRead.reader_id).where(Case.study_id == study_id)
+            .order_by(Case.id, Reader.username)):
+        masks = read_masks(read)
+        if masks:
+            out.append((case, name, masks))
+    return out
