@@ -10,4 +10,9 @@ pages = [
     st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
     st.Page("pages/about.py", title="About & model card", icon=":material/info:"),
 ]
-st.navigation(pages).run()
+study = [
+    st.Page("pages/reading.py", title="Reading", icon=":material/edit_note:"),
+    st.Page("pages/study_results.py", title="Study results", icon=":material/query_stats:"),
+    st.Page("pages/study_admin.py", title="Study admin", icon=":material/admin_panel_settings:"),
+]
+st.navigation({"Screening": pages, "Reader study": study}).run()

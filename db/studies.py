@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from core.study_stats import agreement, answers_frame, mean_with_ci, question_su
 from db.models import Arm, Reader, Study
 from db.repository import CaseSpec, StudyError, answers_table, create_study, study_masks
 
-STUDIES_DIR = PROJECT_ROOT / "data" / "studies"
+def default_studies_dir() -> Path:
+    """Where study folders go: ``$SAFEGEN_STUDIES_DIR`` or ``data/studies`` (read at call time)."""
+    return Path(os.environ.get("SAFEGEN_STUDIES_DIR", PROJECT_ROOT / "data" / "studies"))
 
 
 def create_study_from_files(
@@ -41,7 +44,7 @@ def create_study_from_files(
     questions: list[dict] | None = None,
     seed: int = 0,
     scorer=None,
-    studies_dir: Path = STUDIES_DIR,
+    studies_dir: Path | None = None,
     progress=None,
 ) -> Study:
     """A study whose cases are de-identified copies of ``files`` (see the module docstring).
@@ -50,10 +53,10 @@ def create_study_from_files(
         session, admin, title, readers, instructions, questions, seed: as :func:`db.repository.create_study`.
         files: scans (NIfTI, DICOM, PNG, JPEG); each becomes ``case-NNN`` in a new study folder.
         scorer: a :class:`core.scoring.Scorer` to make the AI arm's heatmaps (None: no AI output).
-        studies_dir: parent of the study folders.
+        studies_dir: parent of the study folders (default :func:`default_studies_dir`).
         progress: called with the number of files done.
     """
-    folder = Path(studies_dir) / uuid.uuid4().hex[:12]
+    folder = Path(studies_dir or default_studies_dir()) / uuid.uuid4().hex[:12]
     specs = []
     for number, path in enumerate(files, start=1):
         pseudonym = f"case-{number:03d}"

@@ -28,11 +28,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def streamlit_server(tmp_path_factory):
+def server_data(tmp_path_factory) -> dict[str, str]:
+    """The browser-test server's own study database URL and study folder (tests may fill them first)."""
+    folder = tmp_path_factory.mktemp("server-data")
+    return {"db_url": f"sqlite:///{folder / 'safegen.db'}", "studies_dir": str(folder / "studies")}
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(tmp_path_factory, server_data):
     """A real `streamlit run app.py` on a free loopback port; yields its base URL."""
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "SAFEGEN_DB_URL": f"sqlite:///{log.parent / 'safegen.db'}"}
+    env = {**os.environ, "SAFEGEN_DB_URL": server_data["db_url"], "SAFEGEN_STUDIES_DIR": server_data["studies_dir"]}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

@@ -1,0 +1,161 @@
+"""Reader-study widgets: the database once per process, log-in, the reading form and the canvas.
+
+Pages call these; every query goes through :mod:`db.repository` (pages never write SQL). A
+blinded (unaided) reader's page never loads a heatmap file: :func:`case_view` asks the repository
+whether the reader's arm shows AI output before it touches ``ai_heatmap_path``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from core.io import load_volume
+from core.masks import unsafe_mask
+from core.render import apply_window, overlay_heatmap, window_presets
+from core.types import Volume
+from db.migrate import upgrade
+from db.models import Reader, Role
+from db.repository import StudyError, authenticate, create_reader
+from db.session import default_url, make_engine, make_session_factory, session_scope
+from ui.state import Keys
+
+CANVAS_SIDE = 512  # the longer side of the drawing canvas, screen pixels
+MASK_RGB = "#00e5ff"
+
+
+@st.cache_resource(show_spinner=False)
+def study_db(url: str):
+    """The session factory of the study database at ``url``, migrated to the newest schema (once per process)."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return make_session_factory(engine)
+
+
+def session():
+    """A unit of work on the study database ($SAFEGEN_DB_URL or data/safegen.db): commit or roll back."""
+    return session_scope(study_db(default_url()))
+
+
+def current_reader() -> Reader | None:
+    reader_id = st.session_state.get(Keys.STUDY_READER_ID)
+    if reader_id is None:
+        return None
+    with session() as s:
+        return s.get(Reader, reader_id)
+
+
+def has_accounts() -> bool:
+    from sqlalchemy import func, select
+
+    with session() as s:
+        return bool(s.scalar(select(func.count(Reader.id))))
+
+
+def login_box() -> Reader | None:
+    """The signed-in reader, or a log-in form (a first-admin form on an empty database)."""
+    reader = current_reader()
+    if reader is not None:
+        with st.sidebar:
+            st.caption(f"Signed in as **{reader.username}** ({reader.role.value})")
+            if st.button("Sign out", key=Keys.STUDY_SIGN_OUT):
+                st.session_state.pop(Keys.STUDY_READER_ID, None)
+                st.rerun()
+        return reader
+    first = not has_accounts()
+    with st.form(Keys.STUDY_LOGIN):
+        st.subheader("Create the first admin account" if first else "Sign in")
+        username = st.text_input("User name", key=Keys.STUDY_USERNAME)
+        password = st.text_input("Password", type="password", key=Keys.STUDY_PASSWORD)
+        submitted = st.form_submit_button("Create account" if first else "Sign in")
+    if submitted:
+        try:
+            with session() as s:
+                found = create_reader(s, username, password, Role.ADMIN) if first else authenticate(s, username, password)
+                found_id = None if found is None else found.id
+        except StudyError as error:
+            st.error(str(error))
+            return None
+        if found_id is None:
+            st.error("Unknown user name or wrong password.")
+            return None
+        st.session_state[Keys.STUDY_READER_ID] = found_id
+        st.rerun()
+    return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def case_volume(path: str) -> Volume:
+    return load_volume(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def case_heatmap(path: str) -> np.ndarray:
+    return np.load(path)
+
+
+def canvas_size(rows: int, cols: int) -> tuple[int, int]:
+    """Canvas (height, width) in screen pixels for a display slice: the longer side is CANVAS_SIDE."""
+    scale = CANVAS_SIDE / max(rows, cols)
+    return max(1, round(rows * scale)), max(1, round(cols * scale))
+
+
+def canvas_to_mask(rgba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The drawn pixels of a canvas image (alpha > 0) resampled to a display slice of ``shape``.
+
+    A slice pixel is marked when at least half of the canvas pixels over it are drawn.
+    """
+    alpha = np.asarray(rgba)[..., 3] > 0
+    resized = Image.fromarray((alpha * 255).astype(np.uint8)).resize((shape[1], shape[0]), Image.Resampling.BOX)
+    return np.asarray(resized) >= 128
+
+
+def slice_picture(volume: Volume, index: int, window_name: str, heatmap: np.ndarray | None, tau: float) -> Image.Image:
+    """The display slice as an RGB picture, with SAFEGEN's heatmap above tau when given."""
+    gray = apply_window(volume.display_slice(index), window_presets(volume)[window_name])
+    if heatmap is None:
+        return Image.fromarray(gray).convert("RGB")
+    heat = heatmap if not volume.is_3d else volume.with_array(heatmap).display_slice(index)
+    mask = unsafe_mask(heat, tau).astype(bool)
+    high = max(float(np.nanmax(heatmap)), tau + 1.0)
+    return Image.fromarray(overlay_heatmap(gray, heat, low=tau, high=high, opacity=0.5, mask=mask))
+
+
+def drawn_masks() -> dict:
+    """(case id, display slice) -> boolean mask drawn in this visit, not saved yet."""
+    return st.session_state.setdefault(Keys.STUDY_MASKS, {})
+
+
+def reading_seconds(case_id: int) -> float:
+    """Seconds since this case was opened in this browser session (the clock starts on first view)."""
+    opened = st.session_state.setdefault(Keys.STUDY_OPENED, {})
+    opened.setdefault(case_id, time.monotonic())
+    return time.monotonic() - opened[case_id]
+
+
+def restart_clock(case_id: int) -> None:
+    st.session_state.setdefault(Keys.STUDY_OPENED, {})[case_id] = time.monotonic()
+
+
+def question_widgets(questions: list[dict], stored: dict, shows_ai: bool, key_prefix: str) -> dict:
+    """The study's questions as widgets, pre-filled with the stored answers; returns key -> value."""
+    values = {}
+    for question in questions:
+        if question.get("arm") == "ai" and not shows_ai:
+            continue
+        key = f"{key_prefix}.{question['key']}"
+        previous = stored.get(question["key"])
+        if question["kind"] == "likert":
+            ends = f" (1 = {question.get('low', 'lowest')}, 5 = {question.get('high', 'highest')})"
+            values[question["key"]] = st.radio(question["text"] + ends, [1, 2, 3, 4, 5], horizontal=True,
+                                               index=None if previous is None else int(previous) - 1, key=key)
+        elif question["kind"] == "yes_no":
+            choice = st.radio(question["text"], ["yes", "no"], horizontal=True, key=key,
+                              index=None if previous is None else (0 if previous else 1))
+            values[question["key"]] = None if choice is None else choice == "yes"
+        else:
+            values[question["key"]] = st.text_area(question["text"], value=previous or "", key=key) or None
+    return values

@@ -1,0 +1,160 @@
+"""The Reading page's pieces: pick a study and a case, show the case, draw, answer, save."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from core.render import window_presets
+from db.models import Case, Reader, Study
+from db.repository import StudyError, open_case, read_masks, reading_list, save_read, shows_ai, studies_of
+from ui.study import (
+    MASK_RGB,
+    canvas_size,
+    canvas_to_mask,
+    case_heatmap,
+    case_volume,
+    drawn_masks,
+    question_widgets,
+    reading_seconds,
+    restart_clock,
+    session,
+    slice_picture,
+)
+from ui.state import Keys
+
+
+@dataclass(frozen=True)
+class StudyView:
+    id: int
+    title: str
+    instructions: str
+    questions: list
+    shows_ai: bool
+
+
+def choose_study(reader: Reader) -> StudyView | None:
+    with session() as s:
+        studies = [(st_.id, st_.title) for st_ in studies_of(s, reader)]
+    if not studies:
+        return None
+    titles = dict(studies)
+    study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.STUDY_ID)
+    with session() as s:
+        study = s.get(Study, study_id)
+        try:
+            ai = shows_ai(s, reader, study_id)
+        except StudyError:
+            return None  # an admin who is not a reader of this study
+        view = StudyView(study.id, study.title, study.instructions, list(study.questions), ai)
+    if view.instructions:
+        with st.expander("Instructions", icon=":material/info:"):
+            st.markdown(view.instructions)
+    return view
+
+
+def choose_case(reader: Reader, study: StudyView) -> int:
+    """Progress bar and the case selector: after a save (or on arrival) the first case not done yet."""
+    with session() as s:
+        items = [(case.id, case.name, read is not None and read.submitted_at is not None)
+                 for case, read in reading_list(s, reader, study.id)]
+    done = sum(1 for *_, finished in items if finished)
+    st.progress(done / len(items), text=f"{done} of {len(items)} cases done")
+    if message := st.session_state.pop(Keys.STUDY_MESSAGE, None):
+        st.success(message, icon=":material/check:")
+    if done == len(items):
+        st.success("All cases of this study are done. Thank you! You can open any case to change it.")
+    ids = [case_id for case_id, *_ in items]
+    if st.session_state.pop(Keys.STUDY_NEXT_CASE, False) or st.session_state.get(Keys.STUDY_CASE) not in ids:
+        st.session_state[Keys.STUDY_CASE] = next((case_id for case_id, _, finished in items if not finished), ids[0])
+    labels = {case_id: f"{i + 1}. {name}" + (" ✓" if finished else "") for i, (case_id, name, finished) in enumerate(items)}
+    return st.selectbox("Case (your order)", ids, format_func=labels.get, key=Keys.STUDY_CASE,
+                        help="Go back to any case to change its answers; ✓ = saved.")
+
+
+def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
+    """The case: slice, optional AI heatmap, mask canvas, questions, save."""
+    with session() as s:
+        read = open_case(s, reader, case_id)
+        version = read.version
+        stored_answers = {a.question: (a.value_int if a.value_text is None else a.value_text) for a in read.answers}
+        stored_masks = read_masks(read)
+        case = s.get(Case, case_id)
+        scan_path, heatmap_path, name = case.scan_path, case.ai_heatmap_path, case.name
+    reading_seconds(case_id)  # start the clock on first view
+    volume = case_volume(scan_path)
+    left, right = st.columns([3, 2])
+    with left:
+        index = 0
+        if volume.is_3d:
+            index = st.slider("Slice", 1, volume.n_slices, volume.n_slices // 2 + 1, key=f"{Keys.STUDY_SLICE}.{case_id}") - 1
+        window = st.selectbox("Window / level", list(window_presets(volume)), key=f"{Keys.STUDY_WINDOW}.{case_id}")
+        heatmap = None
+        if study.shows_ai and heatmap_path:  # blinded arms never reach this line
+            if st.toggle("Show SAFEGEN heatmap", value=True, key=Keys.STUDY_SHOW_AI):
+                from core.scoring import CALIBRATION_FILE, Calibration
+
+                calibration = Calibration.load(CALIBRATION_FILE)
+                heatmap = case_heatmap(heatmap_path)
+                tau = calibration.tau(calibration.alpha)
+        picture = slice_picture(volume, index, window, heatmap, tau if heatmap is not None else 0.0)
+        rows, cols = volume.display_slice(index).shape
+        key = (case_id, index)
+        cleared = st.session_state.setdefault(Keys.STUDY_CLEARED, {})
+        base = np.zeros((rows, cols), bool) if key in cleared else stored_masks.get(index, np.zeros((rows, cols), bool))
+        shown = drawn_masks().get(key, base)
+        picture = _tint(picture, shown)
+        height, width = canvas_size(rows, cols)
+        from streamlit_drawable_canvas import st_canvas  # only importable inside a Streamlit run
+
+        result = st_canvas(background_image=picture.resize((width, height)), height=height, width=width,
+                           drawing_mode="freedraw", stroke_width=st.session_state.get("study.brush", 12),
+                           stroke_color=MASK_RGB, return_image_data=True,
+                           key=f"canvas.{case_id}.{index}.{cleared.get(key, 0)}")
+        if result is not None and getattr(result, "image_data", None) is not None and result.image_data[..., 3].any():
+            drawn_masks()[key] = base | canvas_to_mask(result.image_data, (rows, cols))
+        cols_ = st.columns(2)
+        cols_[0].slider("Brush", 2, 40, 12, key="study.brush")
+        if cols_[1].button("Clear this slice's mask", key=f"study.clear.{case_id}.{index}"):
+            cleared[key] = cleared.get(key, 0) + 1
+            drawn_masks()[key] = np.zeros((rows, cols), bool)
+            st.rerun()
+        st.caption(f"{name} · slice {index + 1} of {volume.n_slices} · marked pixels on this slice: "
+                   f"{int(drawn_masks().get(key, base).sum())}")
+    with right:
+        with st.form(f"{Keys.STUDY_FORM}.{case_id}.{version}"):
+            values = question_widgets(study.questions, stored_answers, study.shows_ai, f"q.{case_id}.{version}")
+            save_next = st.form_submit_button("Save and next", type="primary")
+            save_draft = st.form_submit_button("Save draft")
+        if save_next or save_draft:
+            _save(reader, case_id, version, values, submit=bool(save_next))
+
+
+def _tint(picture, mask: np.ndarray):
+    """The picture with a mask blended in cyan (what is marked already)."""
+    if not mask.any():
+        return picture
+    rgb = np.asarray(picture).astype(np.float32)
+    rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([0, 229, 255], np.float32)
+    from PIL import Image
+
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def _save(reader: Reader, case_id: int, version: int, values: dict, *, submit: bool) -> None:
+    masks = {index: mask for (case, index), mask in drawn_masks().items() if case == case_id}
+    try:
+        with session() as s:
+            save_read(s, reader, case_id, expected_version=version, answers=values, masks=masks,
+                      seconds=reading_seconds(case_id), submit=submit)
+    except StudyError as error:
+        st.error(str(error))
+        return
+    for key in [k for k in drawn_masks() if k[0] == case_id]:
+        del drawn_masks()[key]
+    restart_clock(case_id)
+    st.session_state[Keys.STUDY_MESSAGE] = "Saved." if not submit else "Saved; here is your next case."
+    st.session_state[Keys.STUDY_NEXT_CASE] = submit  # choose_case moves on to the next unfinished case
+    st.rerun()
