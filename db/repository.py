@@ -377,8 +377,13 @@ def answers_table(session: Session, requester: Reader, study_id: int) -> list[di
             for row in session.execute(query)]
 
 
-def study_masks(session: Session, admin: Reader, study_id: int) -> list[tuple[Case, str, dict[int, np.ndarray]]]:
-    """Every drawn mask of a study (admin only): (case, reader name, slice -> mask)."""
+def study_masks(session: Session, admin: Reader, study_id: int, *,
+                include_empty: bool = False) -> list[tuple[Case, str, dict[int, np.ndarray]]]:
+    """Every drawn mask of a study (admin only): (case, reader name, slice -> mask).
+
+    ``include_empty``: also the submitted reads without a mask (a reader who saw no artifact), as
+    an empty dict, for agreement statistics.
+    """
     _require_admin(admin)
     out = []
     for read, case, name in session.execute(
@@ -386,6 +391,6 @@ def study_masks(session: Session, admin: Reader, study_id: int) -> list[tuple[Ca
             .join(Reader, Reader.id == CaseRead.reader_id).where(Case.study_id == study_id)
             .order_by(Case.id, Reader.username)):
         masks = read_masks(read)
-        if masks:
+        if masks or (include_empty and read.submitted_at is not None):
             out.append((case, name, masks))
     return out

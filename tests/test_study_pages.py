@@ -100,6 +100,10 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
     assert metrics["Mean heatmap usefulness (1-5)"] == "5.00"
     summary = results.dataframe[0].value
     assert summary.loc["realism", "mean"] == 3.0 and summary.loc["realism", "answers"] == 2
+    between = results.dataframe[2].value  # ann drew, bob left the case empty: Dice 0
+    assert between[["reader_a", "reader_b"]].values.tolist() == [["ann", "bob"]] and between["dice"].tolist() == [0.0]
+    against = results.dataframe[3].value.set_index("reader")["dice"]  # against SAFEGEN's mask at tau
+    assert set(against.index) == {"ann", "bob"} and 0.0 <= against["ann"] <= 1.0
 
     admin = _signed_in("pages/study_admin.py", "admin", "admin-pass-1")
     _button(admin, "Prepare the export (answers CSV, NIfTI masks, summary)").click()

@@ -54,6 +54,7 @@ class Keys:
     ADMIN_READERS = "admin.readers"
     ADMIN_ARMS = "admin.arms"
     ADMIN_SEED = "admin.seed"
+    ADMIN_QUESTIONS = "admin.questions"
     ADMIN_SCORE = "admin.score"
     ADMIN_STUDY = "admin.study"
     ADMIN_EXPORT = "admin.export"

@@ -7,15 +7,32 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy import select
 
 from core.demo import available_cases
-from core.study_stats import agreement, answers_frame, mean_with_ci, question_summary, reading_time
+from core.study_stats import (
+    agreement,
+    answers_frame,
+    mask_dice_against,
+    mask_dice_between_readers,
+    mean_with_ci,
+    question_summary,
+    reading_time,
+)
 from db.models import Arm, Reader, Role, Study
-from db.repository import StudyError, answers_table, create_reader, progress, studies_of
+from db.repository import (
+    DEFAULT_QUESTIONS,
+    StudyError,
+    answers_table,
+    create_reader,
+    progress,
+    studies_of,
+    study_masks,
+)
 from db.studies import create_study_from_files, export_study
 from ui.analysis import load_scorer
 from ui.state import Keys
@@ -67,6 +84,9 @@ def new_study_section(admin: Reader) -> None:
         ids = {name: reader_id for reader_id, name in readers}
         chosen = [ids[name] for name in st.multiselect("Readers", list(ids), key=Keys.ADMIN_READERS)]
         plan = st.radio("Arms", list(ARM_PLANS), format_func=ARM_PLANS.get, key=Keys.ADMIN_ARMS)
+        texts = {q["key"]: q["text"] for q in DEFAULT_QUESTIONS}
+        asked = st.multiselect("Questions", list(texts), default=list(texts), format_func=texts.get,
+                               key=Keys.ADMIN_QUESTIONS)
         seed = st.number_input("Randomisation seed", 0, 2**31 - 1, 0, key=Keys.ADMIN_SEED)
         score = st.checkbox("Score the cases with SAFEGEN for the AI arm", value=True, key=Keys.ADMIN_SCORE)
         create = st.form_submit_button("Create study", type="primary")
@@ -92,7 +112,8 @@ def new_study_section(admin: Reader) -> None:
             with session() as s:
                 study = create_study_from_files(
                     s, s.get(Reader, admin.id), title, files, arms_for(list(chosen), plan), instructions=instructions,
-                    seed=int(seed), scorer=load_scorer() if score else None, progress=advance)
+                    questions=[q for q in DEFAULT_QUESTIONS if q["key"] in asked], seed=int(seed),
+                    scorer=load_scorer() if score else None, progress=advance)
                 created = (study.id, study.title)
         except (StudyError, ValueError) as error:  # InputError is a ValueError
             st.error(f"The study was not created: {error}")
@@ -156,5 +177,49 @@ def results(reader: Reader, study_id: int) -> None:
         st.subheader("Agreement between readers")
         rows = [{"question": key, **agreement(frame, key)} for key in likert]
         st.dataframe(pd.DataFrame(rows).set_index("question").round(3))
+    if reader.role is Role.ADMIN:
+        mask_section(reader, study_id)
     st.subheader("Reading time")
     st.dataframe(reading_time(frame).round(1))
+
+
+def mask_section(admin: Reader, study_id: int) -> None:
+    """Dice of the readers' masks with each other and with SAFEGEN's tau mask, per case."""
+    with session() as s:
+        drawn = study_masks(s, admin, study_id, include_empty=True)
+        cases = {c.id: c for c in s.get(Study, study_id).cases}
+    masks = {(case.id, name): stack_masks(slices, case.display_shape) for case, name, slices in drawn}
+    st.subheader("Masks")
+    if not any(mask.any() for mask in masks.values()):
+        st.caption("No reader has drawn a mask yet.")
+        return
+    st.markdown("Dice between readers (cases where both drew or left the case empty count as agreement):")
+    st.dataframe(mask_dice_between_readers(masks).round(3), hide_index=True)
+    reference = {case_id: safegen_mask(case) for case_id, case in cases.items() if case.ai_heatmap_path}
+    if reference:
+        st.markdown("Dice of each reader's mask with SAFEGEN's mask at the default τ:")
+        st.dataframe(mask_dice_against(masks, reference).round(3), hide_index=True)
+
+
+def stack_masks(slices: dict[int, np.ndarray], display_shape: list[int]) -> np.ndarray:
+    """``(slices, rows, columns)`` boolean stack of a reader's display-slice masks (empty where not drawn)."""
+    rows, cols, n = display_shape
+    out = np.zeros((n, rows, cols), bool)
+    for index, mask in slices.items():
+        out[index] = mask
+    return out
+
+
+def safegen_mask(case) -> np.ndarray:
+    """SAFEGEN's mask of a case at the default tau, as display slices like the readers'."""
+    from core.masks import unsafe_mask
+    from core.scoring import CALIBRATION_FILE, Calibration
+    from ui.study import case_heatmap, case_volume
+
+    calibration = Calibration.load(CALIBRATION_FILE)
+    tau = calibration.tau(calibration.alpha)
+    volume = case_volume(case.scan_path)
+    heatmap = case_heatmap(case.ai_heatmap_path)
+    slices = [heatmap if not volume.is_3d else volume.with_array(heatmap).display_slice(i)
+              for i in range(volume.n_slices)]
+    return np.stack([unsafe_mask(h, tau).astype(bool) for h in slices])
