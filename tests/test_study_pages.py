@@ -59,6 +59,11 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
         _button(admin, "Add account").click()
         _run(admin)
     admin.text_input(key=Keys.ADMIN_TITLE).input("Pilot")
+    admin.text_input(key=Keys.ADMIN_FOLDER).input(str(study_env / "no-such-folder"))
+    _button(admin, "Create study").click()
+    _run(admin)
+    assert "is not a folder on the server" in admin.error[0].value  # refused; nothing was created
+    admin.text_input(key=Keys.ADMIN_FOLDER).input("")
     admin.multiselect(key=Keys.ADMIN_DEMOS).select("ct_small")
     readers = admin.multiselect(key=Keys.ADMIN_READERS)
     assert list(readers.options) == ["ann", "bob"]

@@ -51,6 +51,7 @@ class Keys:
     ADMIN_INSTRUCTIONS = "admin.instructions"
     ADMIN_DEMOS = "admin.demos"
     ADMIN_UPLOADS = "admin.uploads"
+    ADMIN_FOLDER = "admin.folder"
     ADMIN_READERS = "admin.readers"
     ADMIN_ARMS = "admin.arms"
     ADMIN_SEED = "admin.seed"

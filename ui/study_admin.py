@@ -14,6 +14,7 @@ import streamlit as st
 from sqlalchemy import select
 
 from core.demo import available_cases
+from core.score_folder import find_inputs
 from core.study_stats import (
     agreement,
     answers_frame,
@@ -81,6 +82,8 @@ def new_study_section(admin: Reader) -> None:
         demo = st.multiselect("Demo scans", list(cases), format_func=lambda k: cases[k].title, key=Keys.ADMIN_DEMOS)
         uploads = st.file_uploader("Or upload scans (NIfTI, DICOM, PNG)", accept_multiple_files=True,
                                    type=["nii", "gz", "dcm", "png", "jpg", "jpeg"], key=Keys.ADMIN_UPLOADS)
+        folder_text = st.text_input("Or a folder of scans on the server (.nii, .nii.gz, .dcm, .png)",
+                                    key=Keys.ADMIN_FOLDER)
         ids = {name: reader_id for reader_id, name in readers}
         chosen = [ids[name] for name in st.multiselect("Readers", list(ids), key=Keys.ADMIN_READERS)]
         plan = st.radio("Arms", list(ARM_PLANS), format_func=ARM_PLANS.get, key=Keys.ADMIN_ARMS)
@@ -94,6 +97,11 @@ def new_study_section(admin: Reader) -> None:
         return
     with tempfile.TemporaryDirectory() as folder:
         files = [Path(cases[k].path) for k in demo]
+        if folder_text.strip():
+            if not Path(folder_text.strip()).is_dir():
+                st.error(f"{folder_text.strip()} is not a folder on the server.")
+                return
+            files += find_inputs(Path(folder_text.strip()))
         for upload in uploads or []:
             target = Path(folder) / Path(upload.name).name
             target.write_bytes(upload.getvalue())
