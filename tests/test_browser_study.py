@@ -73,6 +73,8 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     _answer(ann, "How clinically actionable", "3")
     ann.get_by_role("button", name="Save and next").click()
     ann.get_by_text("1 of 1 cases done").wait_for()
+    ann.get_by_role("button", name="Save and next").wait_for()  # the page has settled after its rerun
+    ann.wait_for_timeout(1000)
     ann.screenshot(path=str(artifacts_dir / "study_reading_ann.png"), full_page=True)
     context.close()
 
