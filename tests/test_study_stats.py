@@ -74,3 +74,34 @@ def test_reading_time_counts_each_read_once():
                                                                        seconds=30.0))
     times = reading_time(frame)
     assert times.loc["ann"].tolist() == [2, 30.0, 60.0]
+
+
+def test_fleiss_kappa_of_the_textbook_example():
+    from core.study_stats import fleiss_kappa
+
+    # Fleiss (1971) as reproduced on Wikipedia: 10 subjects, 14 raters, 5 categories -> kappa 0.210.
+    counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+              [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    assert fleiss_kappa(counts) == pytest.approx(0.2099, abs=1e-4)
+    assert fleiss_kappa([[3, 0], [0, 3], [3, 0]]) == pytest.approx(1.0)
+
+
+def test_visual_turing_test_accuracy_sensitivity_and_binomial_p():
+    import pandas as pd
+    from scipy.stats import binomtest
+
+    from core.study_stats import visual_turing
+
+    truth = ["real", "real", "synthetic", "synthetic"] * 5  # 20 images
+    ann = truth[:]  # always right
+    bob = ["real"] * 20  # always says real: specificity 1, sensitivity 0
+    rows = [{"reader": r, "case_id": i, "truth": t, "answer": a}
+            for r, answers in (("ann", ann), ("bob", bob)) for i, (t, a) in enumerate(zip(truth, answers))]
+    table, line = visual_turing(pd.DataFrame(rows))
+    assert table.loc["ann", "accuracy"] == 1.0 and table.loc["ann", "p_value"] == pytest.approx(2 * 0.5**20)
+    assert (table.loc["bob", "sensitivity"], table.loc["bob", "specificity"], table.loc["bob", "accuracy"]) == (0, 1, 0.5)
+    assert table.loc["pooled", "accuracy"] == 0.75
+    assert table.loc["pooled", "p_value"] == pytest.approx(binomtest(30, 40, 0.5).pvalue)
+    # Agreement by hand: real images [2, 0] (P_i = 1), synthetic ones split [1, 1] (P_i = 0): P_bar 0.5;
+    # p_real = 30/40, p_synthetic = 10/40: P_e = 0.625; kappa = (0.5 - 0.625) / 0.375 = -1/3.
+    assert line == "2 readers, 20 images: accuracy 75.0% (exact binomial p = 0.00222), Fleiss' kappa -0.33"
