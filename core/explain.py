@@ -108,8 +108,7 @@ class AnomalyScoreModel(torch.nn.Module):
         self.scorer = scorer
         # Registered so captum's layer hooks can find the autoencoder's layers by name.
         self.autoencoder = scorer.autoencoder.model
-        fraction = scorer.calibration.score_fraction
-        self.fraction = fraction
+        self.fraction = scorer.calibration.score_fraction
 
     def pixel_map(self, images: torch.Tensor) -> torch.Tensor:
         """Calibrated combined map ``(B, H, W)``."""

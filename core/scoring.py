@@ -376,8 +376,8 @@ class Scorer:
             score_autoencoder=float(component["autoencoder"][worst]),
             p_value=float(self._calibrator.p_value(slice_scores[worst])),
             flag=bool(flagged.any()),
-            heatmap=heatmap.astype(np.float32),
-            mask=mask.astype(np.uint8),
+            heatmap=heatmap,  # _maps_to_scan returns float32 / uint8 already: no second full-volume copy
+            mask=mask,
             slice_scores=slice_scores,
             worst_slice=worst,
             alpha=self.alpha,

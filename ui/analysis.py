@@ -25,15 +25,15 @@ def load_scorer() -> Scorer:
     return Scorer.load()
 
 
-def _slice_progress(total: int, first_text: str, label: str):
-    """A progress bar and its ``advance(n_slices_done)`` callback (the models' ``progress`` argument)."""
+def progress_bar(total: int, first_text: str, label: str, unit: str = "slices"):
+    """A progress bar and its ``advance(n_done)`` callback (the ``progress`` argument of core and db calls)."""
     bar = st.progress(0.0, text=first_text)
     done = 0
 
     def advance(n: int) -> None:
         nonlocal done
         done += n
-        bar.progress(min(1.0, done / max(total, 1)), text=f"{label}: {done} of {total} slices")
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{label}: {done} of {total} {unit}")
 
     return bar, advance
 
@@ -56,7 +56,7 @@ def scan_result(scan_key: str, volume: Volume, *, shared: bool) -> ScanResult:
         return store[scan_key]
     scorer = load_scorer()
     total = int(scorer.scored_slices(volume).sum())
-    bar, advance = _slice_progress(total, f"Scoring {total} slice(s) with both models ...", "Scoring")
+    bar, advance = progress_bar(total, f"Scoring {total} slice(s) with both models ...", "Scoring")
     result = scorer.score_volume(volume, progress=advance)
     bar.empty()
     if not shared:
@@ -85,7 +85,7 @@ def explained_result(scan_key: str, volume: Volume, result: ScanResult, explaine
     if (scan_key, explainer) in store:
         return store[(scan_key, explainer)]
     total = int(np.isfinite(result.slice_scores).sum())
-    bar, advance = _slice_progress(total, f"Explaining {total} slice(s) with {explainer} ...", explainer)
+    bar, advance = progress_bar(total, f"Explaining {total} slice(s) with {explainer} ...", explainer)
     explained = load_scorer().explain(volume, result, load_explainer(explainer), progress=advance)
     bar.empty()
     if not shared:

@@ -17,7 +17,7 @@ import streamlit as st
 from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark, load_evaluation, run_evaluation
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
-from ui.analysis import load_explainer, load_scorer
+from ui.analysis import load_explainer, load_scorer, progress_bar
 from ui.state import Keys
 
 VARIANT_LABELS = {
@@ -61,13 +61,8 @@ def quick_rerun() -> None:
     clean = clean_test_slices(reference_dir)
     explainers = [load_explainer(name) for name in QUICK_EXPLAINERS]
     total = len(bench["images"]) + len(clean) + len(explainers) * (int(bench["labels"].sum()) + len(clean))
-    bar = st.progress(0.0, text=f"Evaluating {len(bench['images'])} benchmark slices ...")
-    done = 0
-
-    def advance(k: int) -> None:
-        nonlocal done
-        done += k
-        bar.progress(min(1.0, done / total), text=f"Evaluating: {done} of {total} slice passes")
+    bar, advance = progress_bar(total, f"Evaluating {len(bench['images'])} benchmark slices ...", "Evaluating",
+                                "slice passes")
 
     # The folder lives as long as the session holds it: a later re-run or the session's end removes it.
     folder = tempfile.TemporaryDirectory(prefix="safegen-eval-")

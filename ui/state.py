@@ -37,6 +37,7 @@ class Keys:
     STUDY_SLICE = "study.slice"
     STUDY_WINDOW = "study.window"
     STUDY_SHOW_AI = "study.show_ai"
+    STUDY_BRUSH = "study.brush"  # canvas brush width
     STUDY_MASKS = "study.masks"  # {(case id, slice): bool mask} drawn in this visit, not saved yet
     STUDY_CLEARED = "study.cleared"  # {(case id, slice): clear count} slices wiped in this visit
     STUDY_OPENED = "study.opened"  # {case id: monotonic time the case was first shown}

@@ -24,6 +24,7 @@ from db.session import default_url, make_engine, make_session_factory, session_s
 from ui.state import Keys
 
 CANVAS_SIDE = 512  # the longer side of the drawing canvas, screen pixels
+DEFAULT_BRUSH = 12  # canvas pixels
 MASK_RGB = "#00e5ff"
 
 
@@ -85,6 +86,15 @@ def login_box() -> Reader | None:
         st.session_state[Keys.STUDY_READER_ID] = found_id
         st.rerun()
     return None
+
+
+@st.cache_resource(show_spinner=False)
+def default_tau() -> float:
+    """The committed calibration's default tau (what SAFEGEN flags at), read once per process."""
+    from core.scoring import CALIBRATION_FILE, Calibration
+
+    calibration = Calibration.load(CALIBRATION_FILE)
+    return calibration.tau(calibration.alpha)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

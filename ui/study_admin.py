@@ -35,7 +35,7 @@ from db.repository import (
     study_masks,
 )
 from db.studies import create_study_from_files, export_study
-from ui.analysis import load_scorer
+from ui.analysis import load_scorer, progress_bar
 from ui.state import Keys
 from ui.study import session
 
@@ -109,12 +109,8 @@ def new_study_section(admin: Reader) -> None:
         if not files:
             st.error("Choose at least one demo scan or upload a scan.")
             return
-        bar = st.progress(0.0, text=f"De-identifying{' and scoring' if score else ''} {len(files)} case(s) ...")
-        done = [0]
-
-        def advance(n: int) -> None:
-            done[0] += n
-            bar.progress(done[0] / len(files), text=f"{done[0]} of {len(files)} cases ready")
+        bar, advance = progress_bar(len(files), f"De-identifying{' and scoring' if score else ''} {len(files)} "
+                                    "case(s) ...", "Cases ready", "cases")
 
         try:
             with session() as s:
@@ -221,11 +217,9 @@ def stack_masks(slices: dict[int, np.ndarray], display_shape: list[int]) -> np.n
 def safegen_mask(case) -> np.ndarray:
     """SAFEGEN's mask of a case at the default tau, as display slices like the readers'."""
     from core.masks import unsafe_mask
-    from core.scoring import CALIBRATION_FILE, Calibration
-    from ui.study import case_heatmap, case_volume
+    from ui.study import case_heatmap, case_volume, default_tau
 
-    calibration = Calibration.load(CALIBRATION_FILE)
-    tau = calibration.tau(calibration.alpha)
+    tau = default_tau()
     volume = case_volume(case.scan_path)
     heatmap = case_heatmap(case.ai_heatmap_path)
     slices = [heatmap if not volume.is_3d else volume.with_array(heatmap).display_slice(i)

@@ -11,11 +11,13 @@ from core.render import window_presets
 from db.models import Case, Reader, Study
 from db.repository import StudyError, open_case, read_masks, reading_list, save_read, shows_ai, studies_of
 from ui.study import (
+    DEFAULT_BRUSH,
     MASK_RGB,
     canvas_size,
     canvas_to_mask,
     case_heatmap,
     case_volume,
+    default_tau,
     drawn_masks,
     question_widgets,
     reading_seconds,
@@ -94,12 +96,8 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
         heatmap = None
         if study.shows_ai and heatmap_path:  # blinded arms never reach this line
             if st.toggle("Show SAFEGEN heatmap", value=True, key=Keys.STUDY_SHOW_AI):
-                from core.scoring import CALIBRATION_FILE, Calibration
-
-                calibration = Calibration.load(CALIBRATION_FILE)
                 heatmap = case_heatmap(heatmap_path)
-                tau = calibration.tau(calibration.alpha)
-        picture = slice_picture(volume, index, window, heatmap, tau if heatmap is not None else 0.0)
+        picture = slice_picture(volume, index, window, heatmap, default_tau() if heatmap is not None else 0.0)
         rows, cols = volume.display_slice(index).shape
         key = (case_id, index)
         cleared = st.session_state.setdefault(Keys.STUDY_CLEARED, {})
@@ -110,13 +108,13 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
         from streamlit_drawable_canvas import st_canvas  # only importable inside a Streamlit run
 
         result = st_canvas(background_image=picture.resize((width, height)), height=height, width=width,
-                           drawing_mode="freedraw", stroke_width=st.session_state.get("study.brush", 12),
+                           drawing_mode="freedraw", stroke_width=st.session_state.get(Keys.STUDY_BRUSH, DEFAULT_BRUSH),
                            stroke_color=MASK_RGB, return_image_data=True,
                            key=f"canvas.{case_id}.{index}.{cleared.get(key, 0)}")
         if result is not None and getattr(result, "image_data", None) is not None and result.image_data[..., 3].any():
             drawn_masks()[key] = base | canvas_to_mask(result.image_data, (rows, cols))
         cols_ = st.columns(2)
-        cols_[0].slider("Brush", 2, 40, 12, key="study.brush")
+        cols_[0].slider("Brush", 2, 40, DEFAULT_BRUSH, key=Keys.STUDY_BRUSH)
         if cols_[1].button("Clear this slice's mask", key=f"study.clear.{case_id}.{index}"):
             cleared[key] = cleared.get(key, 0) + 1
             drawn_masks()[key] = np.zeros((rows, cols), bool)
