@@ -24,7 +24,8 @@ LIKERT_LEVELS = (1, 2, 3, 4, 5)
 
 def answers_frame(rows: list[dict]) -> pd.DataFrame:
     """The answers table as a DataFrame with the columns above (empty frame for no rows)."""
-    columns = ["case_id", "case", "reader", "arm", "question", "value", "text", "seconds", "submitted_at"]
+    columns = ["case_id", "case", "truth", "reader", "arm", "session", "question", "value", "text", "seconds",
+               "submitted_at"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -39,7 +40,7 @@ def question_summary(frame: pd.DataFrame, questions: list[dict]) -> pd.DataFrame
         if len(values):
             q25, q75 = np.percentile(values, [25, 75])
             row.update(mean=float(values.mean()), median=float(values.median()), q25=float(q25), q75=float(q75))
-        levels = LIKERT_LEVELS if question["kind"] == "likert" else (0, 1)
+        levels = range(1, int(question.get("levels", 5)) + 1) if question["kind"] == "likert" else (0, 1)
         row.update({f"n_{level}": int((values == level).sum()) for level in levels})
         out.append(row)
     return pd.DataFrame(out).set_index("question") if out else pd.DataFrame()
@@ -51,7 +52,7 @@ def rating_matrix(frame: pd.DataFrame, question: str) -> pd.DataFrame:
     return subset.pivot_table(index="case_id", columns="reader", values="value", aggfunc="first").astype(float)
 
 
-def agreement(frame: pd.DataFrame, question: str) -> dict[str, float]:
+def agreement(frame: pd.DataFrame, question: str, levels: int = 5) -> dict[str, float]:
     """Inter-reader agreement on one Likert question (see the module docstring).
 
     Returns:
@@ -72,7 +73,7 @@ def agreement(frame: pd.DataFrame, question: str) -> dict[str, float]:
         if len(both) >= 2:
             try:
                 kappas.append(cohen_kappa(both[a].to_numpy(), both[b].to_numpy(), weights="quadratic",
-                                          labels=LIKERT_LEVELS))
+                                          labels=tuple(range(1, levels + 1))))
             except UndefinedMetricError:
                 pass
     if kappas:
@@ -208,3 +209,133 @@ def visual_turing(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     line = (f"{frame['reader'].nunique()} readers, {frame['case_id'].nunique()} images: accuracy "
             f"{pooled['accuracy']:.1%} (exact binomial p = {pooled['p_value']:.3g}), Fleiss' kappa {kappa:.2f}")
     return table, line
+
+
+# -- tidy readings, protocols with known truth -----------------------------------------------------
+
+READING_COLUMNS = ["case_id", "case", "truth", "reader", "arm", "session", "seconds", "submitted_at"]
+POSITIVE_TRUTHS = ("synthetic", "artifact")  # the class an ROC analysis calls positive
+
+
+def readings_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per reading (case x reader x arm) with one column per question: the study's tidy table.
+
+    Likert and yes/no answers are numbers, choices their option, checklists a JSON list, text as typed.
+    """
+    if frame.empty:
+        return pd.DataFrame(columns=READING_COLUMNS)
+    answers = frame.assign(answer=frame["value"].astype(object).where(frame["value"].notna(), frame["text"]))
+    keys = [c for c in READING_COLUMNS if c in answers]
+    wide = answers.pivot_table(index=keys, columns="question", values="answer", aggfunc="first", dropna=False)
+    wide = wide.dropna(how="all").reset_index()
+    wide.columns.name = None
+    return wide.sort_values(["reader", "session", "case_id"]).reset_index(drop=True)
+
+
+def turing_frame(frame: pd.DataFrame, question: str = "origin", confidence: str | None = "confidence",
+                 levels: int = 5) -> pd.DataFrame:
+    """Readings of a visual Turing test: ``reader``, ``arm``, ``case_id``, ``truth``, ``answer`` (``real`` /
+    ``synthetic``), ``confidence`` and ``rating``, a 1 to 2 x ``levels`` scale of how synthetic the
+    reader thinks the image is (``real`` and certain = 1, ``synthetic`` and certain = 2 x levels) that
+    ROC analyses use."""
+    answers = frame[frame["question"] == question].rename(columns={"text": "answer"})
+    out = answers[["reader", "arm", "case_id", "truth", "answer"]].copy()
+    if confidence is not None and (frame["question"] == confidence).any():
+        sure = frame[frame["question"] == confidence][["reader", "arm", "case_id", "value"]]
+        out = out.merge(sure.rename(columns={"value": "confidence"}), on=["reader", "arm", "case_id"], how="left")
+    else:
+        out["confidence"] = np.nan
+    c = out["confidence"].fillna((levels + 1) / 2)
+    out["rating"] = np.where(out["answer"] == "synthetic", levels + c, levels + 1 - c)
+    return out.dropna(subset=["truth", "answer"]).reset_index(drop=True)
+
+
+def roc_frame(frame: pd.DataFrame, question: str) -> pd.DataFrame:
+    """Readings as the MRMC input: ``reader``, ``treatment`` (the arm), ``case``, ``truth`` (1 for a
+    synthetic or artifact image) and ``rating`` (the Likert answer of ``question``, or the combined
+    rating of :func:`turing_frame` when ``question`` is the real/synthetic choice)."""
+    if (frame.loc[frame["question"] == question, "text"].notna()).any():
+        rated = turing_frame(frame, question)
+    else:
+        rated = frame[frame["question"] == question].rename(columns={"value": "rating"})
+    rated = rated.dropna(subset=["truth", "rating"])
+    return pd.DataFrame({"reader": rated["reader"].astype(str), "treatment": rated["arm"].astype(str),
+                         "case": rated["case_id"], "truth": rated["truth"].isin(POSITIVE_TRUTHS).astype(int),
+                         "rating": rated["rating"].astype(float)}).reset_index(drop=True)
+
+
+def reader_aucs(roc: pd.DataFrame) -> pd.DataFrame:
+    """Empirical (trapezoidal) AUC per reader and arm, with the numbers of positive and negative cases."""
+    from core.mrmc import MRMCError, empirical_auc
+
+    rows = []
+    for (reader, arm), group in roc.groupby(["reader", "treatment"]):
+        try:
+            auc = empirical_auc(group["truth"].to_numpy(), group["rating"].to_numpy())
+        except MRMCError:
+            auc = np.nan
+        rows.append({"reader": reader, "arm": arm, "auc": auc, "positives": int(group["truth"].sum()),
+                     "negatives": int((1 - group["truth"]).sum())})
+    return pd.DataFrame(rows, columns=["reader", "arm", "auc", "positives", "negatives"])
+
+
+def mask_accuracy(masks: dict[tuple[int, str, str], np.ndarray], truth_masks: dict[int, np.ndarray],
+                  truths: dict[int, str | None]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Readers' masks against the cases' ground-truth masks.
+
+    Args:
+        masks: (case id, reader, arm) -> the reader's boolean mask of the case (empty if they drew none).
+        truth_masks: case id -> ground-truth mask of the same shape (cases with an artifact).
+        truths: case id -> ``artifact`` / ``clean`` / ... (a clean case has no truth mask).
+
+    Returns:
+        Per reading: ``dice``, ``hit`` (the mask touches the truth) on cases with a truth mask, and
+        ``false_mark`` (anything drawn) on clean cases; and per reader and arm: artifact cases,
+        mean Dice, hit rate, clean cases and false-mark rate.
+    """
+    rows = []
+    for (case_id, reader, arm), mask in sorted(masks.items()):
+        mask = np.asarray(mask, bool)
+        row = {"case_id": case_id, "reader": reader, "arm": arm, "dice": np.nan, "hit": np.nan, "false_mark": np.nan}
+        if case_id in truth_masks:
+            truth = np.asarray(truth_masks[case_id], bool)
+            row.update(dice=float(dice(mask, truth)), hit=float(bool((mask & truth).any())))
+        elif truths.get(case_id) == "clean":
+            row["false_mark"] = float(mask.any())
+        rows.append(row)
+    per_reading = pd.DataFrame(rows, columns=["case_id", "reader", "arm", "dice", "hit", "false_mark"])
+    grouped = per_reading.groupby(["reader", "arm"])
+    per_reader = pd.DataFrame({
+        "artifact_cases": grouped["dice"].count(), "mean_dice": grouped["dice"].mean(),
+        "hit_rate": grouped["hit"].mean(), "clean_cases": grouped["false_mark"].count(),
+        "false_mark_rate": grouped["false_mark"].mean()}).reset_index()
+    return per_reading, per_reader
+
+
+def checklist_counts(frame: pd.DataFrame, question: str, options: list[str]) -> pd.DataFrame:
+    """How often each checklist item was ticked: readings ticking it, and their share of the readings
+    that answered the checklist, overall and by case truth."""
+    import json
+
+    answered = frame[(frame["question"] == question) & frame["text"].notna()]
+    ticked = [set(json.loads(text)) for text in answered["text"]]
+    rows = []
+    for option in options:
+        hits = np.array([option in t for t in ticked], bool)
+        row = {"item": option, "readings": int(hits.sum()), "share": float(hits.mean()) if len(hits) else np.nan}
+        for truth in sorted(answered["truth"].dropna().unique()):
+            of_truth = (answered["truth"] == truth).to_numpy()
+            row[f"share_{truth}"] = float(hits[of_truth].mean()) if of_truth.any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def arm_summary(frame: pd.DataFrame, questions: list[str]) -> pd.DataFrame:
+    """Per arm: readers, readings, median seconds per reading and the mean of each numeric question."""
+    readings = frame.drop_duplicates(["case_id", "reader", "arm"])
+    out = readings.groupby("arm").agg(readers=("reader", "nunique"), readings=("case_id", "size"),
+                                      median_seconds=("seconds", "median"))
+    for question in questions:
+        subset = frame[frame["question"] == question]
+        out[f"mean_{question}"] = subset.groupby("arm")["value"].mean()
+    return out

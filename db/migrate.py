@@ -25,11 +25,29 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run every migration up to ``revision`` on ``engine``'s database, in one transaction."""
+    """Run every migration up to ``revision`` on ``engine``'s database, in one transaction.
+
+    On SQLite, foreign keys are off while the migrations run: SQLite alters a table by rebuilding it
+    (copy, ``DROP``, rename), and with foreign keys on, the ``DROP`` of a parent table would delete
+    every child row through ``ON DELETE CASCADE`` (a study's answers and masks). The pragma only
+    takes effect outside a transaction, so it is set before the transaction begins; before the
+    commit, ``PRAGMA foreign_key_check`` must find no broken reference.
+    """
     config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    raise RuntimeError(f"the migration left broken foreign keys, rolled back: {broken[:5]}")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """The reader-study schema: readers, studies, cases, each reader's case order, answers and masks.
 
-One study is read by several readers; each reader is assigned to one **arm** (AI heatmaps shown or
-not) and gets their own seeded random order of the study's cases. A reader's work on one case is a
-:class:`CaseRead` (when it was opened and submitted, seconds spent, a ``version`` that guards
+One study is read by several readers. Each reader has one :class:`Assignment` per **arm** they
+read (AI heatmaps shown or not): one arm in a between-reader study, both arms in a crossed study
+(one session per arm, in a counterbalanced order), each with its own seeded random order of the
+study's cases. A reader's work on one case in one arm is a :class:`CaseRead` (when it was opened and submitted, seconds spent, a ``version`` that guards
 against double submits), holding that reader's :class:`Answer` rows (one per question) and
 :class:`Mask` rows (one per drawn slice, bit-packed and zlib-compressed: lossless, about 2 KB for a
 512x512 slice).
@@ -54,6 +55,14 @@ class Arm(StrEnum):
     AI = "ai"
 
 
+class StudyKind(StrEnum):
+    """What a study asks: ratings and masks, "real or synthetic?", or the same cases with and without AI."""
+
+    RATING = "rating"
+    VISUAL_TURING = "visual_turing"
+    TWO_ARM = "two_arm"
+
+
 class Reader(Base):
     """An account. ``password_hash`` is an argon2id hash (``argon2-cffi``), never the password."""
 
@@ -69,8 +78,14 @@ class Reader(Base):
 class Study(Base):
     """A reader study: instructions, the questions asked of every case, and its randomisation seed.
 
-    ``questions``: a JSON list of ``{"key", "text", "kind": "likert" | "yes_no" | "text", "low",
-    "high"}`` (``low`` / ``high`` label the Likert ends).
+    ``questions``: a JSON list of ``{"key", "text", "kind", ...}`` (see
+    :func:`db.repository.validate_questions`): ``likert`` (``levels``, default 5, and ``low`` /
+    ``high`` labels of the ends), ``yes_no``, ``choice`` (one of ``options``), ``checklist`` (any of
+    ``options``) and ``text``; ``"arm": "ai"`` asks a question only when the heatmap is shown.
+
+    ``kind``: :class:`StudyKind`. ``settings``: ``min_read_seconds`` (a case cannot be submitted
+    sooner), ``crossed`` (every reader reads every case once per arm, one arm per session) and
+    ``roc_question`` (the confidence question the MRMC ROC analysis uses).
     """
 
     __tablename__ = "study"
@@ -80,6 +95,10 @@ class Study(Base):
     instructions: Mapped[str] = mapped_column(Text, default="")
     questions: Mapped[list] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[StudyKind] = mapped_column(
+        Enum(StudyKind, native_enum=False, length=32, values_callable=_values), default=StudyKind.RATING,
+        server_default=StudyKind.RATING.value)
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
     created_by: Mapped[int] = mapped_column(ForeignKey("reader.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
@@ -91,7 +110,10 @@ class Case(Base):
 
     ``display_shape`` is ``[rows, columns, slices]`` of the scan's display slices (a drawn mask
     must match it); ``ai_heatmap_path`` is SAFEGEN's heatmap (a ``.npy`` of the scan's array
-    shape), shown only to readers in the AI arm.
+    shape), shown only to readers in the AI arm. ``truth`` is what the case is known to be
+    (``"real"`` / ``"synthetic"`` in a visual Turing test, ``"artifact"`` / ``"clean"`` otherwise),
+    never shown to readers; ``truth_mask_path`` a ``.npy`` boolean ``(slices, rows, columns)`` stack
+    of the display slices (e.g. the artifact simulator's mask) that readers' masks are scored against.
     """
 
     __tablename__ = "study_case"
@@ -105,35 +127,41 @@ class Case(Base):
     display_shape: Mapped[list] = mapped_column(JSON)
     ai_heatmap_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     ai_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    truth: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    truth_mask_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     study: Mapped[Study] = relationship(back_populates="cases")
 
 
 class Assignment(Base):
-    """A reader in a study: their arm and their own seeded order of the study's case ids."""
+    """A reader's session of a study: the arm, its place among the reader's sessions (``block``) and the
+    reader's own seeded order of the study's case ids. A crossed study gives each reader one
+    assignment per arm; a reader opens block 1 only when block 0 is submitted."""
 
     __tablename__ = "assignment"
-    __table_args__ = (UniqueConstraint("study_id", "reader_id"),)
+    __table_args__ = (UniqueConstraint("study_id", "reader_id", "arm"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
     reader_id: Mapped[int] = mapped_column(ForeignKey("reader.id"))
     arm: Mapped[Arm] = mapped_column(Enum(Arm, native_enum=False, length=16, values_callable=_values))
     case_order: Mapped[list] = mapped_column(JSON)
+    block: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CaseRead(Base):
-    """One reader's work on one case; ``version`` grows with every save (a stale save is refused)."""
+    """One reader's work on one case in one arm; ``version`` grows with every save (a stale save is refused)."""
 
     __tablename__ = "case_read"
     __table_args__ = (
-        UniqueConstraint("case_id", "reader_id"),
+        UniqueConstraint("case_id", "reader_id", "arm"),
         CheckConstraint("seconds_spent >= 0", name="seconds_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("study_case.id", ondelete="CASCADE"))
     reader_id: Mapped[int] = mapped_column(ForeignKey("reader.id"))
+    arm: Mapped[Arm] = mapped_column(Enum(Arm, native_enum=False, length=16, values_callable=_values))
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     seconds_spent: Mapped[float] = mapped_column(Float, default=0.0)
@@ -144,7 +172,8 @@ class CaseRead(Base):
 
 
 class Answer(Base):
-    """One answer to one question: ``value_int`` for Likert (1-5) and yes/no (1/0), ``value_text`` for text."""
+    """One answer to one question: ``value_int`` for Likert (1 to levels) and yes/no (1/0),
+    ``value_text`` for text and choice, a JSON list of the ticked options for a checklist."""
 
     __tablename__ = "answer"
     __table_args__ = (UniqueConstraint("read_id", "question"),)

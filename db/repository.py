@@ -14,6 +14,7 @@ Rules enforced here, not in the pages:
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +25,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Answer, Arm, Assignment, Case, CaseRead, Mask, Reader, Role, Study
+from db.models import Answer, Arm, Assignment, Case, CaseRead, Mask, Reader, Role, Study, StudyKind
 
-LIKERT_RANGE = (1, 5)
+LIKERT_LEVELS = 5  # a Likert question's default number of levels (1 to 5)
+MAX_LIKERT_LEVELS = 10
 MAX_TEXT = 5000
+QUESTION_KINDS = ("likert", "yes_no", "choice", "checklist", "text")
+TRUTHS = ("real", "synthetic", "artifact", "clean")
 _HASHER = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory defaults
 
 DEFAULT_QUESTIONS: list[dict] = [
@@ -41,6 +45,50 @@ DEFAULT_QUESTIONS: list[dict] = [
     {"key": "comment", "text": "Comments", "kind": "text"},
 ]
 
+ARTIFACT_CHECKLIST = [
+    "motion", "ghosting / aliasing", "wrap-around", "intensity non-uniformity", "unrealistic texture",
+    "hallucinated structure", "checkerboard", "blur", "other",
+]
+
+# MRIQC's rating widget asks for one overall grade on a 4-level scale.
+QUALITY_SCALES = {
+    "MRIQC 1-4": ["exclude", "poor", "acceptable", "excellent"],
+    "1-5": ["very poor", "poor", "fair", "good", "excellent"],
+}
+
+
+def quality_questions(scale: str = "MRIQC 1-4", checklist: list[str] | None = None) -> list[dict]:
+    """An MRIQC-style quality rating: overall grade on ``scale``, the artifact checklist, rater
+    confidence and comments."""
+    labels = QUALITY_SCALES[scale]
+    return [
+        {"key": "quality", "text": "Overall image quality", "kind": "likert", "levels": len(labels),
+         "labels": labels, "low": labels[0], "high": labels[-1]},
+        {"key": "artifacts", "text": "Artifacts seen (tick all that apply)", "kind": "checklist",
+         "options": list(checklist or ARTIFACT_CHECKLIST)},
+        {"key": "confidence", "text": "How confident are you in this rating?", "kind": "likert",
+         "low": "guessing", "high": "certain"},
+        {"key": "comment", "text": "Comments", "kind": "text"},
+    ]
+
+
+# A visual Turing test: "real or synthetic?" with a confidence; the ROC rating combines both.
+TURING_QUESTIONS: list[dict] = [
+    {"key": "origin", "text": "Is this image real or synthetic?", "kind": "choice", "options": ["real", "synthetic"]},
+    {"key": "confidence", "text": "How confident are you?", "kind": "likert", "low": "guessing", "high": "certain"},
+    {"key": "comment", "text": "What gave it away? (optional)", "kind": "text"},
+]
+
+# The two-arm (with / without SAFEGEN) study: a 5-level confidence that the image holds an unsafe
+# artifact is the ROC rating of the MRMC analysis; the mask marks where.
+TWO_ARM_QUESTIONS: list[dict] = [
+    {"key": "artifact_confidence", "text": "Does this image hold an artifact that makes it unsafe to use?",
+     "kind": "likert", "low": "definitely not", "high": "definitely"},
+    {"key": "heatmap_useful", "text": "How useful is the heatmap for finding the problem?", "kind": "likert",
+     "low": "useless", "high": "very useful", "arm": "ai"},
+    {"key": "comment", "text": "Comments", "kind": "text"},
+]
+
 
 class StudyError(ValueError):
     """A request the study cannot accept; the message is for the person who made it."""
@@ -48,13 +96,15 @@ class StudyError(ValueError):
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """A case to add to a study: a (de-identified) scan file and its display geometry."""
+    """A case to add to a study: a (de-identified) scan file, its display geometry and what it truly is."""
 
     name: str
     scan_path: str
     display_shape: tuple[int, int, int]  # rows, columns, slices
     ai_heatmap_path: str | None = None
     ai_score: float | None = None
+    truth: str | None = None  # one of TRUTHS
+    truth_mask_path: str | None = None  # .npy boolean (slices, rows, columns)
 
 
 # -- accounts ------------------------------------------------------------------------------------
@@ -97,14 +147,29 @@ def _require_admin(reader: Reader) -> None:
 
 
 def validate_questions(questions: list[dict]) -> list[dict]:
-    """Check a question set: unique keys, known kinds. Returns it unchanged."""
+    """Check a question set: unique keys, known kinds, 2 to 10 Likert levels, options for choices.
+
+    Returns it unchanged.
+    """
     keys = [q.get("key") for q in questions]
     if not questions or any(not k for k in keys) or len(set(keys)) != len(keys):
         raise StudyError("questions need unique, non-empty keys")
     for q in questions:
-        if q.get("kind") not in ("likert", "yes_no", "text"):
-            raise StudyError(f"question {q['key']!r}: kind must be likert, yes_no or text")
+        if q.get("kind") not in QUESTION_KINDS:
+            raise StudyError(f"question {q['key']!r}: kind must be one of {', '.join(QUESTION_KINDS)}")
+        if q["kind"] == "likert" and not 2 <= likert_levels(q) <= MAX_LIKERT_LEVELS:
+            raise StudyError(f"question {q['key']!r}: a Likert scale needs 2 to {MAX_LIKERT_LEVELS} levels")
+        if q["kind"] == "likert" and q.get("labels") and len(q["labels"]) != likert_levels(q):
+            raise StudyError(f"question {q['key']!r}: one label per level")
+        options = q.get("options") or []
+        if q["kind"] in ("choice", "checklist") and (len(options) < (2 if q["kind"] == "choice" else 1)
+                                                     or len(set(options)) != len(options)):
+            raise StudyError(f"question {q['key']!r}: a {q['kind']} needs distinct options")
     return questions
+
+
+def likert_levels(question: dict) -> int:
+    return int(question.get("levels", LIKERT_LEVELS))
 
 
 def case_order(seed: int, reader_id: int, case_ids: list[int]) -> list[int]:
@@ -123,17 +188,22 @@ def create_study(
     instructions: str = "",
     questions: list[dict] | None = None,
     seed: int = 0,
+    kind: StudyKind = StudyKind.RATING,
+    settings: dict | None = None,
 ) -> Study:
-    """A study with its cases and one assignment (arm + seeded case order) per reader.
+    """A study with its cases and the readers' assignments (arm, session, seeded case order).
 
     Args:
         session: an open session (the caller commits).
         admin: the creating account (must be an admin).
         title, instructions: shown to readers.
         cases: the scans, in the order they were added.
-        readers: reader id -> arm.
+        readers: reader id -> arm. In a crossed study (``settings["crossed"]``) every reader reads
+            both arms and this is the arm of their first session (alternate it to counterbalance).
         questions: the question set (default :data:`DEFAULT_QUESTIONS`).
         seed: randomisation seed of the case orders.
+        kind: :class:`StudyKind` (what the results page analyses).
+        settings: ``min_read_seconds`` (>= 0), ``crossed`` (bool), ``roc_question`` (a Likert key).
     """
     _require_admin(admin)
     if not title.strip():
@@ -143,30 +213,88 @@ def create_study(
     known = set(session.scalars(select(Reader.id).where(Reader.id.in_(list(readers)))))
     if missing := sorted(set(readers) - known):
         raise StudyError(f"unknown reader id(s): {missing}")
+    questions = validate_questions(list(questions or DEFAULT_QUESTIONS))
+    settings = _checked_settings(dict(settings or {}), questions)
+    for spec in cases:
+        if spec.truth is not None and spec.truth not in TRUTHS:
+            raise StudyError(f"case {spec.name!r}: truth must be one of {', '.join(TRUTHS)}")
     study = Study(title=title.strip(), instructions=instructions, seed=int(seed), created_by=admin.id,
-                  questions=validate_questions(list(questions or DEFAULT_QUESTIONS)))
+                  questions=questions, kind=StudyKind(kind), settings=settings)
     session.add(study)
     session.flush()
     for position, spec in enumerate(cases):
         rows, cols, slices = (int(v) for v in spec.display_shape)
         session.add(Case(study_id=study.id, position=position, name=spec.name, scan_path=spec.scan_path,
                          display_shape=[rows, cols, slices], ai_heatmap_path=spec.ai_heatmap_path,
-                         ai_score=spec.ai_score))
+                         ai_score=spec.ai_score, truth=spec.truth, truth_mask_path=spec.truth_mask_path))
     session.flush()
     case_ids = [c.id for c in session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.position))]
-    for reader_id, arm in readers.items():
-        session.add(Assignment(study_id=study.id, reader_id=reader_id, arm=Arm(arm),
-                               case_order=case_order(study.seed, reader_id, case_ids)))
+    for reader_id, first in readers.items():
+        arms = [Arm(first)] + ([a for a in Arm if a is not Arm(first)] if settings.get("crossed") else [])
+        for block, arm in enumerate(arms):
+            # Each session gets its own order, so the second read of a case is not at the same place.
+            session.add(Assignment(study_id=study.id, reader_id=reader_id, arm=arm, block=block,
+                                   case_order=case_order(study.seed + 7919 * block, reader_id, case_ids)))
     session.flush()
     return study
 
 
-def assignment(session: Session, reader: Reader, study_id: int) -> Assignment:
-    found = session.scalar(select(Assignment).where(Assignment.study_id == study_id,
-                                                    Assignment.reader_id == reader.id))
-    if found is None:
+def _checked_settings(settings: dict, questions: list[dict]) -> dict:
+    unknown = set(settings) - {"min_read_seconds", "crossed", "roc_question"}
+    if unknown:
+        raise StudyError(f"unknown study setting(s): {sorted(unknown)}")
+    seconds = settings.get("min_read_seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 3600:
+        raise StudyError("the minimum reading time must be 0 to 3600 seconds")
+    roc = settings.get("roc_question")
+    if roc is not None and roc not in {q["key"] for q in questions if q["kind"] in ("likert", "choice")}:
+        raise StudyError(f"the ROC question {roc!r} must be a Likert or choice question of the study")
+    return {"min_read_seconds": float(seconds), "crossed": bool(settings.get("crossed", False)),
+            **({"roc_question": roc} if roc else {})}
+
+
+def assignments(session: Session, reader: Reader, study_id: int) -> list[Assignment]:
+    """The reader's sessions of a study in reading order (one, or one per arm in a crossed study)."""
+    found = list(session.scalars(select(Assignment).where(Assignment.study_id == study_id,
+                                                          Assignment.reader_id == reader.id)
+                                 .order_by(Assignment.block)))
+    if not found:
         raise StudyError("you are not a reader of this study")
     return found
+
+
+def assignment(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> Assignment:
+    """The reader's session in ``arm``; without an arm, the first session with cases not yet submitted
+    (the last one when everything is done)."""
+    sessions = assignments(session, reader, study_id)
+    if arm is not None:
+        for found in sessions:
+            if found.arm is Arm(arm):
+                return found
+        raise StudyError(f"you do not read this study in the {Arm(arm).value} arm")
+    for found in sessions:
+        if _unsubmitted(session, reader, found):
+            return found
+    return sessions[-1]
+
+
+def _unsubmitted(session: Session, reader: Reader, assigned: Assignment) -> int:
+    submitted = session.scalar(select(func.count(CaseRead.id)).where(
+        CaseRead.reader_id == reader.id, CaseRead.arm == assigned.arm, CaseRead.submitted_at.is_not(None),
+        CaseRead.case_id.in_(assigned.case_order)))
+    return len(assigned.case_order) - int(submitted or 0)
+
+
+def check_session_open(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> None:
+    """Raise :class:`StudyError` (saying what is left) if the reader's session in ``arm`` is not open yet."""
+    _check_open(session, reader, assignment(session, reader, study_id, arm))
+
+
+def _check_open(session: Session, reader: Reader, assigned: Assignment) -> None:
+    """A later session opens only when every earlier one is submitted (the crossed design's blocks)."""
+    for earlier in assignments(session, reader, assigned.study_id):
+        if earlier.block < assigned.block and (left := _unsubmitted(session, reader, earlier)):
+            raise StudyError(f"finish session {earlier.block + 1} first ({left} case(s) left)")
 
 
 def studies_of(session: Session, reader: Reader) -> list[Study]:
@@ -177,44 +305,55 @@ def studies_of(session: Session, reader: Reader) -> list[Study]:
                                 .where(Assignment.reader_id == reader.id).order_by(Study.id)))
 
 
-def _case_for(session: Session, reader: Reader, case_id: int) -> tuple[Case, Assignment]:
+def _case_for(session: Session, reader: Reader, case_id: int, arm: Arm | None) -> tuple[Case, Assignment]:
     case = session.get(Case, case_id)
     if case is None:
         raise StudyError(f"there is no case {case_id}")
-    return case, assignment(session, reader, case.study_id)
+    assigned = assignment(session, reader, case.study_id, arm)
+    _check_open(session, reader, assigned)
+    return case, assigned
 
 
-def reading_list(session: Session, reader: Reader, study_id: int) -> list[tuple[Case, CaseRead | None]]:
-    """The reader's cases in their own order, each with their read of it (None if never opened)."""
-    order = assignment(session, reader, study_id).case_order
+def reading_list(session: Session, reader: Reader, study_id: int,
+                 arm: Arm | None = None) -> list[tuple[Case, CaseRead | None]]:
+    """The reader's cases of one session (default: the current one) in their own order, each with
+    their read of it in that arm (None if never opened)."""
+    assigned = assignment(session, reader, study_id, arm)
+    order = assigned.case_order
     cases = {c.id: c for c in session.scalars(select(Case).where(Case.study_id == study_id))}
     reads = {r.case_id: r for r in session.scalars(
-        select(CaseRead).where(CaseRead.reader_id == reader.id, CaseRead.case_id.in_(order)))}
+        select(CaseRead).where(CaseRead.reader_id == reader.id, CaseRead.arm == assigned.arm,
+                               CaseRead.case_id.in_(order)))}
     return [(cases[i], reads.get(i)) for i in order]
 
 
-def next_case(session: Session, reader: Reader, study_id: int) -> Case | None:
-    """The first case in the reader's order they have not submitted yet (None when done)."""
-    for case, read in reading_list(session, reader, study_id):
+def next_case(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> Case | None:
+    """The first case in the reader's order of the session they have not submitted yet (None when done)."""
+    for case, read in reading_list(session, reader, study_id, arm):
         if read is None or read.submitted_at is None:
             return case
     return None
 
 
-def open_case(session: Session, reader: Reader, case_id: int) -> CaseRead:
-    """The reader's read of a case, created (opened now) on first visit."""
-    case, _ = _case_for(session, reader, case_id)
-    read = session.scalar(select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id))
+def open_case(session: Session, reader: Reader, case_id: int, arm: Arm | None = None) -> CaseRead:
+    """The reader's read of a case in ``arm`` (default: their current session's), created on first visit.
+
+    Raises:
+        StudyError: not the reader's case, or the session is not open yet (an earlier one is unfinished).
+    """
+    case, assigned = _case_for(session, reader, case_id, arm)
+    read = session.scalar(select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
+                                                 CaseRead.arm == assigned.arm))
     if read is None:
-        read = CaseRead(case_id=case.id, reader_id=reader.id, version=0, seconds_spent=0.0)
+        read = CaseRead(case_id=case.id, reader_id=reader.id, arm=assigned.arm, version=0, seconds_spent=0.0)
         session.add(read)
         session.flush()
     return read
 
 
-def shows_ai(session: Session, reader: Reader, study_id: int) -> bool:
-    """Whether this reader's arm shows SAFEGEN's heatmaps (blinded arms never get them)."""
-    return assignment(session, reader, study_id).arm is Arm.AI
+def shows_ai(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> bool:
+    """Whether this reader's (current) session shows SAFEGEN's heatmaps (blinded arms never get them)."""
+    return assignment(session, reader, study_id, arm).arm is Arm.AI
 
 
 # -- saving --------------------------------------------------------------------------------------
@@ -242,15 +381,23 @@ def _checked_answers(questions: list[dict], answers: dict[str, object], arm: Arm
         if value is None:
             continue
         if question["kind"] == "likert":
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
-                    LIKERT_RANGE[0] <= int(value) <= LIKERT_RANGE[1]):
-                raise StudyError(f"{key!r} must be a whole number from {LIKERT_RANGE[0]} to {LIKERT_RANGE[1]}, "
-                                 f"got {value!r}")
+            levels = likert_levels(question)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= int(value) <= levels:
+                raise StudyError(f"{key!r} must be a whole number from 1 to {levels}, got {value!r}")
             checked[key] = (int(value), None)
         elif question["kind"] == "yes_no":
             if value not in (True, False, 0, 1):
                 raise StudyError(f"{key!r} must be yes or no, got {value!r}")
             checked[key] = (int(bool(value)), None)
+        elif question["kind"] == "choice":
+            if value not in question["options"]:
+                raise StudyError(f"{key!r} must be one of {', '.join(question['options'])}, got {value!r}")
+            checked[key] = (None, str(value))
+        elif question["kind"] == "checklist":
+            ticked = [value] if isinstance(value, str) else list(value)
+            if unknown := [v for v in ticked if v not in question["options"]]:
+                raise StudyError(f"{key!r}: {unknown} are not options of the checklist")
+            checked[key] = (None, json.dumps([o for o in question["options"] if o in ticked]))
         else:
             text = str(value)
             if len(text) > MAX_TEXT:
@@ -269,6 +416,7 @@ def save_read(
     masks: dict[int, np.ndarray] | None = None,
     seconds: float = 0.0,
     submit: bool = True,
+    arm: Arm | None = None,
 ) -> CaseRead:
     """Save a reader's answers and masks for one case (see the module docstring).
 
@@ -282,14 +430,16 @@ def save_read(
             removes that slice's mask. Slices not given keep their stored mask.
         seconds: reading time to add to the read.
         submit: mark the case as done (False: a draft the reader returns to).
+        arm: the session (default: the reader's current one).
 
     Returns:
         The read, its ``version`` one higher.
 
     Raises:
-        StudyError: stale version, unknown case or question, out-of-range value, wrong mask shape.
+        StudyError: stale version, unknown case or question, out-of-range value, wrong mask shape,
+            a session not open yet, or a submit before the study's minimum reading time.
     """
-    case, assigned = _case_for(session, reader, case_id)
+    case, assigned = _case_for(session, reader, case_id, arm)
     study = session.get(Study, case.study_id)
     checked = _checked_answers(study.questions, answers, assigned.arm)
     rows, cols, n_slices = case.display_shape
@@ -303,11 +453,15 @@ def save_read(
         packed[int(index)] = pack_mask(mask) if mask.any() else None
     if not np.isfinite(seconds) or seconds < 0:
         raise StudyError("reading time must be a non-negative number of seconds")
-    read = open_case(session, reader, case_id)
+    read = open_case(session, reader, case_id, assigned.arm)
     session.refresh(read)  # the newest committed version, read inside this (write-locked) transaction
     if read.version != expected_version:
         raise StudyError("this case was saved again since this form was opened (a second tab or a double "
                          "click?); nothing was changed. Reload the case to see the saved answers.")
+    minimum = float((study.settings or {}).get("min_read_seconds", 0.0))
+    if submit and read.seconds_spent + seconds < minimum:
+        raise StudyError(f"this study asks for at least {minimum:.0f} s per case before an answer is submitted "
+                         f"({minimum - read.seconds_spent - seconds:.0f} s to go); nothing was changed.")
     existing = {a.question: a for a in read.answers}
     for key, (number, text) in checked.items():
         row = existing.get(key) or Answer(read_id=read.id, question=key)
@@ -340,46 +494,51 @@ def read_masks(read: CaseRead) -> dict[int, np.ndarray]:
 
 
 def progress(session: Session, study_id: int) -> dict[str, tuple[int, int]]:
-    """Reader name -> (cases submitted, cases assigned)."""
-    total = session.scalar(select(func.count(Case.id)).where(Case.study_id == study_id)) or 0
-    rows = session.execute(
-        select(Reader.username, func.count(CaseRead.submitted_at))
-        .join(Assignment, Assignment.reader_id == Reader.id)
-        .outerjoin(CaseRead, (CaseRead.reader_id == Reader.id)
-                   & CaseRead.case_id.in_(select(Case.id).where(Case.study_id == study_id)))
-        .where(Assignment.study_id == study_id)
-        .group_by(Reader.username)
-    )
-    return {name: (int(done), int(total)) for name, done in rows}
+    """Reader name -> (reads submitted, reads assigned); a crossed study assigns every case once per arm."""
+    cases = session.scalar(select(func.count(Case.id)).where(Case.study_id == study_id)) or 0
+    sessions = dict(session.execute(
+        select(Reader.username, func.count(Assignment.id)).join(Assignment, Assignment.reader_id == Reader.id)
+        .where(Assignment.study_id == study_id).group_by(Reader.username)).all())
+    done = dict(session.execute(
+        select(Reader.username, func.count(CaseRead.submitted_at)).join(CaseRead, CaseRead.reader_id == Reader.id)
+        .join(Case, Case.id == CaseRead.case_id).where(Case.study_id == study_id)
+        .group_by(Reader.username)).all())
+    return {name: (int(done.get(name, 0)), int(n) * int(cases)) for name, n in sorted(sessions.items())}
+
+
+ANSWER_COLUMNS = ("case_id", "case", "truth", "reader", "arm", "session", "question", "value", "text", "seconds",
+                  "submitted_at")
 
 
 def answers_table(session: Session, requester: Reader, study_id: int) -> list[dict]:
-    """One row per answer: study, case, reader, arm, question, value, seconds, submitted.
+    """One row per answer: case (id, name, truth), reader, arm, session (1-based), question, value
+    (Likert / yes-no number), text (text, choice, checklist as JSON), seconds, submitted.
 
-    An admin gets every reader's answers; a reader only their own.
+    An admin gets every reader's answers; a reader only their own, without the case truth.
     """
     query = (
-        select(Case.id, Case.name, Reader.username, Assignment.arm, Answer.question, Answer.value_int,
-               Answer.value_text, CaseRead.seconds_spent, CaseRead.submitted_at)
+        select(Case.id, Case.name, Case.truth, Reader.username, CaseRead.arm, Assignment.block, Answer.question,
+               Answer.value_int, Answer.value_text, CaseRead.seconds_spent, CaseRead.submitted_at)
         .join(CaseRead, CaseRead.id == Answer.read_id)
         .join(Case, Case.id == CaseRead.case_id)
         .join(Reader, Reader.id == CaseRead.reader_id)
-        .join(Assignment, (Assignment.reader_id == Reader.id) & (Assignment.study_id == Case.study_id))
+        .join(Assignment, (Assignment.reader_id == Reader.id) & (Assignment.study_id == Case.study_id)
+              & (Assignment.arm == CaseRead.arm))
         .where(Case.study_id == study_id)
-        .order_by(Case.id, Reader.username, Answer.question)
+        .order_by(Case.id, Reader.username, Assignment.block, Answer.question)
     )
-    if requester.role is not Role.ADMIN:
-        assignment(session, requester, study_id)
+    admin = requester.role is Role.ADMIN
+    if not admin:
+        assignments(session, requester, study_id)
         query = query.where(Reader.id == requester.id)
-    names = ("case_id", "case", "reader", "arm", "question", "value", "text", "seconds", "submitted_at")
-    return [dict(zip(names, (*row[:3], str(row[3]), row[4], row[5], row[6], row[7],
-                             row[8].isoformat() if row[8] else None), strict=True))
+    return [dict(zip(ANSWER_COLUMNS, (row[0], row[1], row[2] if admin else None, row[3], str(row[4]), row[5] + 1,
+                                      *row[6:10], row[10].isoformat() if row[10] else None), strict=True))
             for row in session.execute(query)]
 
 
 def study_masks(session: Session, admin: Reader, study_id: int, *,
-                include_empty: bool = False) -> list[tuple[Case, str, dict[int, np.ndarray]]]:
-    """Every drawn mask of a study (admin only): (case, reader name, slice -> mask).
+                include_empty: bool = False) -> list[tuple[Case, str, str, dict[int, np.ndarray]]]:
+    """Every drawn mask of a study (admin only): (case, reader name, arm, slice -> mask).
 
     ``include_empty``: also the submitted reads without a mask (a reader who saw no artifact), as
     an empty dict, for agreement statistics.
@@ -389,8 +548,8 @@ def study_masks(session: Session, admin: Reader, study_id: int, *,
     for read, case, name in session.execute(
             select(CaseRead, Case, Reader.username).join(Case, Case.id == CaseRead.case_id)
             .join(Reader, Reader.id == CaseRead.reader_id).where(Case.study_id == study_id)
-            .order_by(Case.id, Reader.username)):
+            .order_by(Case.id, Reader.username, CaseRead.arm)):
         masks = read_masks(read)
         if masks or (include_empty and read.submitted_at is not None):
-            out.append((case, name, masks))
+            out.append((case, name, read.arm.value, masks))
     return out

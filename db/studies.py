@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -24,9 +26,25 @@ from sqlalchemy.orm import Session
 from core.deidentify import deidentify_file
 from core.io import detect_format, load_volume, to_file_layout
 from core.resources import PROJECT_ROOT
-from core.study_stats import agreement, answers_frame, mean_with_ci, question_summary, reading_time
-from db.models import Arm, Reader, Study
-from db.repository import CaseSpec, StudyError, answers_table, create_study, study_masks
+from core.study_stats import (
+    agreement,
+    answers_frame,
+    arm_summary,
+    checklist_counts,
+    mask_accuracy,
+    mask_dice_against,
+    mask_dice_between_readers,
+    mean_with_ci,
+    question_summary,
+    reader_aucs,
+    readings_frame,
+    reading_time,
+    roc_frame,
+    turing_frame,
+    visual_turing,
+)
+from db.models import Arm, Reader, Role, Study, StudyKind
+from db.repository import TRUTHS, CaseSpec, StudyError, answers_table, create_study, study_masks
 
 def default_studies_dir() -> Path:
     """Where study folders go: ``$SAFEGEN_STUDIES_DIR`` or ``data/studies`` (read at call time)."""
@@ -46,19 +64,32 @@ def create_study_from_files(
     scorer=None,
     studies_dir: Path | None = None,
     progress=None,
+    truths: list[str | None] | None = None,
+    truth_masks: list[Path | None] | None = None,
+    kind: StudyKind = StudyKind.RATING,
+    settings: dict | None = None,
 ) -> Study:
     """A study whose cases are de-identified copies of ``files`` (see the module docstring).
 
     Args:
-        session, admin, title, readers, instructions, questions, seed: as :func:`db.repository.create_study`.
-        files: scans (NIfTI, DICOM, PNG, JPEG); each becomes ``case-NNN`` in a new study folder.
+        session, admin, title, readers, instructions, questions, seed, kind, settings: as
+            :func:`db.repository.create_study`.
+        files: scans (NIfTI, DICOM, PNG, JPEG); each becomes ``case-NNN`` in a new study folder
+            (pseudonyms follow the order of ``files``, so a truth is never readable from a name).
         scorer: a :class:`core.scoring.Scorer` to make the AI arm's heatmaps (None: no AI output).
         studies_dir: parent of the study folders (default :func:`default_studies_dir`).
         progress: called with the number of files done.
+        truths: per file, what it is (``real`` / ``synthetic`` / ``artifact`` / ``clean``) or None.
+        truth_masks: per file, a mask file on the scan's own grid (NIfTI, PNG, ``.npy``) or None;
+            stored as display slices for scoring the readers' masks.
     """
     folder = Path(studies_dir or default_studies_dir()) / uuid.uuid4().hex[:12]
+    truths = list(truths or [None] * len(files))
+    truth_masks = list(truth_masks or [None] * len(files))
+    if len(truths) != len(files) or len(truth_masks) != len(files):
+        raise StudyError("give one truth and one truth mask (or None) per file")
     specs = []
-    for number, path in enumerate(files, start=1):
+    for number, (path, truth, truth_mask) in enumerate(zip(files, truths, truth_masks, strict=True), start=1):
         pseudonym = f"case-{number:03d}"
         stored = deidentify_file(Path(path), folder, pseudonym)
         volume = load_volume(stored)
@@ -69,12 +100,39 @@ def create_study_from_files(
             heatmap_path = folder / f"{pseudonym}_heatmap.npy"
             np.save(heatmap_path, result.heatmap.astype(np.float32))
             score = float(result.score)
+        mask_path = None
+        if truth_mask is not None:
+            mask_path = folder / f"{pseudonym}_truth_mask.npy"
+            np.save(mask_path, display_mask(volume, load_mask(Path(truth_mask), volume)))
         specs.append(CaseSpec(pseudonym, str(stored), (rows, cols, volume.n_slices),
-                              None if heatmap_path is None else str(heatmap_path), score))
+                              None if heatmap_path is None else str(heatmap_path), score, truth,
+                              None if mask_path is None else str(mask_path)))
         if progress is not None:
             progress(1)
     return create_study(session, admin, title, specs, readers, instructions=instructions, questions=questions,
-                        seed=seed)
+                        seed=seed, kind=kind, settings=settings)
+
+
+def load_mask(path: Path, volume) -> np.ndarray:
+    """A ground-truth mask file (``.npy``, NIfTI, PNG) as a boolean array of ``volume``'s shape."""
+    if path.suffix == ".npy":
+        mask = np.load(path)
+    else:
+        mask = load_volume(path).array
+    mask = np.asarray(mask) > 0
+    if mask.shape != volume.array.shape:
+        mask = mask.reshape(volume.array.shape) if mask.size == volume.array.size else None
+    if mask is None:
+        raise StudyError(f"the truth mask {path.name} does not match its scan's shape {volume.array.shape}")
+    return mask
+
+
+def display_mask(volume, mask: np.ndarray) -> np.ndarray:
+    """A mask on the scan's array grid as its ``(slices, rows, columns)`` display slices (what readers draw on)."""
+    if not volume.is_3d:
+        return volume.with_array(mask.astype(np.float32)).display_slice(0)[None] > 0.5
+    shown = volume.with_array(mask.astype(np.float32))
+    return np.stack([shown.display_slice(i) > 0.5 for i in range(volume.n_slices)])
 
 
 def mask_volume(case_scan: Path, slices: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -88,36 +146,200 @@ def mask_volume(case_scan: Path, slices: dict[int, np.ndarray]) -> tuple[np.ndar
     return mask, affine
 
 
-def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path) -> dict[str, Path]:
-    """Write the study's answers, masks and summary to ``out_dir`` (admin only); returns the paths."""
+@dataclass
+class StudyReport:
+    """Everything the Results page shows and the export writes, computed once from the database.
+
+    Tables are DataFrames; a section that does not apply to the study (no truth, one arm, no masks)
+    is None or empty, with ``notes`` saying why.
+    """
+
+    title: str
+    kind: str
+    settings: dict
+    questions: list
+    cases: int
+    answers: pd.DataFrame  # one row per answer (the long table)
+    readings: pd.DataFrame  # one row per reading, one column per question (the tidy table)
+    question_summary: pd.DataFrame
+    agreement: pd.DataFrame | None = None  # per Likert question and arm (admins)
+    usefulness: dict | None = None  # mean heatmap usefulness with its bootstrap CI
+    turing_table: pd.DataFrame | None = None
+    turing_line: str | None = None
+    reader_aucs: pd.DataFrame | None = None
+    mrmc: object | None = None  # core.mrmc.ORAnalysis of the two arms
+    checklists: dict = field(default_factory=dict)  # question key -> item counts
+    arms: pd.DataFrame | None = None
+    masks_between: pd.DataFrame | None = None
+    masks_vs_safegen: pd.DataFrame | None = None
+    masks_vs_truth: pd.DataFrame | None = None  # per reading
+    masks_vs_truth_per_reader: pd.DataFrame | None = None
+    reading_time: pd.DataFrame | None = None
+    notes: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The report as plain JSON values (tables as records)."""
+        tables = {name: _table(getattr(self, name)) for name in (
+            "reader_aucs", "masks_between", "masks_vs_safegen", "masks_vs_truth_per_reader")}
+        agreement_ = {}
+        if self.agreement is not None:
+            for (question, arm), row in self.agreement.iterrows():
+                agreement_.setdefault(question, {})[arm] = {k: _plain(v) for k, v in row.items()}
+        return {
+            "study": self.title, "kind": self.kind, "settings": self.settings, "cases": self.cases,
+            "question_set": self.questions, "questions": _records(self.question_summary),
+            "agreement": agreement_, "reading_time": _records(self.reading_time) if self.reading_time is not None else {},
+            "turing": _records(self.turing_table) if self.turing_table is not None else None,
+            "arms": _records(self.arms) if self.arms is not None else None, **tables,
+            "heatmap_useful_mean_ci": self.usefulness, "turing_summary": self.turing_line,
+            "checklists": {k: _table(v) for k, v in self.checklists.items()},
+            "mrmc": None if self.mrmc is None else self.mrmc.to_dict(),
+            "mrmc_summary": None if self.mrmc is None else {a: self.mrmc.summary_line(a) for a in ("RRRC", "FRRC")},
+            "notes": self.notes,
+        }
+
+
+def analyse_study(session: Session, requester: Reader, study_id: int, *, tau: float | None = None,
+                  covariance: str = "jackknife") -> StudyReport:
+    """The study's results (see :class:`StudyReport`). An admin gets every reader and the case truth;
+    a reader gets their own answers only (no truth: no accuracy, ROC or agreement).
+
+    Args:
+        tau: SAFEGEN's tolerance for its masks (None: no comparison with SAFEGEN's mask).
+        covariance: the MRMC covariance estimator, ``jackknife`` or ``delong``.
+    """
+    from core.mrmc import MRMCError, obuchowski_rockette
+
     study = session.get(Study, study_id)
     if study is None:
         raise StudyError(f"there is no study {study_id}")
-    rows = answers_table(session, admin, study_id)  # admin check inside study_masks below
-    exported = study_masks(session, admin, study_id)
+    frame = answers_frame(answers_table(session, requester, study_id))
+    questions = list(study.questions)
+    settings = dict(study.settings or {})
+    report = StudyReport(study.title, study.kind.value, settings, questions, len(study.cases), frame,
+                         readings_frame(frame), question_summary(frame, questions))
+    if frame.empty:
+        report.notes.append("No answers yet.")
+        return report
+    admin = requester.role is Role.ADMIN
+    likert = {q["key"]: int(q.get("levels", 5)) for q in questions if q["kind"] == "likert"}
+    report.reading_time = reading_time(frame)
+    if "heatmap_useful" in likert and (frame["question"] == "heatmap_useful").any():
+        report.usefulness = mean_with_ci(frame, "heatmap_useful")
+    for q in questions:
+        if q["kind"] == "checklist":
+            report.checklists[q["key"]] = checklist_counts(frame, q["key"], q["options"])
+    arms = sorted(frame["arm"].unique())
+    if len(arms) > 1:
+        report.arms = arm_summary(frame, [k for k in likert if k != "heatmap_useful"])
+    crossed = bool(settings.get("crossed"))
+    if admin:  # agreement among the readers of one arm in a crossed study, among all readers otherwise
+        groups = {arm: frame[frame["arm"] == arm] for arm in arms} if crossed else {"all": frame}
+        rows = [{"question": key, "arm": arm, **agreement(group, key, levels)}
+                for key, levels in likert.items() for arm, group in groups.items() if (frame["question"] == key).any()]
+        report.agreement = pd.DataFrame(rows).set_index(["question", "arm"]) if rows else None
+    roc_question = settings.get("roc_question")
+    has_truth = admin and frame["truth"].notna().any()
+    if has_truth and study.kind is StudyKind.VISUAL_TURING and (frame["question"] == "origin").any():
+        turing = turing_frame(frame, "origin", "confidence" if "confidence" in likert else None)
+        if len(turing):
+            report.turing_table, report.turing_line = visual_turing(turing)
+    if has_truth and roc_question and (frame["question"] == roc_question).any():
+        roc = roc_frame(frame, roc_question)
+        report.reader_aucs = reader_aucs(roc)
+        if roc["treatment"].nunique() >= 2:
+            try:
+                report.mrmc = obuchowski_rockette(roc, covariance=covariance, complete_cases_only=True)
+            except MRMCError as error:
+                report.notes.append(f"MRMC analysis not possible yet: {error}")
+        else:
+            report.notes.append("MRMC comparison of arms needs readings in two arms (a two-arm study).")
+    if admin:
+        _mask_sections(session, requester, study, report, tau)
+    return report
+
+
+def _mask_sections(session: Session, admin: Reader, study: Study, report: StudyReport, tau: float | None) -> None:
+    drawn = study_masks(session, admin, study.id, include_empty=True)
+    cases = {c.id: c for c in study.cases}
+    masks = {(case.id, name, arm): stack_masks(slices, case.display_shape) for case, name, arm, slices in drawn}
+    if not masks:
+        return
+    if any(m.any() for m in masks.values()):
+        crossed = bool((study.settings or {}).get("crossed"))
+        per_arm = []
+        for arm in sorted({arm for _, _, arm in masks}) if crossed else ["all"]:
+            table = mask_dice_between_readers({(c, r): m for (c, r, a), m in masks.items() if arm in ("all", a)})
+            per_arm.append(table.assign(arm=arm))
+        report.masks_between = pd.concat(per_arm, ignore_index=True)
+        if tau is not None:
+            reference = {cid: safegen_mask(case, tau) for cid, case in cases.items() if case.ai_heatmap_path}
+            if reference:
+                flat = {(c, f"{r} ({a})" if crossed else r): m for (c, r, a), m in masks.items()}
+                report.masks_vs_safegen = mask_dice_against(flat, reference)
+    truth_masks = {cid: np.load(case.truth_mask_path) for cid, case in cases.items() if case.truth_mask_path}
+    if truth_masks or any(case.truth == "clean" for case in cases.values()):
+        report.masks_vs_truth, report.masks_vs_truth_per_reader = mask_accuracy(
+            masks, truth_masks, {cid: case.truth for cid, case in cases.items()})
+
+
+def stack_masks(slices: dict[int, np.ndarray], display_shape: list[int]) -> np.ndarray:
+    """``(slices, rows, columns)`` boolean stack of a reader's display-slice masks (empty where not drawn)."""
+    rows, cols, n = display_shape
+    out = np.zeros((n, rows, cols), bool)
+    for index, mask in slices.items():
+        out[index] = mask
+    return out
+
+
+def safegen_mask(case, tau: float) -> np.ndarray:
+    """SAFEGEN's mask of a case at ``tau``, as display slices like the readers'."""
+    from core.masks import unsafe_mask
+
+    volume = load_volume(case.scan_path)
+    heatmap = np.load(case.ai_heatmap_path)
+    slices = [heatmap if not volume.is_3d else volume.with_array(heatmap).display_slice(i)
+              for i in range(volume.n_slices)]
+    return np.stack([unsafe_mask(h, tau).astype(bool) for h in slices])
+
+
+def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, *,
+                 tau: float | None = None) -> dict[str, Path]:
+    """Write the study's answers, readings, masks and report to ``out_dir`` (admin only); returns the paths.
+
+    ``answers.csv``: one row per answer; ``readings.csv``: one row per reading (case x reader x arm)
+    with one column per question, the case truth, session and seconds (the analysis-ready table);
+    ``summary.json``: :meth:`StudyReport.to_json`; ``masks/``: one NIfTI per drawn reading.
+    """
+    study = session.get(Study, study_id)
+    if study is None:
+        raise StudyError(f"there is no study {study_id}")
+    exported = study_masks(session, admin, study_id)  # admin check
+    report = analyse_study(session, admin, study_id, tau=tau)
     out_dir = Path(out_dir)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
-    frame = answers_frame(rows)
-    paths = {"answers": out_dir / "answers.csv", "summary": out_dir / "summary.json"}
-    frame.to_csv(paths["answers"], index=False)
-    for case, reader_name, slices in exported:
+    paths = {"answers": out_dir / "answers.csv", "readings": out_dir / "readings.csv",
+             "summary": out_dir / "summary.json"}
+    report.answers.to_csv(paths["answers"], index=False)
+    report.readings.to_csv(paths["readings"], index=False)
+    crossed = bool((study.settings or {}).get("crossed"))
+    for case, reader_name, arm, slices in exported:
         mask, affine = mask_volume(Path(case.scan_path), slices)
-        target = out_dir / "masks" / f"{case.name}_{reader_name}.nii.gz"
+        stem = f"{case.name}_{reader_name}" + (f"_{arm}" if crossed else "")
+        target = out_dir / "masks" / f"{stem}.nii.gz"
         image = nib.Nifti1Image(mask, affine)
         image.set_data_dtype(np.uint8)
         nib.save(image, str(target))
-        paths[f"mask:{case.name}:{reader_name}"] = target
-    likert = [q["key"] for q in study.questions if q["kind"] == "likert"]
-    summary = {
-        "study": study.title,
-        "cases": len(study.cases),
-        "questions": _records(question_summary(frame, study.questions)),
-        "agreement": {key: agreement(frame, key) for key in likert},
-        "heatmap_useful_mean_ci": mean_with_ci(frame, "heatmap_useful") if "heatmap_useful" in likert else None,
-        "reading_time": _records(reading_time(frame)) if len(frame) else {},
-    }
-    paths["summary"].write_text(json.dumps(summary, indent=1, default=_plain))
+        paths[f"mask:{case.name}:{reader_name}" + (f":{arm}" if crossed else "")] = target
+    paths["summary"].write_text(json.dumps(report.to_json(), indent=1, default=_plain))
     return paths
+
+
+def _table(frame: pd.DataFrame | None):
+    if frame is None:
+        return None
+    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
+    return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def _records(frame: pd.DataFrame) -> dict:
@@ -130,3 +352,55 @@ def _plain(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def read_case_list(path: Path, *, limit: int | None = None, seed: int = 0) -> tuple[list[Path], list, list]:
+    """Cases from a CSV: ``image`` (or ``file`` / ``path``), optional ``truth`` (real, synthetic,
+    artifact, clean) or ``label`` (1 = artifact, 0 = clean: a SAFEGEN benchmark's ``labels.csv``
+    works as it is), optional ``mask`` (a ground-truth mask file; ignored for clean and real cases).
+    Relative paths are relative to the CSV's folder.
+
+    Args:
+        limit: keep this many cases, drawn with ``seed`` and balanced between the truths (None: all).
+
+    Returns:
+        files, truths and truth masks, one each per case.
+
+    Raises:
+        StudyError: a missing column or file, or an unknown truth.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise StudyError(f"cannot read the case list {path}: {error}") from error
+    column = next((c for c in ("image", "file", "path") if c in table), None)
+    if column is None:
+        raise StudyError("a case list needs an 'image' column (the scan files)")
+    if "truth" in table:
+        truths = table["truth"].where(table["truth"].notna(), None).tolist()
+    elif "label" in table:
+        truths = ["artifact" if int(v) else "clean" for v in table["label"]]
+    else:
+        truths = [None] * len(table)
+    if bad := sorted({t for t in truths if t is not None} - set(TRUTHS)):
+        raise StudyError(f"unknown truth value(s) {bad}; use {', '.join(TRUTHS)}")
+    rows = list(range(len(table)))
+    if limit is not None and 0 < limit < len(rows):
+        rng = np.random.default_rng(seed)
+        groups = {t: [i for i in rows if truths[i] == t] for t in dict.fromkeys(truths)}
+        per = [rng.permutation(g).tolist() for g in groups.values()]
+        interleaved = [i for round_ in itertools.zip_longest(*per) for i in round_ if i is not None]
+        rows = sorted(interleaved[:limit])
+    base = path.parent
+    files, kept_truths, masks = [], [], []
+    for i in rows:
+        image = base / str(table[column].iloc[i])
+        if not image.is_file():
+            raise StudyError(f"the case list names {image}, which does not exist")
+        files.append(image)
+        kept_truths.append(truths[i])
+        mask = table["mask"].iloc[i] if "mask" in table else None
+        positive = truths[i] in ("artifact", "synthetic")
+        masks.append(base / str(mask) if positive and isinstance(mask, str) and mask else None)
+    return files, kept_truths, masks

@@ -13,4 +13,6 @@ study = choose_study(reader)
 if study is None:
     st.info("You are not a reader of any study yet. An admin adds you on the Study admin page.")
     st.stop()
-case_panel(reader, study, choose_case(reader, study))
+case_id = choose_case(reader, study)
+if case_id is not None:
+    case_panel(reader, study, case_id)

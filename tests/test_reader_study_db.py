@@ -188,7 +188,7 @@ def test_readers_see_only_their_own_answers_and_only_admins_export_masks(db):
         with pytest.raises(StudyError, match="only an admin"):
             study_masks(s, ann, study_id)
         exported = study_masks(s, _get(s, admin_id), study_id)
-        assert [(c.id, name, sorted(m)) for c, name, m in exported] == [(case.id, "ann", [0])]
+        assert [(c.id, name, arm, sorted(m)) for c, name, arm, m in exported] == [(case.id, "ann", "ai", [0])]
 
 
 # -- concurrency and crashes -----------------------------------------------------------------------

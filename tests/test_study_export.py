@@ -58,7 +58,12 @@ def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(
     assert len(answers) == 2 * 4 + 2 * 3 and set(answers["reader"]) == {"ann", "bob"}
     summary = json.loads(paths["summary"].read_text())
     assert summary["questions"]["realism"]["mean"] == 4.0
-    assert summary["agreement"]["realism"]["cases_rated_by_all"] == 2
+    assert summary["agreement"]["realism"]["all"]["cases_rated_by_all"] == 2  # one group: readers of either arm
+    readings = pd.read_csv(paths["readings"])  # the tidy table: one row per reading, a column per question
+    assert len(readings) == 4 and set(readings.columns) >= {"case", "reader", "arm", "session", "seconds", "realism",
+                                                             "artifact_present", "actionable", "heatmap_useful"}
+    assert readings.set_index(["reader", "case"]).loc[("bob", "case-002"), "actionable"] == 3
+    assert readings.loc[readings["reader"] == "bob", "heatmap_useful"].isna().all()  # never asked in bob's arm
     assert summary["heatmap_useful_mean_ci"]["mean"] == 5.0
     assert summary["reading_time"]["ann"]["total_seconds"] == 40.0
     mask = nib.load(paths["mask:case-002:ann"])

@@ -34,6 +34,33 @@ def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def _answer(at: AppTest, answers: dict) -> AppTest:
+    """Answer the reading page's questions: Likert / choice by their buttons, yes-no by its radio."""
+    for key, value in answers.items():
+        radios = [r for r in at.radio if r.key.endswith(f".{key}")]
+        if radios:
+            radios[0].set_value(value)
+            continue
+        buttons = [b for b in at.button if b.key and f".{key}.button." in b.key]
+        assert buttons, f"no widget for {key}"
+        next(b for b in buttons if b.label.split(" ")[0] == str(value)).click()
+        _run(at)
+    return at
+
+
+def _questions(at: AppTest) -> list[str]:
+    """The question keys on the reading page, in order."""
+    keys = [r.key for r in at.radio] + [b.key.split(".button.")[0] for b in at.button if b.key and ".button." in b.key]
+    return sorted({k.rsplit(".", 1)[-1] for k in keys})
+
+
+def _table(at: AppTest, column: str, without: str | None = None):
+    """The one dataframe on the page with ``column`` (and without ``without``)."""
+    found = [d.value for d in at.dataframe if column in d.value.columns and (without is None or without not in d.value)]
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
 def _signed_in(page: str, username: str, password: str) -> AppTest:
     at = _run(AppTest.from_file(APP, default_timeout=120))
     at.switch_page(page)
@@ -75,21 +102,19 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
     ann = _signed_in("pages/reading.py", "ann", "ann-password")
     assert [t.label for t in ann.toggle] == ["Show SAFEGEN heatmap"]
     case_id = ann.selectbox(key=Keys.STUDY_CASE).value
-    answers = {"realism": 4, "heatmap_useful": 5, "actionable": 3, "artifact_present": "yes"}
-    for radio in ann.radio:
-        radio.set_value(answers[radio.key.rsplit(".", 1)[-1]])
+    assert _questions(ann) == ["actionable", "artifact_present", "heatmap_useful", "realism"]
+    _answer(ann, {"realism": 4, "heatmap_useful": 5, "actionable": 3, "artifact_present": "yes"})
     drawn = np.zeros((128, 128), bool)
     drawn[10:20, 30:50] = True
-    ann.session_state[Keys.STUDY_MASKS] = {(case_id, 0): drawn}
+    ann.session_state[Keys.STUDY_MASKS] = {(case_id, "ai", 0): drawn}
     _button(ann, "Save and next").click()
     _run(ann)
     assert ann.get("progress")[0].proto.text == "1 of 1 cases done"
 
     bob = _signed_in("pages/reading.py", "bob", "bob-password")
     assert not bob.toggle  # the blinded arm has no heatmap switch ...
-    assert [r.key.rsplit(".", 1)[-1] for r in bob.radio] == ["realism", "artifact_present", "actionable"]  # ... nor its question
-    for radio in bob.radio:
-        radio.set_value({"realism": 2, "artifact_present": "no", "actionable": 2}[radio.key.rsplit(".", 1)[-1]])
+    assert _questions(bob) == ["actionable", "artifact_present", "realism"]  # ... nor its question
+    _answer(bob, {"realism": 2, "artifact_present": "no", "actionable": 2})
     _button(bob, "Save and next").click()
     _run(bob)
 
@@ -103,11 +128,11 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
     results = _signed_in("pages/study_results.py", "admin", "admin-pass-1")
     metrics = {m.label: m.value for m in results.metric}
     assert metrics["Mean heatmap usefulness (1-5)"] == "5.00"
-    summary = results.dataframe[0].value
+    summary = _table(results, "answers")
     assert summary.loc["realism", "mean"] == 3.0 and summary.loc["realism", "answers"] == 2
-    between = results.dataframe[2].value  # ann drew, bob left the case empty: Dice 0
+    between = _table(results, "reader_a")  # ann drew, bob left the case empty: Dice 0
     assert between[["reader_a", "reader_b"]].values.tolist() == [["ann", "bob"]] and between["dice"].tolist() == [0.0]
-    against = results.dataframe[3].value.set_index("reader")["dice"]  # against SAFEGEN's mask at tau
+    against = _table(results, "dice", without="reader_a").set_index("reader")["dice"]  # against SAFEGEN's mask at tau
     assert set(against.index) == {"ann", "bob"} and 0.0 <= against["ann"] <= 1.0
 
     admin = _signed_in("pages/study_admin.py", "admin", "admin-pass-1")

@@ -7,6 +7,7 @@ whether the reader's arm shows AI output before it touches ``ai_heatmap_path``.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -135,37 +136,81 @@ def slice_picture(volume: Volume, index: int, window_name: str, heatmap: np.ndar
 
 
 def drawn_masks() -> dict:
-    """(case id, display slice) -> boolean mask drawn in this visit, not saved yet."""
+    """(case id, arm, display slice) -> boolean mask drawn in this visit, not saved yet."""
     return st.session_state.setdefault(Keys.STUDY_MASKS, {})
 
 
-def reading_seconds(case_id: int) -> float:
-    """Seconds since this case was opened in this browser session (the clock starts on first view)."""
+def reading_seconds(read_key: tuple[int, str]) -> float:
+    """Seconds since this case (in this arm) was opened in this browser session (the clock starts on first view)."""
     opened = st.session_state.setdefault(Keys.STUDY_OPENED, {})
-    opened.setdefault(case_id, time.monotonic())
-    return time.monotonic() - opened[case_id]
+    opened.setdefault(read_key, time.monotonic())
+    return time.monotonic() - opened[read_key]
 
 
-def restart_clock(case_id: int) -> None:
-    st.session_state.setdefault(Keys.STUDY_OPENED, {})[case_id] = time.monotonic()
+def restart_clock(read_key: tuple[int, str]) -> None:
+    st.session_state.setdefault(Keys.STUDY_OPENED, {})[read_key] = time.monotonic()
+
+
+SHORTCUT_KEYS = "123456789"
+
+
+def _choices(question: dict) -> list:
+    """A Likert or choice question's answers: 1..levels, or the options."""
+    if question["kind"] == "likert":
+        return list(range(1, int(question.get("levels", 5)) + 1))
+    return list(question["options"])
+
+
+def _label(question: dict, value) -> str:
+    labels = question.get("labels")
+    if question["kind"] == "likert" and labels:
+        return f"{value} {labels[value - 1]}"
+    return str(value)
 
 
 def question_widgets(questions: list[dict], stored: dict, shows_ai: bool, key_prefix: str) -> dict:
-    """The study's questions as widgets, pre-filled with the stored answers; returns key -> value."""
+    """The study's questions, pre-filled with the stored answers; returns key -> value (None = blank).
+
+    Likert and choice questions are rows of buttons; the first of them answers to the number keys
+    (1 = its first button), so a reader can rate without the mouse. Yes/no is a radio, a checklist
+    a multiselect, text a text area.
+    """
     values = {}
+    shortcuts_used = False
     for question in questions:
         if question.get("arm") == "ai" and not shows_ai:
             continue
         key = f"{key_prefix}.{question['key']}"
         previous = stored.get(question["key"])
-        if question["kind"] == "likert":
-            ends = f" (1 = {question.get('low', 'lowest')}, 5 = {question.get('high', 'highest')})"
-            values[question["key"]] = st.radio(question["text"] + ends, [1, 2, 3, 4, 5], horizontal=True,
-                                               index=None if previous is None else int(previous) - 1, key=key)
+        if question["kind"] in ("likert", "choice"):
+            choices = _choices(question)
+            shortcut = not shortcuts_used and len(choices) <= len(SHORTCUT_KEYS)
+            shortcuts_used |= shortcut
+            values[question["key"]] = _button_row(question, choices, previous, key, shortcut)
         elif question["kind"] == "yes_no":
             choice = st.radio(question["text"], ["yes", "no"], horizontal=True, key=key,
                               index=None if previous is None else (0 if previous else 1))
             values[question["key"]] = None if choice is None else choice == "yes"
+        elif question["kind"] == "checklist":
+            ticked = json.loads(previous) if previous else []
+            values[question["key"]] = st.multiselect(question["text"], question["options"], default=ticked, key=key)
         else:
             values[question["key"]] = st.text_area(question["text"], value=previous or "", key=key) or None
     return values
+
+
+def _button_row(question: dict, choices: list, previous, key: str, shortcut: bool):
+    """One button per answer (the chosen one highlighted); the answer lives in ``session_state[key]``."""
+    if key not in st.session_state:
+        st.session_state[key] = previous
+    chosen = st.session_state[key]
+    text = question["text"]
+    if question["kind"] == "likert" and not question.get("labels"):
+        text += f" (1 = {question.get('low', 'lowest')}, {len(choices)} = {question.get('high', 'highest')})"
+    st.markdown(f"**{text}**" + (" · keys 1-" + str(len(choices)) if shortcut else ""))
+    columns = st.columns(len(choices))
+    for i, (column, value) in enumerate(zip(columns, choices, strict=True)):
+        column.button(_label(question, value), key=f"{key}.button.{i}", on_click=st.session_state.__setitem__,
+                      args=(key, value), type="primary" if value == chosen else "secondary",
+                      shortcut=SHORTCUT_KEYS[i] if shortcut else None, width="stretch")
+    return chosen

@@ -7,7 +7,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,26 +14,20 @@ from sqlalchemy import select
 
 from core.demo import available_cases
 from core.score_folder import find_inputs
-from core.study_stats import (
-    agreement,
-    answers_frame,
-    mask_dice_against,
-    mask_dice_between_readers,
-    mean_with_ci,
-    question_summary,
-    reading_time,
-)
-from db.models import Arm, Reader, Role, Study
+from db.models import Arm, Reader, Role, StudyKind
 from db.repository import (
+    ARTIFACT_CHECKLIST,
     DEFAULT_QUESTIONS,
+    QUALITY_SCALES,
+    TURING_QUESTIONS,
+    TWO_ARM_QUESTIONS,
     StudyError,
-    answers_table,
     create_reader,
     progress,
+    quality_questions,
     studies_of,
-    study_masks,
 )
-from db.studies import create_study_from_files, export_study
+from db.studies import analyse_study, create_study_from_files, export_study, read_case_list
 from ui.analysis import load_scorer, progress_bar
 from ui.state import Keys
 from ui.study import session
@@ -70,59 +63,157 @@ def accounts_section() -> None:
                 st.error(str(error))
 
 
+KIND_NAMES = {
+    StudyKind.RATING: "Rating: Likert items, quality checklist, masks",
+    StudyKind.VISUAL_TURING: "Visual Turing test: real or synthetic?",
+    StudyKind.TWO_ARM: "Two arms: every case with and without SAFEGEN (MRMC ROC)",
+}
+QUALITY_OPTION = "MRIQC-style quality rating"
+
+
 def new_study_section(admin: Reader) -> None:
+    """The new-study form; its fields follow the study type chosen above it."""
     with session() as s:
         readers = [(r.id, r.username) for r in s.scalars(select(Reader).where(Reader.role == Role.READER)
                                                          .order_by(Reader.username))]
     cases = {c.key: c for c in available_cases()}
+    kind = StudyKind(st.radio("Study type", list(KIND_NAMES), format_func=KIND_NAMES.get, key=Keys.ADMIN_KIND))
     with st.form(Keys.ADMIN_STUDY_FORM):
         st.subheader("New study")
         title = st.text_input("Title", key=Keys.ADMIN_TITLE)
         instructions = st.text_area("Instructions for readers", key=Keys.ADMIN_INSTRUCTIONS)
-        demo = st.multiselect("Demo scans", list(cases), format_func=lambda k: cases[k].title, key=Keys.ADMIN_DEMOS)
-        uploads = st.file_uploader("Or upload scans (NIfTI, DICOM, PNG)", accept_multiple_files=True,
-                                   type=["nii", "gz", "dcm", "png", "jpg", "jpeg"], key=Keys.ADMIN_UPLOADS)
-        folder_text = st.text_input("Or a folder of scans on the server (.nii, .nii.gz, .dcm, .png)",
-                                    key=Keys.ADMIN_FOLDER)
+        demo, uploads, synthetic_text = [], [], ""
+        if kind is StudyKind.VISUAL_TURING:
+            folder_text = st.text_input("Folder of REAL images on the server", key=Keys.ADMIN_FOLDER)
+            synthetic_text = st.text_input("Folder of SYNTHETIC images on the server", key=Keys.ADMIN_SYNTHETIC)
+        else:
+            demo = st.multiselect("Demo scans", list(cases), format_func=lambda k: cases[k].title, key=Keys.ADMIN_DEMOS)
+            uploads = st.file_uploader("Or upload scans (NIfTI, DICOM, PNG)", accept_multiple_files=True,
+                                       type=["nii", "gz", "dcm", "png", "jpg", "jpeg"], key=Keys.ADMIN_UPLOADS)
+            folder_text = st.text_input("Or a folder of scans on the server (.nii, .nii.gz, .dcm, .png)",
+                                        key=Keys.ADMIN_FOLDER)
+        list_text = st.text_input(
+            "Or a case list on the server (CSV: image, truth or label, mask)", key=Keys.ADMIN_CASE_LIST,
+            help="Paths relative to the CSV. truth: real, synthetic, artifact or clean; label 1/0 = artifact/clean "
+                 "(a benchmark's labels.csv, e.g. data/benchmark/labels.csv, works as it is). Masks score the "
+                 "readers' masks.")
+        limit = st.number_input("Cases to draw from the case list (0 = all; balanced between truths)", 0, 10_000, 0,
+                                key=Keys.ADMIN_LIMIT)
         ids = {name: reader_id for reader_id, name in readers}
         chosen = [ids[name] for name in st.multiselect("Readers", list(ids), key=Keys.ADMIN_READERS)]
-        plan = st.radio("Arms", list(ARM_PLANS), format_func=ARM_PLANS.get, key=Keys.ADMIN_ARMS)
-        texts = {q["key"]: q["text"] for q in DEFAULT_QUESTIONS}
-        asked = st.multiselect("Questions", list(texts), default=list(texts), format_func=texts.get,
-                               key=Keys.ADMIN_QUESTIONS)
+        if kind is StudyKind.TWO_ARM:
+            st.caption("Every reader reads every case twice, one session per arm; half the readers start with "
+                       "the heatmaps (counterbalanced). The ROC rating is the artifact confidence.")
+            plan = "alternate"
+        else:
+            plan = st.radio("Arms", list(ARM_PLANS), format_func=ARM_PLANS.get, key=Keys.ADMIN_ARMS,
+                            index=2 if kind is StudyKind.VISUAL_TURING else 0)
+        asked, scale, checklist = [], None, None
+        if kind is StudyKind.RATING:
+            texts = {q["key"]: q["text"] for q in DEFAULT_QUESTIONS} | {QUALITY_OPTION: QUALITY_OPTION}
+            asked = st.multiselect("Questions", list(texts), default=list(DEFAULT_KEYS), format_func=texts.get,
+                                   key=Keys.ADMIN_QUESTIONS)
+        if kind is not StudyKind.TWO_ARM:
+            scale = st.selectbox("Overall quality scale (for the quality rating)", list(QUALITY_SCALES),
+                                 key=Keys.ADMIN_SCALE)
+            checklist = st.multiselect("Artifact checklist (type to add an item)", ARTIFACT_CHECKLIST,
+                                       default=ARTIFACT_CHECKLIST, accept_new_options=True, key=Keys.ADMIN_CHECKLIST)
+            if kind is StudyKind.VISUAL_TURING:
+                asked = [QUALITY_OPTION] if st.checkbox("Also ask the quality rating", key=Keys.ADMIN_TURING_QUALITY) else []
+        minimum = st.number_input("Minimum reading time per case (seconds, 0 = none)", 0, 3600, 0,
+                                  key=Keys.ADMIN_MIN_SECONDS)
         seed = st.number_input("Randomisation seed", 0, 2**31 - 1, 0, key=Keys.ADMIN_SEED)
-        score = st.checkbox("Score the cases with SAFEGEN for the AI arm", value=True, key=Keys.ADMIN_SCORE)
+        score = st.checkbox("Score the cases with SAFEGEN for the AI arm", value=kind is not StudyKind.VISUAL_TURING,
+                            key=Keys.ADMIN_SCORE)
         create = st.form_submit_button("Create study", type="primary")
     if not create:
         return
+    try:
+        questions = study_questions(kind, asked, scale, checklist)
+    except StudyError as error:
+        st.error(f"The study was not created: {error}")
+        return
     with tempfile.TemporaryDirectory() as folder:
-        files = [Path(cases[k].path) for k in demo]
-        if folder_text.strip():
-            if not Path(folder_text.strip()).is_dir():
-                st.error(f"{folder_text.strip()} is not a folder on the server.")
-                return
-            files += find_inputs(Path(folder_text.strip()))
+        try:
+            files, truths, masks = gather_cases(kind, [Path(cases[k].path) for k in demo], folder_text,
+                                                synthetic_text, list_text, int(limit), int(seed))
+        except StudyError as error:
+            st.error(str(error))
+            return
         for upload in uploads or []:
             target = Path(folder) / Path(upload.name).name
             target.write_bytes(upload.getvalue())
             files.append(target)
+            truths.append(None)
+            masks.append(None)
         if not files:
-            st.error("Choose at least one demo scan or upload a scan.")
+            st.error("Choose at least one demo scan, folder, case list or upload.")
             return
         bar, advance = progress_bar(len(files), f"De-identifying{' and scoring' if score else ''} {len(files)} "
                                     "case(s) ...", "Cases ready", "cases")
-
+        settings = {"min_read_seconds": int(minimum), "crossed": kind is StudyKind.TWO_ARM}
+        if kind is not StudyKind.RATING:
+            settings["roc_question"] = "origin" if kind is StudyKind.VISUAL_TURING else "artifact_confidence"
         try:
             with session() as s:
                 study = create_study_from_files(
                     s, s.get(Reader, admin.id), title, files, arms_for(list(chosen), plan), instructions=instructions,
-                    questions=[q for q in DEFAULT_QUESTIONS if q["key"] in asked], seed=int(seed),
-                    scorer=load_scorer() if score else None, progress=advance)
+                    questions=questions, seed=int(seed), scorer=load_scorer() if score else None, progress=advance,
+                    truths=truths, truth_masks=masks, kind=kind, settings=settings)
                 created = (study.id, study.title)
         except (StudyError, ValueError) as error:  # InputError is a ValueError
             st.error(f"The study was not created: {error}")
             return
     st.success(f"Study {created[1]!r} created with {len(files)} case(s).")
+
+
+DEFAULT_KEYS = [q["key"] for q in DEFAULT_QUESTIONS]
+
+
+def study_questions(kind: StudyKind, asked: list[str], scale: str | None, checklist: list[str] | None) -> list[dict]:
+    """The question set of a new study of ``kind`` from the form's choices."""
+    quality = quality_questions(scale or "MRIQC 1-4", checklist) if QUALITY_OPTION in asked else []
+    if kind is StudyKind.TWO_ARM:
+        return list(TWO_ARM_QUESTIONS)
+    if kind is StudyKind.VISUAL_TURING:
+        turing = list(TURING_QUESTIONS)
+        keys = {q["key"] for q in turing}
+        return turing + [q for q in quality if q["key"] not in keys]
+    chosen = [q for q in DEFAULT_QUESTIONS if q["key"] in asked]
+    keys = {q["key"] for q in chosen}
+    questions = chosen + [q for q in quality if q["key"] not in keys]
+    if not questions:
+        raise StudyError("choose at least one question")
+    return questions
+
+
+def gather_cases(kind: StudyKind, demo: list[Path], folder_text: str, synthetic_text: str, list_text: str,
+                 limit: int, seed: int) -> tuple[list[Path], list, list]:
+    """Files, truths and truth masks from the form's demo scans, folders and case list."""
+    files, truths, masks = list(demo), [None] * len(demo), [None] * len(demo)
+    folders = [(folder_text, "real" if kind is StudyKind.VISUAL_TURING else None)]
+    if kind is StudyKind.VISUAL_TURING:
+        folders.append((synthetic_text, "synthetic"))
+    for text, truth in folders:
+        if text.strip():
+            if not Path(text.strip()).is_dir():
+                raise StudyError(f"{text.strip()} is not a folder on the server.")
+            found = find_inputs(Path(text.strip()))
+            files += found
+            truths += [truth] * len(found)
+            masks += [None] * len(found)
+    if list_text.strip():
+        listed, listed_truths, listed_masks = read_case_list(Path(list_text.strip()), limit=limit or None, seed=seed)
+        files += listed
+        truths += listed_truths
+        masks += listed_masks
+    if kind is StudyKind.VISUAL_TURING and set(truths) != {"real", "synthetic"}:
+        raise StudyError("A visual Turing test needs real and synthetic images (two folders, or a case list "
+                         "with truth real / synthetic).")
+    if kind is StudyKind.TWO_ARM and not {"artifact", "clean"} <= set(truths):
+        raise StudyError("A two-arm ROC study needs cases with known truth, artifact and clean (a case list, "
+                         "e.g. data/benchmark/labels.csv).")
+    return files, truths, masks
 
 
 def studies_section(admin: Reader) -> None:
@@ -138,7 +229,9 @@ def studies_section(admin: Reader) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     if st.button("Prepare the export (answers CSV, NIfTI masks, summary)", key=Keys.ADMIN_EXPORT):
         with tempfile.TemporaryDirectory() as folder, session() as s:
-            paths = export_study(s, s.get(Reader, admin.id), study_id, Path(folder))
+            from ui.study import default_tau
+
+            paths = export_study(s, s.get(Reader, admin.id), study_id, Path(folder), tau=default_tau())
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
                 for path in paths.values():
@@ -152,76 +245,94 @@ def studies_section(admin: Reader) -> None:
 
 
 def results(reader: Reader, study_id: int) -> None:
-    """Per-question statistics, agreement, the headline usefulness and reading time (admins: all
-    readers; readers: their own answers only)."""
+    """The study's results (:func:`db.studies.analyse_study`): per-question statistics, the visual
+    Turing test line, reader AUCs and the MRMC comparison of the arms, checklists, agreement, masks
+    against each other, SAFEGEN and the ground truth, and reading time. Admins see every reader;
+    readers their own answers only."""
+    from ui.study import default_tau
+
+    covariance = st.radio("MRMC covariance estimator", ["jackknife", "delong"], horizontal=True,
+                          key=Keys.RESULTS_COVARIANCE, help="Both as in OR-DBM MRMC / MRMCaov; jackknife is their default.")
     with session() as s:
-        study = s.get(Study, study_id)
-        questions = list(study.questions)
-        frame = answers_frame(answers_table(s, reader, study_id))
-    if frame.empty:
+        report = analyse_study(s, s.get(Reader, reader.id), study_id, tau=default_tau(), covariance=covariance)
+    if report.answers.empty:
         st.info("No answers yet.")
         return
     if reader.role is not Role.ADMIN:
-        st.caption("You see your own answers only; agreement between readers is for the study admin.")
-    headline = mean_with_ci(frame, "heatmap_useful") if "heatmap_useful" in set(frame["question"]) else None
-    if headline and headline["n"]:
-        st.metric("Mean heatmap usefulness (1-5)", f"{headline['mean']:.2f}",
+        st.caption("You see your own answers only; accuracy, agreement and masks are for the study admin.")
+    for note in report.notes:
+        st.caption(note)
+    if report.turing_line:
+        st.subheader("Visual Turing test")
+        st.markdown(f"**{report.turing_line}**")
+        st.caption("Sensitivity: synthetic images called synthetic; specificity: real images called real; p: "
+                   "two-sided exact binomial test of the accuracy against 0.5.")
+        st.dataframe(report.turing_table.astype(float).round(3), key="study.turing")
+    if report.reader_aucs is not None:
+        st.subheader("ROC: readers' AUC")
+        st.dataframe(report.reader_aucs.round(3), hide_index=True, key="study.aucs")
+    if report.mrmc is not None:
+        mrmc_section(report.mrmc)
+    if report.usefulness and report.usefulness["n"]:
+        st.metric("Mean heatmap usefulness (1-5)", f"{report.usefulness['mean']:.2f}",
                   help="The seed's headline figure (target 4.5); 95 % percentile-bootstrap interval below.")
-        st.caption(f"95 % CI {headline['low']:.2f} to {headline['high']:.2f} from {int(headline['n'])} ratings")
-    summary = question_summary(frame, questions)
+        st.caption(f"95 % CI {report.usefulness['low']:.2f} to {report.usefulness['high']:.2f} from "
+                   f"{int(report.usefulness['n'])} ratings")
+    summary = report.question_summary
     st.subheader("Questions")
-    st.dataframe(summary.round(2))
-    likert = [q["key"] for q in questions if q["kind"] == "likert" and q["key"] in summary.index]
-    figure = go.Figure([go.Bar(name=key, x=[1, 2, 3, 4, 5], y=[int(summary.loc[key, f"n_{k}"]) for k in range(1, 6)])
-                        for key in likert])
-    figure.update_layout(title="Ratings per level", barmode="group", xaxis_title="rating", yaxis_title="answers",
-                         height=360, margin={"t": 50})
-    st.plotly_chart(figure, key="study.ratings")
-    if reader.role is Role.ADMIN:
+    st.dataframe(summary.round(2), key="study.questions")
+    likert = [q for q in report.questions if q["kind"] == "likert" and q["key"] in summary.index]
+    if likert:
+        top = max(int(q.get("levels", 5)) for q in likert)
+        figure = go.Figure([go.Bar(name=q["key"], x=list(range(1, int(q.get("levels", 5)) + 1)),
+                                   y=[int(summary.loc[q["key"], f"n_{k}"]) for k in range(1, int(q.get("levels", 5)) + 1)])
+                            for q in likert])
+        figure.update_layout(title="Ratings per level", barmode="group", xaxis_title="rating", yaxis_title="answers",
+                             height=360, margin={"t": 50}, xaxis={"range": [0.5, top + 0.5], "dtick": 1})
+        st.plotly_chart(figure, key="study.ratings")
+    for key, counts in report.checklists.items():
+        st.subheader(f"Checklist: {key}")
+        st.dataframe(counts.round(3), hide_index=True, key=f"study.checklist.{key}")
+    if report.arms is not None:
+        st.subheader("Arms")
+        st.dataframe(report.arms.round(2), key="study.arms")
+    if report.agreement is not None:
         st.subheader("Agreement between readers")
-        rows = [{"question": key, **agreement(frame, key)} for key in likert]
-        st.dataframe(pd.DataFrame(rows).set_index("question").round(3))
+        st.dataframe(report.agreement.round(3), key="study.agreement")
     if reader.role is Role.ADMIN:
-        mask_section(reader, study_id)
+        mask_section(report)
     st.subheader("Reading time")
-    st.dataframe(reading_time(frame).round(1))
+    st.dataframe(report.reading_time.round(1), key="study.time")
 
 
-def mask_section(admin: Reader, study_id: int) -> None:
-    """Dice of the readers' masks with each other and with SAFEGEN's tau mask, per case."""
-    with session() as s:
-        drawn = study_masks(s, admin, study_id, include_empty=True)
-        cases = {c.id: c for c in s.get(Study, study_id).cases}
-    masks = {(case.id, name): stack_masks(slices, case.display_shape) for case, name, slices in drawn}
-    st.subheader("Masks")
-    if not any(mask.any() for mask in masks.values()):
-        st.caption("No reader has drawn a mask yet.")
+def mrmc_section(analysis) -> None:
+    """The Obuchowski-Rockette-Hillis comparison of the arms: the headline lines and the tables."""
+    st.subheader("MRMC ROC: the arms compared")
+    st.markdown(f"**{analysis.summary_line('RRRC')}**")
+    st.markdown(analysis.summary_line("FRRC"))
+    if analysis.cases_dropped:
+        st.caption(f"{analysis.cases_dropped} case(s) not read by every reader in every arm were left out.")
+    frames = analysis.to_frames()
+    with st.expander("Variance components, tests and per-reader differences"):
+        for name in ("aucs", "variance_components", "tests", "differences", "reader_differences"):
+            st.markdown(f"`{name}`")
+            st.dataframe(frames[name], hide_index=True, key=f"study.mrmc.{name}")
+
+
+def mask_section(report) -> None:
+    """Dice of the readers' masks with each other, with SAFEGEN's tau mask and with the ground truth."""
+    if report.masks_between is None and report.masks_vs_truth_per_reader is None:
         return
-    st.markdown("Dice between readers (cases where both drew or left the case empty count as agreement):")
-    st.dataframe(mask_dice_between_readers(masks).round(3), hide_index=True)
-    reference = {case_id: safegen_mask(case) for case_id, case in cases.items() if case.ai_heatmap_path}
-    if reference:
+    st.subheader("Masks")
+    if report.masks_between is None:
+        st.caption("No reader has drawn a mask yet.")
+    else:
+        st.markdown("Dice between readers (cases where both drew or left the case empty count as agreement):")
+        st.dataframe(report.masks_between.round(3), hide_index=True, key="study.masks.between")
+    if report.masks_vs_safegen is not None:
         st.markdown("Dice of each reader's mask with SAFEGEN's mask at the default τ:")
-        st.dataframe(mask_dice_against(masks, reference).round(3), hide_index=True)
-
-
-def stack_masks(slices: dict[int, np.ndarray], display_shape: list[int]) -> np.ndarray:
-    """``(slices, rows, columns)`` boolean stack of a reader's display-slice masks (empty where not drawn)."""
-    rows, cols, n = display_shape
-    out = np.zeros((n, rows, cols), bool)
-    for index, mask in slices.items():
-        out[index] = mask
-    return out
-
-
-def safegen_mask(case) -> np.ndarray:
-    """SAFEGEN's mask of a case at the default tau, as display slices like the readers'."""
-    from core.masks import unsafe_mask
-    from ui.study import case_heatmap, case_volume, default_tau
-
-    tau = default_tau()
-    volume = case_volume(case.scan_path)
-    heatmap = case_heatmap(case.ai_heatmap_path)
-    slices = [heatmap if not volume.is_3d else volume.with_array(heatmap).display_slice(i)
-              for i in range(volume.n_slices)]
-    return np.stack([unsafe_mask(h, tau).astype(bool) for h in slices])
+        st.dataframe(report.masks_vs_safegen.round(3), hide_index=True, key="study.masks.safegen")
+    if report.masks_vs_truth_per_reader is not None:
+        st.markdown("Readers against the ground-truth masks (Dice and hit rate on cases with an artifact; "
+                    "false marks on clean cases):")
+        st.dataframe(report.masks_vs_truth_per_reader.round(3), hide_index=True, key="study.masks.truth")

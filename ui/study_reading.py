@@ -1,4 +1,4 @@
-"""The Reading page's pieces: pick a study and a case, show the case, draw, answer, save."""
+"""The Reading page's pieces: pick a study, a session and a case, show the case, draw, answer, save."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ import numpy as np
 import streamlit as st
 
 from core.render import window_presets
-from db.models import Case, Reader, Study
-from db.repository import StudyError, open_case, read_masks, reading_list, save_read, shows_ai, studies_of
+from db.models import Arm, Case, Reader, Study
+from db.repository import (
+    StudyError,
+    assignment,
+    assignments,
+    check_session_open,
+    open_case,
+    read_masks,
+    reading_list,
+    save_read,
+    studies_of,
+)
 from ui.study import (
     DEFAULT_BRUSH,
     MASK_RGB,
@@ -27,17 +37,27 @@ from ui.study import (
 )
 from ui.state import Keys
 
+ARM_NAMES = {Arm.UNAIDED: "images only", Arm.AI: "with SAFEGEN heatmaps"}
+
 
 @dataclass(frozen=True)
 class StudyView:
+    """What the reading page needs of a study and of the reader's current session in it."""
+
     id: int
     title: str
     instructions: str
     questions: list
-    shows_ai: bool
+    arm: Arm
+    min_read_seconds: float
+
+    @property
+    def shows_ai(self) -> bool:
+        return self.arm is Arm.AI
 
 
 def choose_study(reader: Reader) -> StudyView | None:
+    """Study selector, instructions and (in a crossed study) the session: one arm per session."""
     with session() as s:
         studies = [(st_.id, st_.title) for st_ in studies_of(s, reader)]
     if not studies:
@@ -47,45 +67,72 @@ def choose_study(reader: Reader) -> StudyView | None:
     with session() as s:
         study = s.get(Study, study_id)
         try:
-            ai = shows_ai(s, reader, study_id)
+            sessions = [(a.arm, a.block) for a in assignments(s, reader, study_id)]
+            current = assignment(s, reader, study_id).arm
         except StudyError:
             return None  # an admin who is not a reader of this study
-        view = StudyView(study.id, study.title, study.instructions, list(study.questions), ai)
-    if view.instructions:
+        title, instructions, questions = study.title, study.instructions, list(study.questions)
+        minimum = float((study.settings or {}).get("min_read_seconds", 0.0))
+    arm = current
+    if len(sessions) > 1:
+        names = {a: f"Session {block + 1} of {len(sessions)}: {ARM_NAMES[a]}" for a, block in sessions}
+        if st.session_state.get(Keys.STUDY_SESSION) not in names:
+            st.session_state[Keys.STUDY_SESSION] = current
+        arm = st.selectbox("Session", list(names), format_func=names.get, key=Keys.STUDY_SESSION,
+                           help="This study shows every case twice, once per session; a session opens "
+                                "when the one before it is done.")
+    if instructions:
         with st.expander("Instructions", icon=":material/info:"):
-            st.markdown(view.instructions)
-    return view
+            st.markdown(instructions)
+    if minimum:
+        st.caption(f"This study asks you to look at each case for at least {minimum:.0f} s before you submit.")
+    return StudyView(study_id, title, instructions, questions, Arm(arm), minimum)
 
 
-def choose_case(reader: Reader, study: StudyView) -> int:
-    """Progress bar and the case selector: after a save (or on arrival) the first case not done yet."""
-    with session() as s:
-        items = [(case.id, case.name, read is not None and read.submitted_at is not None)
-                 for case, read in reading_list(s, reader, study.id)]
+def choose_case(reader: Reader, study: StudyView) -> int | None:
+    """Progress bar, the case selector and previous / next: after a save (or on arrival) the first
+    case not done yet. None when the session is not open yet."""
+    try:
+        with session() as s:
+            check_session_open(s, reader, study.id, study.arm)
+            items = [(case.id, case.name, read is not None and read.submitted_at is not None)
+                     for case, read in reading_list(s, reader, study.id, study.arm)]
+    except StudyError as error:
+        st.info(f"This session is not open yet: {error}.")
+        return None
     done = sum(1 for *_, finished in items if finished)
     st.progress(done / len(items), text=f"{done} of {len(items)} cases done")
     if message := st.session_state.pop(Keys.STUDY_MESSAGE, None):
         st.success(message, icon=":material/check:")
     if done == len(items):
-        st.success("All cases of this study are done. Thank you! You can open any case to change it.")
+        st.success("All cases of this session are done. Thank you! You can open any case to change it.")
     ids = [case_id for case_id, *_ in items]
     if st.session_state.pop(Keys.STUDY_NEXT_CASE, False) or st.session_state.get(Keys.STUDY_CASE) not in ids:
         st.session_state[Keys.STUDY_CASE] = next((case_id for case_id, _, finished in items if not finished), ids[0])
     labels = {case_id: f"{i + 1}. {name}" + (" ✓" if finished else "") for i, (case_id, name, finished) in enumerate(items)}
-    return st.selectbox("Case (your order)", ids, format_func=labels.get, key=Keys.STUDY_CASE,
-                        help="Go back to any case to change its answers; ✓ = saved.")
+    picker, back, forward = st.columns([6, 1, 1], vertical_alignment="bottom")
+    position = ids.index(st.session_state[Keys.STUDY_CASE])
+    back.button("◀", key="study.previous", help="Previous case (Page Up)", shortcut="PageUp", disabled=position == 0,
+                on_click=st.session_state.__setitem__, args=(Keys.STUDY_CASE, ids[max(position - 1, 0)]))
+    forward.button("▶", key="study.next", help="Next case (Page Down)", shortcut="PageDown",
+                   disabled=position == len(ids) - 1, on_click=st.session_state.__setitem__,
+                   args=(Keys.STUDY_CASE, ids[min(position + 1, len(ids) - 1)]))
+    return picker.selectbox("Case (your order)", ids, format_func=labels.get, key=Keys.STUDY_CASE,
+                            help="Go back to any case to change its answers; ✓ = saved.")
 
 
 def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
-    """The case: slice, optional AI heatmap, mask canvas, questions, save."""
+    """The case: slice, optional AI heatmap, mask canvas on the left; questions and save on the right."""
+    arm = study.arm
     with session() as s:
-        read = open_case(s, reader, case_id)
+        read = open_case(s, reader, case_id, arm)
         version = read.version
         stored_answers = {a.question: (a.value_int if a.value_text is None else a.value_text) for a in read.answers}
         stored_masks = read_masks(read)
         case = s.get(Case, case_id)
         scan_path, heatmap_path, name = case.scan_path, case.ai_heatmap_path, case.name
-    reading_seconds(case_id)  # start the clock on first view
+    read_key = (case_id, arm.value)
+    reading_seconds(read_key)  # start the clock on first view
     volume = case_volume(scan_path)
     left, right = st.columns([3, 2])
     with left:
@@ -99,7 +146,7 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
                 heatmap = case_heatmap(heatmap_path)
         picture = slice_picture(volume, index, window, heatmap, default_tau() if heatmap is not None else 0.0)
         rows, cols = volume.display_slice(index).shape
-        key = (case_id, index)
+        key = (case_id, arm.value, index)
         cleared = st.session_state.setdefault(Keys.STUDY_CLEARED, {})
         base = np.zeros((rows, cols), bool) if key in cleared else stored_masks.get(index, np.zeros((rows, cols), bool))
         shown = drawn_masks().get(key, base)
@@ -110,24 +157,27 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
         result = st_canvas(background_image=picture.resize((width, height)), height=height, width=width,
                            drawing_mode="freedraw", stroke_width=st.session_state.get(Keys.STUDY_BRUSH, DEFAULT_BRUSH),
                            stroke_color=MASK_RGB, return_image_data=True,
-                           key=f"canvas.{case_id}.{index}.{cleared.get(key, 0)}")
+                           key=f"canvas.{case_id}.{arm.value}.{index}.{cleared.get(key, 0)}")
         if result is not None and getattr(result, "image_data", None) is not None and result.image_data[..., 3].any():
             drawn_masks()[key] = base | canvas_to_mask(result.image_data, (rows, cols))
         cols_ = st.columns(2)
         cols_[0].slider("Brush", 2, 40, DEFAULT_BRUSH, key=Keys.STUDY_BRUSH)
-        if cols_[1].button("Clear this slice's mask", key=f"study.clear.{case_id}.{index}"):
+        if cols_[1].button("Clear this slice's mask", key=f"study.clear.{case_id}.{arm.value}.{index}"):
             cleared[key] = cleared.get(key, 0) + 1
             drawn_masks()[key] = np.zeros((rows, cols), bool)
             st.rerun()
         st.caption(f"{name} · slice {index + 1} of {volume.n_slices} · marked pixels on this slice: "
                    f"{int(drawn_masks().get(key, base).sum())}")
     with right:
-        with st.form(f"{Keys.STUDY_FORM}.{case_id}.{version}"):
-            values = question_widgets(study.questions, stored_answers, study.shows_ai, f"q.{case_id}.{version}")
-            save_next = st.form_submit_button("Save and next", type="primary")
-            save_draft = st.form_submit_button("Save draft")
+        values = question_widgets(study.questions, stored_answers, study.shows_ai,
+                                  f"{Keys.STUDY_ANSWER}.{case_id}.{arm.value}.{version}")
+        save_next = st.button("Save and next", type="primary", key=f"study.save_next.{case_id}.{arm.value}.{version}",
+                              shortcut="Ctrl+Enter", help="Ctrl+Enter")
+        save_draft = st.button("Save draft", key=f"study.save_draft.{case_id}.{arm.value}.{version}")
+        st.caption("Keys: 1-9 answer the first rating question · Ctrl+Enter save and next · "
+                   "Page Up / Page Down previous / next case.")
         if save_next or save_draft:
-            _save(reader, case_id, version, values, submit=bool(save_next))
+            _save(reader, study, case_id, version, values, submit=bool(save_next))
 
 
 def _tint(picture, mask: np.ndarray):
@@ -141,18 +191,20 @@ def _tint(picture, mask: np.ndarray):
     return Image.fromarray(rgb.astype(np.uint8))
 
 
-def _save(reader: Reader, case_id: int, version: int, values: dict, *, submit: bool) -> None:
-    masks = {index: mask for (case, index), mask in drawn_masks().items() if case == case_id}
+def _save(reader: Reader, study: StudyView, case_id: int, version: int, values: dict, *, submit: bool) -> None:
+    arm = study.arm
+    masks = {index: mask for (case, arm_, index), mask in drawn_masks().items() if (case, arm_) == (case_id, arm.value)}
+    read_key = (case_id, arm.value)
     try:
         with session() as s:
             save_read(s, reader, case_id, expected_version=version, answers=values, masks=masks,
-                      seconds=reading_seconds(case_id), submit=submit)
+                      seconds=reading_seconds(read_key), submit=submit, arm=arm)
     except StudyError as error:
         st.error(str(error))
         return
-    for key in [k for k in drawn_masks() if k[0] == case_id]:
+    for key in [k for k in drawn_masks() if k[:2] == read_key]:
         del drawn_masks()[key]
-    restart_clock(case_id)
+    restart_clock(read_key)
     st.session_state[Keys.STUDY_MESSAGE] = "Saved." if not submit else "Saved; here is your next case."
     st.session_state[Keys.STUDY_NEXT_CASE] = submit  # choose_case moves on to the next unfinished case
     st.rerun()
