@@ -39,6 +39,7 @@ reference: setup
 benchmark: reference
 	$(BIN)/python -m core.cli make-benchmark --reference data/reference --split val --out data/benchmark_val --seed 101 --n-per 2
 	$(BIN)/python -m core.cli make-benchmark --reference data/reference --split test --out data/benchmark --seed 202 --n-per 4
+	$(BIN)/python -m core.cli make-turing-set --reference data/reference --split test --out data/turing --seed 303 --n 8
 
 # Retrain both committed models and refit the calibrations (CPU, seeded; about 35 min on 2 cores).
 models: benchmark
@@ -55,4 +56,4 @@ bench: benchmark
 	$(BIN)/python scripts/bench_dashboard.py
 
 clean:
-	rm -rf $(VENV) data/reference data/benchmark data/benchmark_val out .pytest_cache
+	rm -rf $(VENV) data/reference data/benchmark data/benchmark_val data/turing out .pytest_cache

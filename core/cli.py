@@ -4,6 +4,7 @@ Commands:
     info FILE              load a scan and print what SAFEGEN sees (exit 2 on bad input)
     build-reference        build train/val/calib/test slices of real normal anatomy
     make-benchmark         corrupt reference slices with simulated artifacts (+ exact masks)
+    make-turing-set        real slices and synthetic ones from the diffusion model (visual Turing test)
     train autoencoder      train the denoising autoencoder on the reference train split (seeded, CPU)
     train diffusion        train the diffusion model on the reference train split (seeded, CPU)
     calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
@@ -77,6 +78,18 @@ def _cmd_make_benchmark(args: argparse.Namespace) -> int:
     counts = table.groupby("kind").size().to_dict()
     print(f"{len(table)} images ({int(table.label.sum())} with artifacts) from {int((table.label == 0).sum())} real "
           f"{args.split} slices: {counts}")
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_make_turing_set(args: argparse.Namespace) -> int:
+    from core.turing_set import make_turing_set
+
+    start = time.perf_counter()
+    levels = tuple(int(v) for v in args.levels.split(","))
+    table = make_turing_set(args.reference, args.out, n=args.n, seed=args.seed, levels=levels, split=args.split)
+    print(f"{int((table.truth == 'real').sum())} real and {int((table.truth == 'synthetic').sum())} synthetic "
+          f"images (SDEdit levels {args.levels}); case list {args.out / 'cases.csv'}")
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -284,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--n-per", type=int, default=2, help="images per artifact kind and severity")
     bench.set_defaults(func=_cmd_make_benchmark)
+
+    turing = sub.add_parser("make-turing-set", help="real and diffusion-model (SDEdit) slices for a visual Turing test")
+    turing.add_argument("--reference", type=Path, default=Path("data/reference"))
+    turing.add_argument("--split", default="test")
+    turing.add_argument("--out", type=Path, default=Path("data/turing"))
+    turing.add_argument("--n", type=int, default=8, help="real images (and as many synthetic ones)")
+    turing.add_argument("--seed", type=int, default=303)
+    turing.add_argument("--levels", default="150,500", help="DDPM timesteps the synthetic images start from")
+    turing.set_defaults(func=_cmd_make_turing_set)
 
     train = sub.add_parser("train", help="train a detector on real normal slices (CPU, seeded)")
     train.add_argument("model", choices=sorted(TRAIN_DEFAULTS))

@@ -206,8 +206,9 @@ def visual_turing(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     except UndefinedMetricError:
         kappa = np.nan
     pooled = table.loc["pooled"]
+    agreement_ = f"Fleiss' kappa {kappa:.2f}" if np.isfinite(kappa) else "Fleiss' kappa n/a (needs 2 readers of the same images)"
     line = (f"{frame['reader'].nunique()} readers, {frame['case_id'].nunique()} images: accuracy "
-            f"{pooled['accuracy']:.1%} (exact binomial p = {pooled['p_value']:.3g}), Fleiss' kappa {kappa:.2f}")
+            f"{pooled['accuracy']:.1%} (exact binomial p = {pooled['p_value']:.3g}), {agreement_}")
     return table, line
 
 

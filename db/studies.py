@@ -74,8 +74,9 @@ def create_study_from_files(
     Args:
         session, admin, title, readers, instructions, questions, seed, kind, settings: as
             :func:`db.repository.create_study`.
-        files: scans (NIfTI, DICOM, PNG, JPEG); each becomes ``case-NNN`` in a new study folder
-            (pseudonyms follow the order of ``files``, so a truth is never readable from a name).
+        files: scans (NIfTI, DICOM, PNG, JPEG); each becomes ``case-NNN`` in a new study folder.
+            Pseudonyms follow the order of ``files``; when truths are given they are shuffled
+            (seeded by ``seed``), so a case's number never tells its truth.
         scorer: a :class:`core.scoring.Scorer` to make the AI arm's heatmaps (None: no AI output).
         studies_dir: parent of the study folders (default :func:`default_studies_dir`).
         progress: called with the number of files done.
@@ -88,8 +89,11 @@ def create_study_from_files(
     truth_masks = list(truth_masks or [None] * len(files))
     if len(truths) != len(files) or len(truth_masks) != len(files):
         raise StudyError("give one truth and one truth mask (or None) per file")
+    numbers = list(range(1, len(files) + 1))
+    if any(t is not None for t in truths):
+        numbers = [int(n) + 1 for n in np.random.default_rng([seed, 1]).permutation(len(files))]
     specs = []
-    for number, (path, truth, truth_mask) in enumerate(zip(files, truths, truth_masks, strict=True), start=1):
+    for number, path, truth, truth_mask in zip(numbers, files, truths, truth_masks, strict=True):
         pseudonym = f"case-{number:03d}"
         stored = deidentify_file(Path(path), folder, pseudonym)
         volume = load_volume(stored)
@@ -252,8 +256,8 @@ def analyse_study(session: Session, requester: Reader, study_id: int, *, tau: fl
                 report.mrmc = obuchowski_rockette(roc, covariance=covariance, complete_cases_only=True)
             except MRMCError as error:
                 report.notes.append(f"MRMC analysis not possible yet: {error}")
-        else:
-            report.notes.append("MRMC comparison of arms needs readings in two arms (a two-arm study).")
+        elif study.kind is StudyKind.TWO_ARM:
+            report.notes.append("The MRMC comparison of the arms needs readings in both arms.")
     if admin:
         _mask_sections(session, requester, study, report, tau)
     return report

@@ -42,6 +42,7 @@ class Keys:
     STUDY_CLEARED = "study.cleared"  # {(case id, arm, slice): clear count} slices wiped in this visit
     STUDY_OPENED = "study.opened"  # {(case id, arm): monotonic time the case was first shown}
     STUDY_SESSION = "study.session"  # the arm (session) being read in a crossed study
+    STUDY_SESSION_CURRENT = "study.session_current"  # (study id, arm) of the reader's first unfinished session
     STUDY_ANSWER = "study.answer"  # prefix of the answer widgets: f"{STUDY_ANSWER}.{case}.{arm}.{version}.{key}"
     STUDY_FORM = "study.form"
     STUDY_MESSAGE = "study.message"  # a confirmation to show after the rerun that follows a save

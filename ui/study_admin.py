@@ -106,7 +106,8 @@ def new_study_section(admin: Reader) -> None:
                        "the heatmaps (counterbalanced). The ROC rating is the artifact confidence.")
             plan = "alternate"
         else:
-            plan = st.radio("Arms", list(ARM_PLANS), format_func=ARM_PLANS.get, key=Keys.ADMIN_ARMS,
+            # one key per study type, so each type keeps its own default (a Turing test: nobody sees AI)
+            plan = st.radio("Arms", list(ARM_PLANS), format_func=ARM_PLANS.get, key=f"{Keys.ADMIN_ARMS}.{kind.value}",
                             index=2 if kind is StudyKind.VISUAL_TURING else 0)
         asked, scale, checklist = [], None, None
         if kind is StudyKind.RATING:
@@ -124,7 +125,7 @@ def new_study_section(admin: Reader) -> None:
                                   key=Keys.ADMIN_MIN_SECONDS)
         seed = st.number_input("Randomisation seed", 0, 2**31 - 1, 0, key=Keys.ADMIN_SEED)
         score = st.checkbox("Score the cases with SAFEGEN for the AI arm", value=kind is not StudyKind.VISUAL_TURING,
-                            key=Keys.ADMIN_SCORE)
+                            key=f"{Keys.ADMIN_SCORE}.{kind.value}")
         create = st.form_submit_button("Create study", type="primary")
     if not create:
         return
@@ -308,6 +309,9 @@ def results(reader: Reader, study_id: int) -> None:
 def mrmc_section(analysis) -> None:
     """The Obuchowski-Rockette-Hillis comparison of the arms: the headline lines and the tables."""
     st.subheader("MRMC ROC: the arms compared")
+    first, second = analysis.treatments[:2]
+    st.caption(f"AUCs in the order {first} vs {second}; the difference is {first} minus {second}. Ratings: the "
+               "ROC question on cases of known truth; empirical (trapezoidal) AUC.")
     st.markdown(f"**{analysis.summary_line('RRRC')}**")
     st.markdown(analysis.summary_line("FRRC"))
     if analysis.cases_dropped:

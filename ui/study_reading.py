@@ -76,8 +76,11 @@ def choose_study(reader: Reader) -> StudyView | None:
     arm = current
     if len(sessions) > 1:
         names = {a: f"Session {block + 1} of {len(sessions)}: {ARM_NAMES[a]}" for a, block in sessions}
-        if st.session_state.get(Keys.STUDY_SESSION) not in names:
+        # Follow the reader's current session: on arrival, and when they finish one and the next opens.
+        if (st.session_state.get(Keys.STUDY_SESSION) not in names
+                or st.session_state.get(Keys.STUDY_SESSION_CURRENT) != (study_id, current)):
             st.session_state[Keys.STUDY_SESSION] = current
+        st.session_state[Keys.STUDY_SESSION_CURRENT] = (study_id, current)
         arm = st.selectbox("Session", list(names), format_func=names.get, key=Keys.STUDY_SESSION,
                            help="This study shows every case twice, once per session; a session opens "
                                 "when the one before it is done.")

@@ -1,0 +1,283 @@
+"""A visual Turing test and a two-arm study, set up on the admin page, read by two readers and analysed,
+all in headless Chromium against a real `streamlit run` (see conftest.py).
+
+The admin creates both studies through the form (case lists on the server). Cara answers with the
+keyboard (number keys for the first question, Ctrl+Enter to save), Dan with the mouse; both read
+the two-arm study in both sessions, and Cara draws a mask. The results page must then print the
+Turing line and the MRMC line for the figures the database holds.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.test_turing_set import tiny_reference
+
+
+@pytest.fixture(scope="module")
+def protocol_files(server_data, tmp_path_factory):
+    """Accounts (lead, cara, dan), a 2 + 2 Turing set and a 2 + 2 artifact/clean case list with masks."""
+    from core.turing_set import make_turing_set
+    from db.migrate import upgrade
+    from db.models import Role
+    from db.repository import create_reader
+    from db.session import make_engine, make_session_factory, session_scope
+
+    folder = tmp_path_factory.mktemp("protocols")
+    make_turing_set(tiny_reference(folder / "reference"), folder / "turing", n=2, seed=9)
+    images = np.load(folder / "reference" / "test.npz")["images"]
+    rows = []
+    for i in range(4):
+        image = (images[i] * 255).astype(np.uint8)
+        mask = np.zeros_like(image)
+        if i < 2:  # a bright square "hallucinated lesion" with its exact mask
+            image[40:60, 50:70] = 250
+            mask[40:60, 50:70] = 255
+        Image.fromarray(image).save(folder / f"arm-{i}.png")
+        Image.fromarray(mask).save(folder / f"arm-{i}-mask.png")
+        rows.append({"image": f"arm-{i}.png", "label": int(i < 2), "mask": f"arm-{i}-mask.png"})
+    pd.DataFrame(rows).to_csv(folder / "arms.csv", index=False)
+    engine = make_engine(server_data["db_url"])
+    upgrade(engine)
+    with session_scope(make_session_factory(engine)) as s:
+        create_reader(s, "lead", "lead-password", Role.ADMIN)
+        for name in ("cara", "dan"):
+            create_reader(s, name, f"{name}-password")
+    engine.dispose()
+    return folder
+
+
+def _sign_in(browser, url: str, page_name: str, username: str, password: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_role("link", name=page_name).click()
+    page.get_by_role("textbox", name="User name").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {username}").wait_for()
+    return context, page
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the selectbox or multiselect labelled ``label``."""
+    widget = page.locator("[data-testid='stSelectbox'], [data-testid='stMultiSelect']").filter(
+        has=page.get_by_text(label, exact=True))
+    if widget.get_attribute("data-testid") == "stMultiSelect" and widget.get_by_text(option, exact=True).count():
+        return  # already chosen (the form keeps its values after a submit)
+    for attempt in range(3):  # a rerun that lands while the list is open closes it: open it again
+        widget.locator("input").first.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+
+
+def _create(page, kind: str, title: str, case_list: str, readers: list[str]) -> None:
+    page.get_by_role("tab", name="New study").click()
+    page.get_by_text(kind).click()
+    page.get_by_text("Folder of REAL images" if kind.startswith("Visual") else "Every reader reads every case twice"
+                     ).wait_for()  # the form has been redrawn for this study type
+    page.get_by_role("textbox", name="Title").fill(title)
+    page.get_by_role("textbox", name="Or a case list on the server").fill(case_list)
+    for reader in readers:
+        _pick(page, "Readers", reader)
+    page.get_by_role("button", name="Create study").click()
+    page.get_by_text(f"Study '{title}' created with 4 case(s).").wait_for(timeout=120_000)
+
+
+def _button(page, question: str, index: int):
+    """The ``index``-th answer button of a question (buttons carry their widget key as a class)."""
+    return page.locator(f"[data-stale='false'][class*='-{question}-button-{index}'] button")
+
+
+def _press(page, key: str) -> None:
+    """A key press on the page itself (no widget focused), as a reader's shortcut."""
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.keyboard.press(key)
+
+
+def _session(page, text: str) -> None:
+    """Wait until the Session selectbox shows ``text``."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("combobox", name="Session")).to_have_value(text, timeout=60_000)
+
+
+def _progress(page, text: str) -> None:
+    """Wait for the progress text and for the rerun to finish (no element of the previous run left)."""
+    page.get_by_text(text).wait_for()
+    _settled(page)
+    _save(page).wait_for()
+
+
+def _settled(page) -> None:
+    """Wait until the script run is over and nothing of the previous run is left on the page."""
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
+
+
+def _save(page):
+    return page.locator("[data-stale='false']").get_by_role("button", name="Save and next")
+
+
+def test_a_turing_test_and_a_two_arm_study_are_set_up_read_and_analysed(browser, streamlit_server, server_data,
+                                                                         protocol_files, artifacts_dir):
+    context, lead = _sign_in(browser, streamlit_server, "Study admin", "lead", "lead-password")
+    _create(lead, "Visual Turing test: real or synthetic?", "Turing", str(protocol_files / "turing" / "cases.csv"),
+            ["cara", "dan"])
+    _create(lead, "Two arms: every case with and without SAFEGEN", "Arms", str(protocol_files / "arms.csv"),
+            ["cara", "dan"])
+    context.close()
+    truths = _truths(server_data, "Arms")
+
+    # Cara: keyboard only for the Turing test. "2" answers the first question (real / synthetic).
+    context, cara = _sign_in(browser, streamlit_server, "Reading", "cara", "cara-password")
+    _progress(cara, "0 of 4 cases done")
+    for done in range(1, 5):
+        chosen = _button(cara, "origin", 1).and_(cara.locator("[data-testid='stBaseButton-primary']"))
+        for attempt in range(4):  # a key pressed in the instant before the new buttons listen is lost: again
+            _press(cara, "2")
+            try:
+                chosen.wait_for(timeout=4000)
+                break
+            except Exception:
+                if attempt == 3:
+                    raise
+        _button(cara, "confidence", 3).click()
+        _settled(cara)
+        _press(cara, "Control+Enter")
+        _progress(cara, f"{done} of 4 cases done")
+    # ... and the two-arm study: session 1 with the heatmaps (first reader), then session 2 without.
+    _pick(cara, "Study", "Arms")
+    _session(cara, "Session 1 of 2: with SAFEGEN heatmaps")
+    _read_two_arm_session(cara, truths, "cara", "ai")
+    _session(cara, "Session 2 of 2: images only")
+    _read_two_arm_session(cara, truths, "cara", "unaided", draw=True, last=True)
+    cara.screenshot(path=str(artifacts_dir / "study_two_arm_reading.png"), full_page=True)
+    context.close()
+
+    # Dan: mouse only; "real" for every image.
+    context, dan = _sign_in(browser, streamlit_server, "Reading", "dan", "dan-password")
+    _progress(dan, "0 of 4 cases done")
+    for done in range(1, 5):
+        _button(dan, "origin", 0).click()
+        _button(dan, "confidence", 4).click()
+        _save(dan).click()
+        _progress(dan, f"{done} of 4 cases done")
+    dan.screenshot(path=str(artifacts_dir / "study_turing_reading.png"), full_page=True)
+    _pick(dan, "Study", "Arms")
+    _session(dan, "Session 1 of 2: images only")
+    _read_two_arm_session(dan, truths, "dan", "unaided")
+    _session(dan, "Session 2 of 2: with SAFEGEN heatmaps")
+    _read_two_arm_session(dan, truths, "dan", "ai", last=True)
+    context.close()
+
+    # The results: Cara called every image synthetic (2 of 4 right), Dan every image real (2 of 4).
+    context, lead = _sign_in(browser, streamlit_server, "Study results", "lead", "lead-password")
+    lead.get_by_text("2 readers, 4 images: accuracy 50.0% (exact binomial p = 1), Fleiss' kappa -1.00").wait_for()
+    lead.screenshot(path=str(artifacts_dir / "study_turing_results.png"), full_page=True)
+    _pick(lead, "Study", "Arms")
+    lead.get_by_text(re.compile(r"^2 readers, 4 cases \(2 positive\): AUC 0\.938 vs 0\.500, difference 0\.438 .*"
+                                r"random readers and cases")).wait_for()
+    expected = _expected_mrmc(server_data)
+    lead.get_by_text(expected).wait_for()  # the page prints what core.mrmc computes from the stored answers
+    lead.get_by_text("Readers against the ground-truth masks").wait_for()
+    lead.screenshot(path=str(artifacts_dir / "study_two_arm_results.png"), full_page=True)
+    context.close()
+
+    context, lead = _sign_in(browser, streamlit_server, "Study admin", "lead", "lead-password")
+    _pick(lead, "Study", "Arms")
+    lead.get_by_role("button", name="Prepare the export").click()
+    with lead.expect_download() as info:
+        lead.get_by_role("button", name="Download the export (.zip)").click()
+    payload = info.value.path().read_bytes()
+    context.close()
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        readings = pd.read_csv(io.BytesIO(archive.read("readings.csv")))
+        names = archive.namelist()
+    assert len(readings) == 2 * 2 * 4 and set(readings["session"]) == {1, 2}
+    assert sorted(readings.groupby(["reader", "arm"]).size().tolist()) == [4, 4, 4, 4]
+    assert any(re.fullmatch(r"masks/case-00\d_cara_unaided\.nii\.gz", n) for n in names)
+
+
+def _expected_mrmc(server_data) -> str:
+    from sqlalchemy import select
+
+    from core.mrmc import obuchowski_rockette
+    from core.study_stats import answers_frame, roc_frame
+    from db.models import Reader, Study
+    from db.repository import answers_table
+    from db.session import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(server_data["db_url"])
+    with session_scope(make_session_factory(engine)) as s:
+        study = s.scalar(select(Study).where(Study.title == "Arms"))
+        lead = s.scalar(select(Reader).where(Reader.username == "lead"))
+        frame = answers_frame(answers_table(s, lead, study.id))
+    engine.dispose()
+    return obuchowski_rockette(roc_frame(frame, "artifact_confidence")).summary_line("RRRC")
+
+
+def _truths(server_data, title: str) -> dict[str, str]:
+    """Case pseudonym -> truth of a study (the test's oracle; readers never see it)."""
+    from sqlalchemy import select
+
+    from db.models import Study
+    from db.session import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(server_data["db_url"])
+    with session_scope(make_session_factory(engine)) as s:
+        study = s.scalar(select(Study).where(Study.title == title))
+        truths = {case.name: case.truth for case in study.cases}
+    engine.dispose()
+    return truths
+
+
+# Artifact-confidence ratings (1-5) per reader and arm for (artifact cases, clean cases), in reading order:
+# with the heatmaps Cara separates perfectly (AUC 1) and Dan nearly (5, 4 vs 2, 4: AUC 0.875);
+# without them neither can tell (AUC 0.5 each). Means 0.9375 vs 0.5.
+RATINGS = {
+    ("cara", "ai"): ([5, 5], [1, 1]), ("cara", "unaided"): ([3, 3], [3, 3]),
+    ("dan", "ai"): ([5, 4], [2, 4]), ("dan", "unaided"): ([3, 2], [3, 2]),
+}
+
+
+def _read_two_arm_session(page, truths: dict[str, str], reader: str, arm: str, *, draw: bool = False,
+                          last: bool = False) -> None:
+    _progress(page, "0 of 4 cases done")
+    artifact, clean = (list(r) for r in RATINGS[(reader, arm)])
+    for done in range(1, 5):
+        caption = page.get_by_text(re.compile(r"case-\d{3} · slice 1 of 1")).inner_text()
+        name = re.search(r"case-\d{3}", caption).group(0)
+        rating = (artifact if truths[name] == "artifact" else clean).pop(0)
+        _button(page, "artifact_confidence", rating - 1).click()
+        if arm == "ai":
+            _button(page, "heatmap_useful", 3).click()
+        else:
+            assert page.get_by_text("How useful is the heatmap").count() == 0
+        if draw and done == 1:
+            canvas = page.locator("canvas").last
+            canvas.scroll_into_view_if_needed()
+            box = canvas.bounding_box()
+            page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.4 * box["height"])
+            page.mouse.down()
+            for step in range(1, 11):
+                page.mouse.move(box["x"] + (0.4 + 0.01 * step) * box["width"], box["y"] + 0.4 * box["height"])
+            page.mouse.up()
+            page.get_by_text(re.compile(r"marked pixels on this slice: [1-9]\d*")).wait_for()
+        _save(page).click()
+        if done < 4 or last:  # after the last case of session 1 the page moves on to session 2
+            _progress(page, f"{done} of 4 cases done")
