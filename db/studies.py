@@ -335,7 +335,7 @@ def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, 
         image.set_data_dtype(np.uint8)
         nib.save(image, str(target))
         paths[f"mask:{case.name}:{reader_name}" + (f":{arm}" if crossed else "")] = target
-    paths["summary"].write_text(json.dumps(report.to_json(), indent=1, default=_plain))
+    paths["summary"].write_text(json.dumps(_clean(report.to_json()), indent=1, allow_nan=False))
     return paths
 
 
@@ -350,11 +350,20 @@ def _records(frame: pd.DataFrame) -> dict:
     return {str(k): {c: _plain(v) for c, v in row.items()} for k, row in frame.iterrows()} if len(frame) else {}
 
 
+def _clean(value):
+    """``value`` with every NaN / infinity as None and numpy scalars as Python numbers (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return _plain(value)
+
+
 def _plain(value):
     if isinstance(value, (np.floating, float)):
         return None if not np.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
     return value
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.test_browser_study import _sign_in
 from tests.test_turing_set import tiny_reference
 
 
@@ -52,19 +53,6 @@ def protocol_files(server_data, tmp_path_factory):
             create_reader(s, name, f"{name}-password")
     engine.dispose()
     return folder
-
-
-def _sign_in(browser, url: str, page_name: str, username: str, password: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(url)
-    page.get_by_role("link", name=page_name).click()
-    page.get_by_role("textbox", name="User name").fill(username)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as {username}").wait_for()
-    return context, page
 
 
 def _pick(page, label: str, option: str) -> None:

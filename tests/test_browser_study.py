@@ -49,8 +49,14 @@ def _sign_in(browser, url: str, page_name: str, username: str, password: str):
 
 
 def _answer(page, question: str, choice: str) -> None:
-    group = page.get_by_role("radiogroup", name=re.compile(re.escape(question)))
-    group.get_by_text(choice, exact=True).click()
+    """A yes/no radio by its text, or a Likert button by the question's key (buttons carry it as a class)."""
+    if choice in ("yes", "no"):
+        group = page.get_by_role("radiogroup", name=re.compile(re.escape(question)))
+        group.get_by_text(choice, exact=True).click()
+        return
+    page.locator(f"[data-stale='false'][class*='-{question}-button-{int(choice) - 1}'] button").click()
+    page.locator(f"[data-stale='false'][class*='-{question}-button-{int(choice) - 1}'] "
+                 "[data-testid='stBaseButton-primary']").wait_for()
 
 
 def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, streamlit_server, pilot_study,
@@ -67,10 +73,10 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
         ann.mouse.move(box["x"] + (0.2 + 0.01 * step) * box["width"], y)
     ann.mouse.up()
     ann.get_by_text(re.compile(r"marked pixels on this slice: [1-9]\d*")).wait_for()
-    _answer(ann, "How realistic is this image?", "4")
+    _answer(ann, "realism", "4")
     _answer(ann, "Is there an artifact", "yes")
-    _answer(ann, "How useful is the heatmap", "5")
-    _answer(ann, "How clinically actionable", "3")
+    _answer(ann, "heatmap_useful", "5")
+    _answer(ann, "actionable", "3")
     ann.get_by_role("button", name="Save and next").click()
     ann.get_by_text("1 of 1 cases done").wait_for()
     ann.get_by_role("button", name="Save and next").wait_for()  # the page has settled after its rerun
@@ -81,9 +87,9 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     context, bob = _sign_in(browser, streamlit_server, "Reading", "bob", "bob-password")
     bob.get_by_text("0 of 1 cases done").wait_for()
     assert bob.get_by_text("How useful is the heatmap").count() == 0  # the blinded arm
-    _answer(bob, "How realistic is this image?", "2")
+    _answer(bob, "realism", "2")
     _answer(bob, "Is there an artifact", "no")
-    _answer(bob, "How clinically actionable", "2")
+    _answer(bob, "actionable", "2")
     bob.get_by_role("button", name="Save and next").click()
     bob.get_by_text("1 of 1 cases done").wait_for()
     context.close()
