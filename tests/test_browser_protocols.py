@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.test_browser_study import _sign_in
+from tests.browser_helpers import answer_button, pick, press, progress, save_button, session_is, settled, sign_in
 from tests.test_turing_set import tiny_reference
 
 
@@ -55,24 +55,6 @@ def protocol_files(server_data, tmp_path_factory):
     return folder
 
 
-def _pick(page, label: str, option: str) -> None:
-    """Choose ``option`` in the selectbox or multiselect labelled ``label``."""
-    widget = page.locator("[data-testid='stSelectbox'], [data-testid='stMultiSelect']").filter(
-        has=page.get_by_text(label, exact=True))
-    if widget.get_attribute("data-testid") == "stMultiSelect" and widget.get_by_text(option, exact=True).count():
-        return  # already chosen (the form keeps its values after a submit)
-    for attempt in range(3):  # a rerun that lands while the list is open closes it: open it again
-        widget.locator("input").first.click()
-        try:
-            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-            page.keyboard.press("Escape")
-    page.keyboard.press("Escape")
-
-
 def _create(page, kind: str, title: str, case_list: str, readers: list[str]) -> None:
     page.get_by_role("tab", name="New study").click()
     page.get_by_text(kind).click()
@@ -81,49 +63,14 @@ def _create(page, kind: str, title: str, case_list: str, readers: list[str]) -> 
     page.get_by_role("textbox", name="Title").fill(title)
     page.get_by_role("textbox", name="Or a case list on the server").fill(case_list)
     for reader in readers:
-        _pick(page, "Readers", reader)
+        pick(page, "Readers", reader)
     page.get_by_role("button", name="Create study").click()
     page.get_by_text(f"Study '{title}' created with 4 case(s).").wait_for(timeout=120_000)
 
 
-def _button(page, question: str, index: int):
-    """The ``index``-th answer button of a question (buttons carry their widget key as a class)."""
-    return page.locator(f"[data-stale='false'][class*='-{question}-button-{index}'] button")
-
-
-def _press(page, key: str) -> None:
-    """A key press on the page itself (no widget focused), as a reader's shortcut."""
-    page.evaluate("() => document.activeElement && document.activeElement.blur()")
-    page.keyboard.press(key)
-
-
-def _session(page, text: str) -> None:
-    """Wait until the Session selectbox shows ``text``."""
-    from playwright.sync_api import expect
-
-    expect(page.get_by_role("combobox", name="Session")).to_have_value(text, timeout=60_000)
-
-
-def _progress(page, text: str) -> None:
-    """Wait for the progress text and for the rerun to finish (no element of the previous run left)."""
-    page.get_by_text(text).wait_for()
-    _settled(page)
-    _save(page).wait_for()
-
-
-def _settled(page) -> None:
-    """Wait until the script run is over and nothing of the previous run is left on the page."""
-    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
-    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
-
-
-def _save(page):
-    return page.locator("[data-stale='false']").get_by_role("button", name="Save and next")
-
-
 def test_a_turing_test_and_a_two_arm_study_are_set_up_read_and_analysed(browser, streamlit_server, server_data,
                                                                          protocol_files, artifacts_dir):
-    context, lead = _sign_in(browser, streamlit_server, "Study admin", "lead", "lead-password")
+    context, lead = sign_in(browser, streamlit_server, "Study admin", "lead", "lead-password")
     _create(lead, "Visual Turing test: real or synthetic?", "Turing", str(protocol_files / "turing" / "cases.csv"),
             ["cara", "dan"])
     _create(lead, "Two arms: every case with and without SAFEGEN", "Arms", str(protocol_files / "arms.csv"),
@@ -132,53 +79,53 @@ def test_a_turing_test_and_a_two_arm_study_are_set_up_read_and_analysed(browser,
     truths = _truths(server_data, "Arms")
 
     # Cara: keyboard only for the Turing test. "2" answers the first question (real / synthetic).
-    context, cara = _sign_in(browser, streamlit_server, "Reading", "cara", "cara-password")
-    _progress(cara, "0 of 4 cases done")
+    context, cara = sign_in(browser, streamlit_server, "Reading", "cara", "cara-password")
+    progress(cara, "0 of 4 cases done")
     for done in range(1, 5):
-        chosen = _button(cara, "origin", 1).and_(cara.locator("[data-testid='stBaseButton-primary']"))
+        chosen = answer_button(cara, "origin", 1).and_(cara.locator("[data-testid='stBaseButton-primary']"))
         for attempt in range(4):  # a key pressed in the instant before the new buttons listen is lost: again
-            _press(cara, "2")
+            press(cara, "2")
             try:
                 chosen.wait_for(timeout=4000)
                 break
             except Exception:
                 if attempt == 3:
                     raise
-        _button(cara, "confidence", 3).click()
-        _settled(cara)
-        _press(cara, "Control+Enter")
-        _progress(cara, f"{done} of 4 cases done")
+        answer_button(cara, "confidence", 3).click()
+        settled(cara)
+        press(cara, "Control+Enter")
+        progress(cara, f"{done} of 4 cases done")
     # ... and the two-arm study: session 1 with the heatmaps (first reader), then session 2 without.
-    _pick(cara, "Study", "Arms")
-    _session(cara, "Session 1 of 2: with SAFEGEN heatmaps")
+    pick(cara, "Study", "Arms")
+    session_is(cara, "Session 1 of 2: with SAFEGEN heatmaps")
     _read_two_arm_session(cara, truths, "cara", "ai")
-    _session(cara, "Session 2 of 2: images only")
+    session_is(cara, "Session 2 of 2: images only")
     _read_two_arm_session(cara, truths, "cara", "unaided", draw=True, last=True)
     cara.screenshot(path=str(artifacts_dir / "study_two_arm_reading.png"), full_page=True)
     context.close()
 
     # Dan: mouse only; "real" for every image.
-    context, dan = _sign_in(browser, streamlit_server, "Reading", "dan", "dan-password")
-    _progress(dan, "0 of 4 cases done")
+    context, dan = sign_in(browser, streamlit_server, "Reading", "dan", "dan-password")
+    progress(dan, "0 of 4 cases done")
     for done in range(1, 5):
-        _button(dan, "origin", 0).click()
-        _button(dan, "confidence", 4).click()
-        _save(dan).click()
-        _progress(dan, f"{done} of 4 cases done")
+        answer_button(dan, "origin", 0).click()
+        answer_button(dan, "confidence", 4).click()
+        save_button(dan).click()
+        progress(dan, f"{done} of 4 cases done")
     dan.screenshot(path=str(artifacts_dir / "study_turing_reading.png"), full_page=True)
-    _pick(dan, "Study", "Arms")
-    _session(dan, "Session 1 of 2: images only")
+    pick(dan, "Study", "Arms")
+    session_is(dan, "Session 1 of 2: images only")
     _read_two_arm_session(dan, truths, "dan", "unaided")
-    _session(dan, "Session 2 of 2: with SAFEGEN heatmaps")
+    session_is(dan, "Session 2 of 2: with SAFEGEN heatmaps")
     _read_two_arm_session(dan, truths, "dan", "ai", last=True)
     context.close()
 
     # The results: Cara called every image synthetic (2 of 4 right), Dan every image real (2 of 4).
-    context, lead = _sign_in(browser, streamlit_server, "Study results", "lead", "lead-password")
-    _pick(lead, "Study", "Turing")  # the server may hold other tests' studies
+    context, lead = sign_in(browser, streamlit_server, "Study results", "lead", "lead-password")
+    pick(lead, "Study", "Turing")  # the server may hold other tests' studies
     lead.get_by_text("2 readers, 4 images: accuracy 50.0% (exact binomial p = 1), Fleiss' kappa -1.00").wait_for()
     lead.screenshot(path=str(artifacts_dir / "study_turing_results.png"), full_page=True)
-    _pick(lead, "Study", "Arms")
+    pick(lead, "Study", "Arms")
     lead.get_by_text(re.compile(r"^2 readers, 4 cases \(2 positive\): AUC 0\.938 vs 0\.500, difference 0\.438 .*"
                                 r"random readers and cases")).wait_for()
     expected = _expected_mrmc(server_data)
@@ -187,8 +134,8 @@ def test_a_turing_test_and_a_two_arm_study_are_set_up_read_and_analysed(browser,
     lead.screenshot(path=str(artifacts_dir / "study_two_arm_results.png"), full_page=True)
     context.close()
 
-    context, lead = _sign_in(browser, streamlit_server, "Study admin", "lead", "lead-password")
-    _pick(lead, "Study", "Arms")
+    context, lead = sign_in(browser, streamlit_server, "Study admin", "lead", "lead-password")
+    pick(lead, "Study", "Arms")
     lead.get_by_role("button", name="Prepare the export").click()
     with lead.expect_download() as info:
         lead.get_by_role("button", name="Download the export (.zip)").click()
@@ -246,15 +193,16 @@ RATINGS = {
 
 def _read_two_arm_session(page, truths: dict[str, str], reader: str, arm: str, *, draw: bool = False,
                           last: bool = False) -> None:
-    _progress(page, "0 of 4 cases done")
+    progress(page, "0 of 4 cases done")
     artifact, clean = (list(r) for r in RATINGS[(reader, arm)])
     for done in range(1, 5):
-        caption = page.get_by_text(re.compile(r"case-\d{3} · slice 1 of 1")).inner_text()
+        settled(page)  # (the canvas's first value can start one more run: its caption shows twice meanwhile)
+        caption = page.get_by_text(re.compile(r"case-\d{3} · slice 1 of 1")).first.inner_text()
         name = re.search(r"case-\d{3}", caption).group(0)
         rating = (artifact if truths[name] == "artifact" else clean).pop(0)
-        _button(page, "artifact_confidence", rating - 1).click()
+        answer_button(page, "artifact_confidence", rating - 1).click()
         if arm == "ai":
-            _button(page, "heatmap_useful", 3).click()
+            answer_button(page, "heatmap_useful", 3).click()
         else:
             assert page.get_by_text("How useful is the heatmap").count() == 0
         if draw and done == 1:
@@ -267,6 +215,6 @@ def _read_two_arm_session(page, truths: dict[str, str], reader: str, arm: str, *
                 page.mouse.move(box["x"] + (0.4 + 0.01 * step) * box["width"], box["y"] + 0.4 * box["height"])
             page.mouse.up()
             page.get_by_text(re.compile(r"marked pixels on this slice: [1-9]\d*")).wait_for()
-        _save(page).click()
+        save_button(page).click()
         if done < 4 or last:  # after the last case of session 1 the page moves on to session 2
-            _progress(page, f"{done} of 4 cases done")
+            progress(page, f"{done} of 4 cases done")

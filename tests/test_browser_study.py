@@ -14,6 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.browser_helpers import answer_button, pick, sign_in
+
 
 @pytest.fixture(scope="module")
 def pilot_study(server_data):
@@ -35,33 +37,19 @@ def pilot_study(server_data):
     engine.dispose()
 
 
-def _sign_in(browser, url: str, page_name: str, username: str, password: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(url)
-    page.get_by_role("link", name=page_name).click()
-    page.get_by_role("textbox", name="User name").fill(username)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as {username}").wait_for()
-    return context, page
-
-
 def _answer(page, question: str, choice: str) -> None:
     """A yes/no radio by its text, or a Likert button by the question's key (buttons carry it as a class)."""
     if choice in ("yes", "no"):
         group = page.get_by_role("radiogroup", name=re.compile(re.escape(question)))
         group.get_by_text(choice, exact=True).click()
         return
-    page.locator(f"[data-stale='false'][class*='-{question}-button-{int(choice) - 1}'] button").click()
-    page.locator(f"[data-stale='false'][class*='-{question}-button-{int(choice) - 1}'] "
-                 "[data-testid='stBaseButton-primary']").wait_for()
+    answer_button(page, question, int(choice) - 1).click()
+    answer_button(page, question, int(choice) - 1).and_(page.locator("[data-testid='stBaseButton-primary']")).wait_for()
 
 
 def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, streamlit_server, pilot_study,
                                                                   artifacts_dir, tmp_path):
-    context, ann = _sign_in(browser, streamlit_server, "Reading", "ann", "ann-password")
+    context, ann = sign_in(browser, streamlit_server, "Reading", "ann", "ann-password")
     ann.get_by_text("0 of 1 cases done").wait_for()
     canvas = ann.locator("canvas").last
     canvas.scroll_into_view_if_needed()
@@ -84,7 +72,7 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     ann.screenshot(path=str(artifacts_dir / "study_reading_ann.png"), full_page=True)
     context.close()
 
-    context, bob = _sign_in(browser, streamlit_server, "Reading", "bob", "bob-password")
+    context, bob = sign_in(browser, streamlit_server, "Reading", "bob", "bob-password")
     bob.get_by_text("0 of 1 cases done").wait_for()
     assert bob.get_by_text("How useful is the heatmap").count() == 0  # the blinded arm
     _answer(bob, "realism", "2")
@@ -94,7 +82,8 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     bob.get_by_text("1 of 1 cases done").wait_for()
     context.close()
 
-    context, chief = _sign_in(browser, streamlit_server, "Study admin", "chief", "chief-password")
+    context, chief = sign_in(browser, streamlit_server, "Study admin", "chief", "chief-password")
+    pick(chief, "Study", "Browser pilot")  # the server may hold other tests' studies
     chief.get_by_role("button", name="Prepare the export").click()
     with chief.expect_download() as info:
         chief.get_by_role("button", name="Download the export (.zip)").click()

@@ -1,0 +1,69 @@
+"""Helpers of the browser tests: sign in, pick in a selectbox, wait for Streamlit to settle, answer buttons."""
+
+from __future__ import annotations
+
+
+def sign_in(browser, url: str, page_name: str, username: str, password: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_role("link", name=page_name).click()
+    page.get_by_role("textbox", name="User name").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {username}").wait_for()
+    return context, page
+
+
+def pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the selectbox or multiselect labelled ``label``."""
+    widget = page.locator("[data-testid='stSelectbox'], [data-testid='stMultiSelect']").filter(
+        has=page.get_by_text(label, exact=True))
+    if widget.get_attribute("data-testid") == "stMultiSelect" and widget.get_by_text(option, exact=True).count():
+        return  # already chosen (the form keeps its values after a submit)
+    for attempt in range(3):  # a rerun that lands while the list is open closes it: open it again
+        widget.locator("input").first.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+
+
+def answer_button(page, question: str, index: int):
+    """The ``index``-th answer button of a question (buttons carry their widget key as a class)."""
+    return page.locator(f"[data-stale='false'][class*='-{question}-button-{index}'] button")
+
+
+def press(page, key: str) -> None:
+    """A key press on the page itself (no widget focused), as a reader's shortcut."""
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.keyboard.press(key)
+
+
+def session_is(page, text: str) -> None:
+    """Wait until the Session selectbox shows ``text``."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("combobox", name="Session")).to_have_value(text, timeout=60_000)
+
+
+def progress(page, text: str) -> None:
+    """Wait for the progress text and for the rerun to finish (no element of the previous run left)."""
+    page.get_by_text(text).wait_for()
+    settled(page)
+    save_button(page).wait_for()
+
+
+def settled(page) -> None:
+    """Wait until the script run is over and nothing of the previous run is left on the page."""
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')")
+
+
+def save_button(page):
+    return page.locator("[data-stale='false']").get_by_role("button", name="Save and next")
