@@ -50,6 +50,7 @@ models: benchmark
 
 evaluate: benchmark
 	$(BIN)/python -m core.cli evaluate --out out/evaluation
+	$(BIN)/python -m core.cli evaluate --methods all --out out/evaluation
 
 bench: benchmark
 	$(BIN)/python -m core.cli bench

@@ -229,6 +229,8 @@ def _explainers_for(args: argparse.Namespace, scorer) -> list:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from core.evaluation import clean_test_slices, load_benchmark, run_evaluation
 
+    if args.methods:
+        return _compare_methods(args)
     scorer = _load_scorer(args)
     bench = load_benchmark(args.benchmark, small=args.small)
     clean_test = clean_test_slices(args.reference)
@@ -246,6 +248,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print()
         print(run.explainer_summary.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {args.out / 'report.md'} in {run.seconds:.0f} s")
+    return 0
+
+
+def _compare_methods(args: argparse.Namespace) -> int:
+    from core.comparison import method_names, run_comparison
+    from core.evaluation import load_benchmark
+
+    try:
+        names = method_names(args.methods)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench = load_benchmark(args.benchmark, small=args.small)
+    context = {"command": "`python -m core.cli " + " ".join(sys.argv[1:]) + "`",
+               "benchmark file": str(args.benchmark), "reference": str(args.reference)}
+    start = time.perf_counter()
+    with _progress(len(bench["images"]) * len(names), "methods") as bar:
+        tables = run_comparison(names, bench, args.reference, args.out, scorer=_load_scorer(args) if any(
+            n.startswith("safegen") for n in names) else None, context=context, progress=bar.update)
+    print(tables["methods"].drop(columns=["title"]).round(3).to_string())
+    print(f"wrote {args.out}/methods.md in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -353,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--shap-samples", type=int, default=200, help="KernelSHAP coalitions per slice (default 200)")
     ev.add_argument("--small", action="store_true",
                     help="a quick run: one artifact image per kind and severity and as many clean ones")
+    ev.add_argument("--methods", default="",
+                    help="compare SAFEGEN with the baselines instead: 'all' or a comma list (safegen, "
+                         "safegen_autoencoder, safegen_diffusion, phanes, padim, patchcore, mriqc_iqm, "
+                         "spectral, spectral_local); writes methods.md / methods*.csv to --out")
     _add_scorer_options(ev)
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -116,7 +116,8 @@ def summary_table(
 def breakdown_table(
     outputs: list[VariantOutput], labels: np.ndarray, gt: np.ndarray, groups: np.ndarray, metric: str
 ) -> pd.DataFrame:
-    """``metric`` ("auroc" against all clean images, or "dice") per group (kind or severity) x variant."""
+    """``metric`` ("auroc" against all clean images, or "dice") per group (kind or severity) x variant
+    (any objects with ``name``, ``scores`` and ``masks``)."""
     clean = labels == 0
     table = {}
     for out in outputs:
@@ -127,7 +128,9 @@ def breakdown_table(
                 sel = clean | members
                 column[group] = image_auroc(labels[sel], out.scores[sel])
             else:
-                column[group] = float(np.mean(dice(out.masks[members], gt[members], axis=(1, 2))))
+                masks = out.masks  # None for an image-level method (core.comparison)
+                column[group] = np.nan if masks is None else float(np.mean(dice(masks[members], gt[members],
+                                                                                   axis=(1, 2))))
         table[out.name] = column
     return pd.DataFrame(table)
 
@@ -369,7 +372,8 @@ def load_evaluation(out_dir: Path) -> dict[str, pd.DataFrame | dict] | None:
     """The tables an :func:`run_evaluation` wrote to ``out_dir`` (None when there is none).
 
     Keys: ``context`` (dict), ``summary``, ``per_kind_auroc``, ``scores``, ``false_alarms``, and when
-    explainers were evaluated ``explainer_summary``, ``explainer_dice_per_kind``, ``explainer_deletion``.
+    explainers were evaluated ``explainer_summary``, ``explainer_dice_per_kind``, ``explainer_deletion``;
+    when ``evaluate --methods`` wrote to the same folder, ``methods`` and its per-kind tables.
     """
     out_dir = Path(out_dir)
     if not (out_dir / "summary.csv").is_file() or not (out_dir / "context.json").is_file():
@@ -378,7 +382,9 @@ def load_evaluation(out_dir: Path) -> dict[str, pd.DataFrame | dict] | None:
     for key, name in (("summary", "summary"), ("per_kind_auroc", "per_kind_auroc"), ("scores", "scores"),
                       ("false_alarms", "false_alarms_vs_tau"), ("explainer_summary", "explainer_summary"),
                       ("explainer_dice_per_kind", "explainer_dice_per_kind"),
-                      ("explainer_deletion", "explainer_deletion")):
+                      ("explainer_deletion", "explainer_deletion"), ("methods", "methods"),
+                      ("methods_auroc_per_kind", "methods_auroc_per_kind"),
+                      ("methods_dice_per_kind", "methods_dice_per_kind")):
         path = out_dir / f"{name}.csv"
         if path.is_file():
             tables[key] = pd.read_csv(path, index_col=0)

@@ -9,6 +9,7 @@ from ui.evaluation import (
     grouped_bars,
     headline,
     roc_figure,
+    where_safegen_loses,
 )
 
 st.title("Evaluation")
@@ -21,7 +22,8 @@ if tables is None:
     st.stop()
 
 headline(tables)
-detection, localisation, calibration = st.tabs(["Detection", "Localisation (explainers)", "Calibration"])
+detection, localisation, calibration, baselines = st.tabs(
+    ["Detection", "Localisation (explainers)", "Calibration", "Baselines"])
 with detection:
     left, right = st.columns(2)
     left.plotly_chart(roc_figure(tables["scores"]), key="eval.roc")
@@ -39,3 +41,17 @@ with calibration:
     st.plotly_chart(calibration_figure(tables["false_alarms"], float(tables["context"]["tau"])), key="eval.calib")
     st.caption("τ is the conformal threshold that flags at most 5 % of clean calibration slices; the test "
                "curve shows how that holds on clean real slices the calibration never saw.")
+with baselines:
+    if "methods" not in tables:
+        st.info("No comparison with the baselines in this run: `python -m core.cli evaluate --methods all "
+                "--out out/evaluation` (about 3 minutes; `make evaluate` runs it).")
+    else:
+        st.dataframe(tables["methods"].round(3), key="eval.methods")
+        st.plotly_chart(grouped_bars(tables["methods_auroc_per_kind"], "image AUROC",
+                                     "Image AUROC per artifact kind and method"), key="eval.methods_kind")
+        losses = where_safegen_loses(tables["methods_auroc_per_kind"])
+        if losses:
+            st.markdown("Where a baseline beats SAFEGEN (image AUROC, by more than 0.05): " + "; ".join(losses))
+        st.caption("Every method is fitted on the same real train slices, thresholded to flag at most 5 % of the "
+                   "same clean calibration slices, and scored on the same benchmark in one run. What each baseline "
+                   "changes from its paper: out/evaluation/methods.md and the README.")

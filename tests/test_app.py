@@ -224,3 +224,17 @@ def test_evaluation_page_reruns_a_small_set_and_plots_what_it_wrote(monkeypatch,
     curve = calibration["data"][1]
     at_tau = curve["y"][int(np.searchsorted(np.asarray(curve["x"]), context["tau"]))]
     assert at_tau == pytest.approx(summary.loc["combined", "false_alarms_test_clean"], abs=0.03)
+    # The Baselines tab shows a comparison written to the same folder, and says where SAFEGEN loses.
+    kinds = ["blur", "dropout"]
+    pd.DataFrame({"safegen": [0.55, 0.74], "padim": [0.43, 0.36], "spectral": [0.64, 0.41]},
+                 index=pd.Index(kinds, name="kind")).to_csv(f"{folder}/methods_auroc_per_kind.csv")
+    pd.DataFrame({"safegen": [0.0, 0.21], "padim": [0.0, 0.0], "spectral": [np.nan, np.nan]},
+                 index=pd.Index(kinds, name="kind")).to_csv(f"{folder}/methods_dice_per_kind.csv")
+    pd.DataFrame({"title": ["SAFEGEN", "PaDiM", "spectral"], "auroc": [0.6, 0.46, 0.56]},
+                 index=pd.Index(["safegen", "padim", "spectral"], name="method")).to_csv(f"{folder}/methods.csv")
+    at.run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "auroc" in d.value.columns and "title" in d.value.columns)
+    assert table.loc["padim", "auroc"] == 0.46
+    assert any("**blur**: spectral 0.64 vs SAFEGEN 0.55" in m.value for m in at.markdown)
+    assert not any("**dropout**" in m.value for m in at.markdown)  # SAFEGEN leads there

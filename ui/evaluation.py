@@ -46,9 +46,9 @@ def _load(folder: str, stamp: float) -> dict | None:
 
 
 def load_run(folder: Path) -> dict | None:
-    """The evaluation in ``folder`` (cached until its summary file changes)."""
-    summary = Path(folder) / "summary.csv"
-    return _load(str(folder), summary.stat().st_mtime if summary.is_file() else 0.0)
+    """The evaluation in ``folder`` (cached until its summary or its baseline comparison changes)."""
+    stamps = [Path(folder) / name for name in ("summary.csv", "methods.csv")]
+    return _load(str(folder), sum(p.stat().st_mtime for p in stamps if p.is_file()))
 
 
 def quick_rerun() -> None:
@@ -158,3 +158,14 @@ def calibration_figure(false_alarms: pd.DataFrame, tau: float, rate: float = 0.0
     figure.update_layout(title="Share of slices flagged as τ moves", xaxis_title="τ (z units)",
                          yaxis_title="share of slices above τ", height=420, margin={"t": 50})
     return figure
+
+
+def where_safegen_loses(per_kind: pd.DataFrame, margin: float = 0.05) -> list[str]:
+    """One line per artifact kind where a baseline's image AUROC beats SAFEGEN's by more than ``margin``."""
+    lines = []
+    for kind, row in per_kind.iterrows():
+        others = row.drop(labels=[c for c in row.index if c.startswith("safegen")])
+        best = others.idxmax()
+        if others[best] > row["safegen"] + margin:
+            lines.append(f"**{kind}**: {best} {others[best]:.2f} vs SAFEGEN {row['safegen']:.2f}")
+    return lines

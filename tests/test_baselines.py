@@ -1,0 +1,119 @@
+"""The trained-feature baselines (PaDiM, PatchCore, PHANES-style) and the comparison runner, on real
+MNI152 slices with a planted square (a known mask), without data/."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.baselines.base import calibrate
+from core.baselines.padim import PaDiMBaseline
+from core.baselines.patchcore import PatchCoreBaseline, greedy_coreset
+from core.baselines.phanes import PHANESBaseline
+
+
+@pytest.fixture(scope="module")
+def slices():
+    """24 consecutive real mid-brain MNI152 slices: even ones to fit, odd ones held out."""
+    from core.reference import KNOWN_SUBJECTS, subject_slices
+
+    images = subject_slices(KNOWN_SUBJECTS[0]).images
+    middle = len(images) // 2
+    picked = images[middle - 12:middle + 12].astype(np.float32)
+    return picked[0::2], picked[1::2]
+
+
+def planted(image: np.ndarray, value: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The slice with a 12 x 12 square of ``value`` in the left hemisphere's white matter, and its mask."""
+    mask = np.zeros_like(image, bool)
+    mask[52:64, 40:52] = True
+    out = image.copy()
+    out[mask] = value
+    return out, mask
+
+
+def test_greedy_coreset_picks_the_far_points_first():
+    points = torch.tensor([[0.0], [1.0], [2.0], [50.0], [100.0]])
+    chosen = set(greedy_coreset(points, 3, seed=0).tolist())
+    assert {0, 4} <= chosen or {3, 4} <= chosen  # both ends of the line are covered
+    # k-center is 2-approximate: the covering radius of 3 centres is at most twice the optimum (25)
+    radius = torch.cdist(points, points[sorted(chosen)]).min(dim=1).values.max()
+    assert radius <= 50.0
+
+
+@pytest.mark.parametrize(("method", "contrast"), [(PaDiMBaseline, 2.0), (PatchCoreBaseline, 1.5)])
+def test_feature_baselines_peak_on_a_planted_square(method, contrast, slices):
+    fit, held = slices
+    detector = method().fit(fit)
+    corrupt, mask = planted(held[5])
+    maps = detector.raw_maps(np.stack([held[5], corrupt]))
+    clean_map, corrupt_map = maps
+    peak = np.unravel_index(np.argmax(corrupt_map), corrupt_map.shape)
+    near = np.zeros_like(mask)
+    near[48:68, 36:56] = True  # the square, 4 pixels around (the maps are smoothed with sigma 4)
+    assert near[peak]
+    assert corrupt_map[mask].mean() > contrast * clean_map[mask].mean()  # measured 1.8x for PatchCore
+
+
+def test_phanes_masks_the_square_and_paints_it_back_towards_the_clean_slice(slices):
+    fit, held = slices
+    phanes = PHANESBaseline(level=400).fit(fit)
+    clean = held[5]
+    corrupt, square = planted(clean, value=0.2)  # a dark hole in the white matter
+    healthy, suspect = phanes.pseudo_healthy(corrupt[None])
+    assert suspect[0][square].mean() > 0.9  # the AE residual's mask covers the square (measured: all of it)
+    assert suspect[0].mean() < 0.3  # ... and not the whole slice
+    before = np.abs(corrupt - clean)[square].mean()
+    after = np.abs(healthy[0] - clean)[square].mean()
+    assert after < 0.5 * before  # in-painting replaced the square with tissue-like values (0.49 -> 0.21)
+    raw = phanes.raw_maps(corrupt[None])[0]
+    assert raw[square].mean() > 3 * raw[~square & (clean > 0.05)].mean()
+
+
+def test_calibrate_puts_a_feature_baseline_on_a_z_scale_with_its_own_tau(slices):
+    fit, held = slices
+    calibrated = calibrate(PaDiMBaseline().fit(fit), held)
+    maps, scores = calibrated(held)
+    tissue = held > 0.05
+    assert abs(np.median(maps[tissue])) < 1e-3  # the calib tissue pixels' median maps to 0
+    assert (scores > calibrated.tau).mean() <= 0.05 + 1e-9  # at most 5 % of the calib slices flagged
+    corrupt, _ = planted(held[5])
+    _, score = calibrated(corrupt[None])
+    assert score[0] > calibrated.tau  # the square is flagged at the method's own threshold
+
+
+def test_the_comparison_writes_one_table_for_every_method(tmp_path, slices):
+    from core.comparison import method_names, run_comparison
+
+    fit, held = slices
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for split, images in (("train", fit), ("calib", held)):
+        np.savez(reference / f"{split}.npz", images=images, subject=np.array(["mni152"] * len(images)),
+                 slice_index=np.arange(len(images)), augmentation=np.zeros(len(images), int))
+    images, masks, labels, kinds = [], [], [], []
+    for i, image in enumerate(held[:8]):
+        if i % 2:
+            image, mask = planted(image)
+            kind = "lesion" if i % 4 == 1 else "dropout"
+        else:
+            mask, kind = np.zeros_like(image, bool), "clean"
+        images.append(image)
+        masks.append(mask)
+        labels.append(int(i % 2))
+        kinds.append(kind)
+    bench = {"images": np.stack(images), "masks": np.stack(masks), "labels": np.array(labels),
+             "kinds": np.array(kinds), "severities": np.array([1 if k != "clean" else 0 for k in kinds])}
+    names = method_names("padim,spectral")
+    tables = run_comparison(names, bench, reference, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "methods.csv", index_col="method")
+    assert list(table.index) == ["padim", "spectral"]
+    assert table.loc["padim", "auroc"] == 1.0  # a bright square is easy for PaDiM
+    assert np.isnan(table.loc["spectral", "dice_at_tau"])  # image-level: no masks
+    assert list(tables["methods_auroc_per_kind"].index) == ["dropout", "lesion"]
+    assert (tmp_path / "out" / "methods.md").read_text().count("**padim**") == 1
+    assert (tmp_path / "out" / "methods_auroc_per_kind.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="unknown method"):
+        method_names("padim,nope")
