@@ -39,6 +39,13 @@ def answer_button(page, question: str, index: int):
     return page.locator(f"[data-stale='false'][class*='-{question}-button-{index}'] button")
 
 
+def choose(page, question: str, index: int) -> None:
+    """Click an answer button and wait until the page shows it chosen and the run is over."""
+    answer_button(page, question, index).click()
+    answer_button(page, question, index).and_(page.locator("[data-testid='stBaseButton-primary']")).wait_for()
+    settled(page)
+
+
 def press(page, key: str) -> None:
     """A key press on the page itself (no widget focused), as a reader's shortcut."""
     page.evaluate("() => document.activeElement && document.activeElement.blur()")

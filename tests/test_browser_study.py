@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.browser_helpers import answer_button, pick, sign_in
+from tests.browser_helpers import choose, pick, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,7 @@ def _answer(page, question: str, choice: str) -> None:
         group = page.get_by_role("radiogroup", name=re.compile(re.escape(question)))
         group.get_by_text(choice, exact=True).click()
         return
-    answer_button(page, question, int(choice) - 1).click()
-    answer_button(page, question, int(choice) - 1).and_(page.locator("[data-testid='stBaseButton-primary']")).wait_for()
+    choose(page, question, int(choice) - 1)
 
 
 def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, streamlit_server, pilot_study,
