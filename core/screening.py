@@ -39,7 +39,7 @@ def thumbnail(volume: Volume, heatmap: np.ndarray, slice_index: int, tau: float,
     from PIL import Image
 
     gray_slice = volume.display_slice(slice_index)
-    heat = volume.with_array(heatmap).display_slice(slice_index) if volume.is_3d else heatmap
+    heat = volume.display_slice_of(heatmap, slice_index)
     gray = apply_window(gray_slice, auto_window(gray_slice))
     rgb = overlay_heatmap(gray, heat, low=tau, high=tau + 5.0, opacity=0.6, mask=heat > tau)
     h, w = rgb.shape[:2]

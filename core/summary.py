@@ -55,7 +55,7 @@ def summary_page(
         raise ValueError(f"fmt must be 'png' or 'pdf', got {fmt!r}")
     flags = result.flags_at(tau)
     gray = apply_window(volume.display_slice(index), window)
-    heat = result.heatmap if not volume.is_3d else volume.with_array(result.heatmap).display_slice(index)
+    heat = volume.display_slice_of(result.heatmap, index)
     mask = unsafe_mask(heat, tau, flags[index : index + 1]).astype(bool)
     high = max(float(np.nanmax(result.heatmap)), tau + 1.0)
     overlay = overlay_heatmap(gray, heat, low=tau, high=high, opacity=opacity, cmap=cmap, mask=mask)

@@ -120,6 +120,15 @@ class Volume:
             raise IndexError(f"slice {index} outside 0..{self.n_slices - 1}")
         return to_display(self.array[:, :, index])
 
+    def display_slice_of(self, array: np.ndarray, index: int) -> np.ndarray:
+        """The ``index``-th display slice of ``array``, a map on this volume's grid (a heatmap, a mask)."""
+        return self.with_array(np.asarray(array)).display_slice(index)
+
+    def display_slices_of(self, array: np.ndarray) -> np.ndarray:
+        """Every display slice of ``array`` (on this volume's grid), stacked: ``(n_slices, rows, columns)``."""
+        shown = self.with_array(np.asarray(array))
+        return np.stack([shown.display_slice(i) for i in range(self.n_slices)])
+
     def display_spacing(self) -> tuple[float, float]:
         """Pixel size (row, column) in mm of a display slice."""
         if not self.is_3d:

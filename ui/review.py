@@ -97,9 +97,7 @@ def explainer_choice() -> str:
 
 def heat_slice(result: ScanResult, volume: Volume, index: int) -> np.ndarray:
     """Display slice ``index`` of the heatmap (the scan's orientation, like the image)."""
-    if not volume.is_3d:
-        return result.heatmap
-    return volume.with_array(result.heatmap).display_slice(index)
+    return volume.display_slice_of(result.heatmap, index)
 
 
 def make_overlay(result: ScanResult, volume: Volume, tau: float, opacity: float, cmap: str):
@@ -159,7 +157,7 @@ def panels(result: ScanResult, volume: Volume, index: int, gray: np.ndarray, tau
     cols = st.columns(4)
     cols[0].image(gray, caption="Image", clamp=True, width="stretch")
     if result.reconstruction is not None:
-        recon = result.reconstruction if not volume.is_3d else volume.with_array(result.reconstruction).display_slice(index)
+        recon = volume.display_slice_of(result.reconstruction, index)
         cols[1].image(np.clip(recon, 0.0, 1.0), caption="Reconstruction (autoencoder, normalised)", clamp=True,
                       width="stretch")
     cols[2].image(heat_rgb, caption=f"Heatmap ({result.explainer}), 0 to {high:.1f} z", width="stretch")

@@ -1,8 +1,8 @@
 """Reader-study widgets: the database once per process, log-in, the reading form and the canvas.
 
 Pages call these; every query goes through :mod:`db.repository` (pages never write SQL). A
-blinded (unaided) reader's page never loads a heatmap file: :func:`case_view` asks the repository
-whether the reader's arm shows AI output before it touches ``ai_heatmap_path``.
+blinded (unaided) reader's page never loads a heatmap file: :func:`ui.study_reading.case_panel`
+shows it only when the reader's session is in the AI arm.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from PIL import Image
 from core.io import load_volume
 from core.masks import unsafe_mask
 from core.render import apply_window, overlay_heatmap, window_presets
+from core.study_stats import likert_levels
 from core.types import Volume
 from db.migrate import upgrade
 from db.models import Reader, Role
@@ -129,7 +130,7 @@ def slice_picture(volume: Volume, index: int, window_name: str, heatmap: np.ndar
     gray = apply_window(volume.display_slice(index), window_presets(volume)[window_name])
     if heatmap is None:
         return Image.fromarray(gray).convert("RGB")
-    heat = heatmap if not volume.is_3d else volume.with_array(heatmap).display_slice(index)
+    heat = volume.display_slice_of(heatmap, index)
     mask = unsafe_mask(heat, tau).astype(bool)
     high = max(float(np.nanmax(heatmap)), tau + 1.0)
     return Image.fromarray(overlay_heatmap(gray, heat, low=tau, high=high, opacity=0.5, mask=mask))
@@ -157,7 +158,7 @@ SHORTCUT_KEYS = "123456789"
 def _choices(question: dict) -> list:
     """A Likert or choice question's answers: 1..levels, or the options."""
     if question["kind"] == "likert":
-        return list(range(1, int(question.get("levels", 5)) + 1))
+        return list(range(1, likert_levels(question) + 1))
     return list(question["options"])
 
 
