@@ -35,6 +35,7 @@ from core.study_stats import (
     mask_dice_against,
     mask_dice_between_readers,
     mean_with_ci,
+    likert_levels,
     question_summary,
     reader_aucs,
     readings_frame,
@@ -124,19 +125,16 @@ def load_mask(path: Path, volume) -> np.ndarray:
     else:
         mask = load_volume(path).array
     mask = np.asarray(mask) > 0
+    if mask.shape != volume.array.shape and np.squeeze(mask).shape == np.squeeze(volume.array).shape:
+        mask = np.squeeze(mask).reshape(volume.array.shape)  # only singleton axes differ (e.g. NIfTI's 4th)
     if mask.shape != volume.array.shape:
-        mask = mask.reshape(volume.array.shape) if mask.size == volume.array.size else None
-    if mask is None:
         raise StudyError(f"the truth mask {path.name} does not match its scan's shape {volume.array.shape}")
     return mask
 
 
 def display_mask(volume, mask: np.ndarray) -> np.ndarray:
     """A mask on the scan's array grid as its ``(slices, rows, columns)`` display slices (what readers draw on)."""
-    if not volume.is_3d:
-        return volume.with_array(mask.astype(np.float32)).display_slice(0)[None] > 0.5
-    shown = volume.with_array(mask.astype(np.float32))
-    return np.stack([shown.display_slice(i) > 0.5 for i in range(volume.n_slices)])
+    return volume.display_slices_of(np.asarray(mask, bool))
 
 
 def mask_volume(case_scan: Path, slices: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +224,7 @@ def analyse_study(session: Session, requester: Reader, study_id: int, *, tau: fl
         report.notes.append("No answers yet.")
         return report
     admin = requester.role is Role.ADMIN
-    likert = {q["key"]: int(q.get("levels", 5)) for q in questions if q["kind"] == "likert"}
+    likert = {q["key"]: likert_levels(q) for q in questions if q["kind"] == "likert"}
     report.reading_time = reading_time(frame)
     if "heatmap_useful" in likert and (frame["question"] == "heatmap_useful").any():
         report.usefulness = mean_with_ci(frame, "heatmap_useful")
@@ -302,9 +300,7 @@ def safegen_mask(case, tau: float) -> np.ndarray:
 
     volume = load_volume(case.scan_path)
     heatmap = np.load(case.ai_heatmap_path)
-    slices = [heatmap if not volume.is_3d else volume.with_array(heatmap).display_slice(i)
-              for i in range(volume.n_slices)]
-    return np.stack([unsafe_mask(h, tau).astype(bool) for h in slices])
+    return np.stack([unsafe_mask(h, tau).astype(bool) for h in volume.display_slices_of(heatmap)])
 
 
 def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, *,
