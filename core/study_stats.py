@@ -19,7 +19,12 @@ import pandas as pd
 
 from core.metrics import UndefinedMetricError, bootstrap_ci, cohen_kappa, dice, icc, krippendorff_alpha
 
-LIKERT_LEVELS = (1, 2, 3, 4, 5)
+DEFAULT_LIKERT_LEVELS = 5
+
+
+def likert_levels(question: dict) -> int:
+    """A Likert question's number of levels (answers 1 to levels; 5 unless the question says otherwise)."""
+    return int(question.get("levels", DEFAULT_LIKERT_LEVELS))
 
 
 def answers_frame(rows: list[dict]) -> pd.DataFrame:
@@ -40,7 +45,7 @@ def question_summary(frame: pd.DataFrame, questions: list[dict]) -> pd.DataFrame
         if len(values):
             q25, q75 = np.percentile(values, [25, 75])
             row.update(mean=float(values.mean()), median=float(values.median()), q25=float(q25), q75=float(q75))
-        levels = range(1, int(question.get("levels", 5)) + 1) if question["kind"] == "likert" else (0, 1)
+        levels = range(1, likert_levels(question) + 1) if question["kind"] == "likert" else (0, 1)
         row.update({f"n_{level}": int((values == level).sum()) for level in levels})
         out.append(row)
     return pd.DataFrame(out).set_index("question") if out else pd.DataFrame()

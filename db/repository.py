@@ -25,9 +25,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.study_stats import likert_levels
 from db.models import Answer, Arm, Assignment, Case, CaseRead, Mask, Reader, Role, Study, StudyKind
 
-LIKERT_LEVELS = 5  # a Likert question's default number of levels (1 to 5)
 MAX_LIKERT_LEVELS = 10
 MAX_TEXT = 5000
 QUESTION_KINDS = ("likert", "yes_no", "choice", "checklist", "text")
@@ -168,10 +168,6 @@ def validate_questions(questions: list[dict]) -> list[dict]:
     return questions
 
 
-def likert_levels(question: dict) -> int:
-    return int(question.get("levels", LIKERT_LEVELS))
-
-
 def case_order(seed: int, reader_id: int, case_ids: list[int]) -> list[int]:
     """The reader's own order of the cases: a permutation seeded by (study seed, reader id)."""
     rng = np.random.default_rng([seed, reader_id])
@@ -266,7 +262,10 @@ def assignments(session: Session, reader: Reader, study_id: int) -> list[Assignm
 def assignment(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> Assignment:
     """The reader's session in ``arm``; without an arm, the first session with cases not yet submitted
     (the last one when everything is done)."""
-    sessions = assignments(session, reader, study_id)
+    return _pick(session, reader, assignments(session, reader, study_id), arm)
+
+
+def _pick(session: Session, reader: Reader, sessions: list[Assignment], arm: Arm | None) -> Assignment:
     if arm is not None:
         for found in sessions:
             if found.arm is Arm(arm):
@@ -287,12 +286,13 @@ def _unsubmitted(session: Session, reader: Reader, assigned: Assignment) -> int:
 
 def check_session_open(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> None:
     """Raise :class:`StudyError` (saying what is left) if the reader's session in ``arm`` is not open yet."""
-    _check_open(session, reader, assignment(session, reader, study_id, arm))
+    sessions = assignments(session, reader, study_id)
+    _check_open(session, reader, _pick(session, reader, sessions, arm), sessions)
 
 
-def _check_open(session: Session, reader: Reader, assigned: Assignment) -> None:
+def _check_open(session: Session, reader: Reader, assigned: Assignment, sessions: list[Assignment]) -> None:
     """A later session opens only when every earlier one is submitted (the crossed design's blocks)."""
-    for earlier in assignments(session, reader, assigned.study_id):
+    for earlier in sessions:
         if earlier.block < assigned.block and (left := _unsubmitted(session, reader, earlier)):
             raise StudyError(f"finish session {earlier.block + 1} first ({left} case(s) left)")
 
@@ -309,8 +309,9 @@ def _case_for(session: Session, reader: Reader, case_id: int, arm: Arm | None) -
     case = session.get(Case, case_id)
     if case is None:
         raise StudyError(f"there is no case {case_id}")
-    assigned = assignment(session, reader, case.study_id, arm)
-    _check_open(session, reader, assigned)
+    sessions = assignments(session, reader, case.study_id)
+    assigned = _pick(session, reader, sessions, arm)
+    _check_open(session, reader, assigned, sessions)
     return case, assigned
 
 
@@ -341,7 +342,11 @@ def open_case(session: Session, reader: Reader, case_id: int, arm: Arm | None = 
     Raises:
         StudyError: not the reader's case, or the session is not open yet (an earlier one is unfinished).
     """
-    case, assigned = _case_for(session, reader, case_id, arm)
+    return _read_of(session, reader, *_case_for(session, reader, case_id, arm))
+
+
+def _read_of(session: Session, reader: Reader, case: Case, assigned: Assignment) -> CaseRead:
+    """The reader's read of ``case`` in ``assigned``'s arm, created on first visit (access already checked)."""
     read = session.scalar(select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
                                                  CaseRead.arm == assigned.arm))
     if read is None:
@@ -453,7 +458,7 @@ def save_read(
         packed[int(index)] = pack_mask(mask) if mask.any() else None
     if not np.isfinite(seconds) or seconds < 0:
         raise StudyError("reading time must be a non-negative number of seconds")
-    read = open_case(session, reader, case_id, assigned.arm)
+    read = _read_of(session, reader, case, assigned)
     session.refresh(read)  # the newest committed version, read inside this (write-locked) transaction
     if read.version != expected_version:
         raise StudyError("this case was saved again since this form was opened (a second tab or a double "

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core.demo import available_cases
 from core.score_folder import find_inputs
+from core.study_stats import likert_levels
 from db.models import Arm, Reader, Role, StudyKind
 from db.repository import (
     ARTIFACT_CHECKLIST,
@@ -284,10 +285,10 @@ def results(reader: Reader, study_id: int) -> None:
     st.dataframe(summary.round(2), key="study.questions")
     likert = [q for q in report.questions if q["kind"] == "likert" and q["key"] in summary.index]
     if likert:
-        top = max(int(q.get("levels", 5)) for q in likert)
-        figure = go.Figure([go.Bar(name=q["key"], x=list(range(1, int(q.get("levels", 5)) + 1)),
-                                   y=[int(summary.loc[q["key"], f"n_{k}"]) for k in range(1, int(q.get("levels", 5)) + 1)])
-                            for q in likert])
+        levels = {q["key"]: list(range(1, likert_levels(q) + 1)) for q in likert}
+        top = max(len(values) for values in levels.values())
+        figure = go.Figure([go.Bar(name=key, x=values, y=[int(summary.loc[key, f"n_{k}"]) for k in values])
+                            for key, values in levels.items()])
         figure.update_layout(title="Ratings per level", barmode="group", xaxis_title="rating", yaxis_title="answers",
                              height=360, margin={"t": 50}, xaxis={"range": [0.5, top + 0.5], "dtick": 1})
         st.plotly_chart(figure, key="study.ratings")
