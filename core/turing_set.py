@@ -79,11 +79,13 @@ def make_turing_set(reference_dir: Path, out_dir: Path, *, n: int = 8, seed: int
     real_idx, source_idx = chosen[:n], chosen[n:]
     size = detector.config.image_size
     real = round_trip(data.images[real_idx], size)
-    synthetic = np.concatenate([
-        sdedit(detector, data.images[source_idx[i::len(levels)]], level, seed + j)
-        for j, (i, level) in enumerate(zip(range(len(levels)), levels, strict=True))])
-    synthetic_levels = [level for i, level in enumerate(levels) for _ in source_idx[i::len(levels)]]
-    synthetic_sources = [idx for i in range(len(levels)) for idx in source_idx[i::len(levels)]]
+    synthetic, synthetic_levels, synthetic_sources = [], [], []
+    for j, level in enumerate(levels):  # every len(levels)-th source slice starts from the same level
+        group = source_idx[j::len(levels)]
+        synthetic.append(sdedit(detector, data.images[group], level, seed + j))
+        synthetic_levels += [level] * len(group)
+        synthetic_sources += list(group)
+    synthetic = np.concatenate(synthetic)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = []

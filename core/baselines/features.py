@@ -54,4 +54,4 @@ def to_image_grid(maps: np.ndarray, size: int, sigma: float) -> np.ndarray:
 
     x = torch.from_numpy(np.asarray(maps, np.float32)[:, None])
     up = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
-    return np.stack([gaussian_filter(m, sigma) for m in up]).astype(np.float32) if sigma > 0 else up
+    return gaussian_filter(up, sigma=(0, sigma, sigma)).astype(np.float32) if sigma > 0 else up
