@@ -40,9 +40,21 @@ def answer_button(page, question: str, index: int):
 
 
 def choose(page, question: str, index: int) -> None:
-    """Click an answer button and wait until the page shows it chosen and the run is over."""
-    answer_button(page, question, index).click()
-    answer_button(page, question, index).and_(page.locator("[data-testid='stBaseButton-primary']")).wait_for()
+    """Click an answer button and wait until the page shows it chosen and the run is over.
+
+    A click that lands while a run (e.g. the canvas's first value) is redrawing the buttons can hit an
+    element that is about to be replaced; then the button is clicked again, up to three times.
+    """
+    chosen = answer_button(page, question, index).and_(page.locator("[data-testid='stBaseButton-primary']"))
+    for attempt in range(3):
+        settled(page)
+        answer_button(page, question, index).click()
+        try:
+            chosen.wait_for(timeout=15_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     settled(page)
 
 
