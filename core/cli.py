@@ -184,7 +184,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return score_folder(
         args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
         batch_size=args.batch_size, device=args.device, recursive=args.recursive, models_dir=args.models,
-        explainer=args.explainer, shap_samples=args.shap_samples,
+        explainer=args.explainer, shap_samples=args.shap_samples, method=args.method, reference_dir=args.reference,
     )
 
 
@@ -297,6 +297,12 @@ def _explainer_names():
     return list(ExplainerName)
 
 
+def _method_names() -> list[str]:
+    from core.baselines import method_choices
+
+    return method_choices()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -365,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--explainer", choices=[e.value for e in _explainer_names()],
                        help="explainer of the heatmaps and masks (default: the best Dice in the README's table)")
     score.add_argument("--shap-samples", type=int, help="KernelSHAP coalitions per slice (default 200)")
+    score.add_argument("--method", default="safegen", choices=_method_names(),
+                       help="detector: safegen (default) or a baseline, fitted on the reference slices first "
+                            "(README, Baselines side by side)")
+    score.add_argument("--reference", type=Path, default=None,
+                       help="reference slices a baseline is fitted on (default data/reference; built if missing)")
     score.set_defaults(func=_cmd_score)
 
     ev = sub.add_parser("evaluate", help="AUROC, F1, Dice per variant, kind and severity; report and plots")

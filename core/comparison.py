@@ -6,7 +6,9 @@ Every method is fitted on the real normal ``train`` slices only, calibrated on t
 AUROC, AUPRC, best F1 over thresholds, F1 and recall at its own threshold, false alarms on the
 benchmark's clean slices, Dice of its mask at its threshold (mean over artifact images; an
 unflagged image scores 0), pixel AUROC and AUPRO (pixel methods only), fit time and milliseconds
-per slice; then image AUROC and Dice per artifact kind and per severity.
+per slice (the columns of :func:`core.evaluation.summary_table`, plus ``n_images``, fit and speed);
+then image AUROC and Dice per artifact kind and per severity. A slow baseline (``max_images`` set)
+scores the benchmark's small subset only, and ``methods_subset.csv`` compares every method there.
 
 SAFEGEN's rows use its committed models and calibration (``combined``, ``autoencoder``,
 ``diffusion``), thresholded the same way (5 % of clean calibration slices).
@@ -16,33 +18,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.metrics import aupro, dice, f1_max, image_auprc, image_auroc, pixel_auroc
+from core.baselines import factories
+from core.evaluation import VariantOutput, breakdown_table, markdown_table, small_subset, summary_table
 from core.reference import load_split
 
 SAFEGEN_ROWS = {"combined": "safegen", "autoencoder": "safegen_autoencoder", "diffusion": "safegen_diffusion"}
 
 
-def baseline_factories() -> dict:
-    """``--method`` name -> a factory of the baseline (imported lazily)."""
-    from core.baselines.iqm import IQMBaseline
-    from core.baselines.padim import PaDiMBaseline
-    from core.baselines.patchcore import PatchCoreBaseline
-    from core.baselines.phanes import PHANESBaseline
-    from core.baselines.spectral import LocalSpectralBaseline, SpectralBaseline
-
-    return {"phanes": PHANESBaseline, "padim": PaDiMBaseline, "patchcore": PatchCoreBaseline,
-            "mriqc_iqm": IQMBaseline, "spectral": SpectralBaseline, "spectral_local": LocalSpectralBaseline}
-
-
 def method_names(spec: str) -> list[str]:
     """``all`` or a comma list -> method names (SAFEGEN's rows first)."""
-    known = [*SAFEGEN_ROWS.values(), *baseline_factories()]
+    known = [*SAFEGEN_ROWS.values(), *factories()]
     names = known if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     if unknown := [n for n in names if n not in known]:
         raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(known)} or all")
@@ -50,26 +41,36 @@ def method_names(spec: str) -> list[str]:
 
 
 @dataclass
-class MethodResult:
-    name: str
-    title: str
-    maps: np.ndarray | None
-    scores: np.ndarray
-    tau: float
-    fit_seconds: float
-    ms_per_slice: float
-    differs: str = ""
+class MethodResult(VariantOutput):
+    """A method's calibrated maps (None: image-level), slice scores and own tau on benchmark images.
 
-    @property
-    def masks(self) -> np.ndarray | None:
-        if self.maps is None:
-            return None
-        return (self.maps > self.tau) & (self.scores > self.tau)[:, None, None]
+    ``index``: which benchmark images it scored (None = all of them; a slow method scores the
+    :func:`core.evaluation.small_subset` only, see ``Baseline.max_images``).
+    """
+
+    fit_seconds: float = 0.0
+    ms_per_slice: float = 0.0
+    differs: str = ""
+    index: np.ndarray | None = None
+
+    def restrict(self, index: np.ndarray) -> "MethodResult":
+        """The result on benchmark images ``index`` (a subset of those it scored)."""
+        own = np.arange(len(self.scores)) if self.index is None else self.index
+        rows = np.searchsorted(own, index)
+        if not np.array_equal(own[np.minimum(rows, len(own) - 1)], index):
+            raise ValueError(f"{self.name} did not score every image asked for")
+        return replace(self, maps=None if self.maps is None else self.maps[rows], scores=self.scores[rows],
+                       index=np.asarray(index))
+
+
+def _subset(benchmark: dict) -> np.ndarray:
+    return small_subset(benchmark["labels"].astype(int), benchmark["kinds"].astype(str), benchmark["severities"])
 
 
 def run_methods(names: list[str], benchmark: dict, reference_dir: Path, *, scorer=None, progress=None
                 ) -> list[MethodResult]:
-    """Fit, calibrate and score every named method on the benchmark's images."""
+    """Fit, calibrate and score every named method on the benchmark's images (a slow baseline with
+    ``max_images`` set scores the benchmark's small subset only)."""
     from core.baselines.base import calibrate
 
     images = benchmark["images"]
@@ -86,85 +87,102 @@ def run_methods(names: list[str], benchmark: dict, reference_dir: Path, *, score
         for out in outputs:
             name = SAFEGEN_ROWS.get(out.name)
             if name in safegen:
-                results.append(MethodResult(name, f"SAFEGEN {out.description}", out.maps, out.scores, out.tau, 0.0, ms,
-                                            "this project's detectors (see README, Detectors)"))
+                results.append(MethodResult(name, out.maps, out.scores, out.tau, f"SAFEGEN {out.description}",
+                                            ms_per_slice=ms, differs="this project's detectors (see README, Detectors)"))
     others = [n for n in names if n not in SAFEGEN_ROWS.values()]
     if others:
         train = load_split(reference_dir, "train").images
         calib_split = load_split(reference_dir, "calib")
         calib = calib_split.images[calib_split.augmentation == 0]
-        factories = baseline_factories()
+        known = factories()
         for name in others:
             start = time.perf_counter()
-            method = factories[name]().fit(train)
+            method = known[name]().fit(train)
             calibrated = calibrate(method, calib)
             fit = time.perf_counter() - start
+            index = _subset(benchmark) if getattr(method, "max_images", None) else None
+            scored = images if index is None else images[index]
             start = time.perf_counter()
-            maps, scores = calibrated(images)
-            ms = 1000 * (time.perf_counter() - start) / len(images)
-            results.append(MethodResult(name, method.title, maps, scores, calibrated.tau, fit, ms, method.differs))
+            maps, scores = calibrated(scored)
+            ms = 1000 * (time.perf_counter() - start) / len(scored)
+            results.append(MethodResult(name, maps, scores, calibrated.tau, method.title, fit_seconds=fit,
+                                        ms_per_slice=ms, differs=method.differs, index=index))
             if progress is not None:
-                progress(len(images))
+                progress(len(scored))
     order = {n: i for i, n in enumerate(names)}
     return sorted(results, key=lambda r: order[r.name])
 
 
+def _view(result: MethodResult, benchmark: dict) -> tuple[dict, slice | np.ndarray]:
+    """The benchmark arrays of the images ``result`` scored."""
+    keep = slice(None) if result.index is None else result.index
+    return {k: benchmark[k][keep] for k in ("labels", "masks", "kinds", "severities")}, keep
+
+
 def comparison_table(results: list[MethodResult], benchmark: dict) -> pd.DataFrame:
-    """One row per method (see the module docstring)."""
-    labels = benchmark["labels"].astype(int)
-    gt = benchmark["masks"].astype(bool)
-    artifact = labels == 1
+    """One row per method, each on the images it scored (``n_images``): :func:`core.evaluation.summary_table`'s
+    columns (detection at the method's own tau, localisation) plus its title, fit time and ms per slice."""
     rows = []
     for r in results:
-        flags = r.scores > r.tau
-        tp, fp, fn = int(np.sum(flags & artifact)), int(np.sum(flags & ~artifact)), int(np.sum(~flags & artifact))
-        row = {"method": r.name, "title": r.title, "auroc": image_auroc(labels, r.scores),
-               "auprc": image_auprc(labels, r.scores), "f1_max": f1_max(labels, r.scores)[0],
-               "f1_at_tau": 2 * tp / max(1, 2 * tp + fp + fn), "recall_at_tau": tp / max(1, tp + fn),
-               "false_alarms_clean": fp / max(1, int(np.sum(~artifact))),
-               "dice_at_tau": np.nan, "pixel_auroc": np.nan, "aupro": np.nan,
-               "fit_seconds": r.fit_seconds, "ms_per_slice": r.ms_per_slice}
-        if r.maps is not None:
-            row["dice_at_tau"] = float(np.mean(dice(r.masks[artifact], gt[artifact], axis=(1, 2))))
-            row["pixel_auroc"] = pixel_auroc(r.maps[artifact], gt[artifact])
-            row["aupro"] = aupro(r.maps[artifact], gt[artifact])
-        rows.append(row)
+        view, _ = _view(r, benchmark)
+        row = summary_table([r], view["labels"].astype(int), view["masks"].astype(bool), None).iloc[0]
+        rows.append({"method": r.name, "title": r.description, "n_images": len(r.scores), **row.to_dict(),
+                     "fit_seconds": r.fit_seconds, "ms_per_slice": r.ms_per_slice})
     return pd.DataFrame(rows).set_index("method")
+
+
+def per_group_table(results: list[MethodResult], benchmark: dict, group: str, metric: str) -> pd.DataFrame:
+    """:func:`core.evaluation.breakdown_table` per artifact ``group`` ("kinds" or "severities"), each
+    method on the images it scored."""
+    columns = []
+    for r in results:
+        view, _ = _view(r, benchmark)
+        groups = view[group].astype(str) if group == "kinds" else view[group].astype(int)
+        columns.append(breakdown_table([r], view["labels"].astype(int), view["masks"].astype(bool), groups, metric))
+    return pd.concat(columns, axis=1)
 
 
 def run_comparison(names: list[str], benchmark: dict, reference_dir: Path, out_dir: Path, *, scorer=None,
                    context: dict | None = None, progress=None) -> dict[str, pd.DataFrame]:
     """Score every method and write ``methods.csv``, the per-kind / per-severity tables, ``methods.md``
-    and ``methods_auroc_per_kind.png`` to ``out_dir``; returns the tables."""
-    from core.evaluation import breakdown_table, markdown_table
+    and ``methods_auroc_per_kind.png`` to ``out_dir``; returns the tables.
 
+    When a slow method scored the small subset only, ``methods_subset.csv`` compares every method
+    on exactly those images, so its row can be read against SAFEGEN's on the same images.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = run_methods(names, benchmark, reference_dir, scorer=scorer, progress=progress)
-    kinds, severities = benchmark["kinds"].astype(str), benchmark["severities"].astype(int)
-    labels, gt = benchmark["labels"].astype(int), benchmark["masks"].astype(bool)
     tables = {
         "methods": comparison_table(results, benchmark),
-        "methods_auroc_per_kind": breakdown_table(results, labels, gt, kinds, "auroc"),
-        "methods_dice_per_kind": breakdown_table(results, labels, gt, kinds, "dice"),
-        "methods_auroc_per_severity": breakdown_table(results, labels, gt, severities, "auroc"),
-        "methods_dice_per_severity": breakdown_table(results, labels, gt, severities, "dice"),
+        "methods_auroc_per_kind": per_group_table(results, benchmark, "kinds", "auroc"),
+        "methods_dice_per_kind": per_group_table(results, benchmark, "kinds", "dice"),
+        "methods_auroc_per_severity": per_group_table(results, benchmark, "severities", "auroc"),
+        "methods_dice_per_severity": per_group_table(results, benchmark, "severities", "dice"),
     }
+    partial = [r for r in results if r.index is not None]
+    if partial:
+        subset = partial[0].index
+        tables["methods_subset"] = comparison_table([r.restrict(subset) for r in results], benchmark)
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv")
     best = tables["methods_auroc_per_kind"].idxmax(axis=1)
     lines = ["# SAFEGEN and the baselines", "", f"{len(benchmark['images'])} benchmark images "
              f"({int(benchmark['labels'].sum())} with artifacts), {time.perf_counter() - start:.0f} s.", ""]
     lines += [f"- {k}: {v}" for k, v in (context or {}).items()]
-    lines += ["", "## Overall", "", markdown_table(tables["methods"].drop(columns=["title"])), "",
-              "## Image AUROC per artifact kind", "", markdown_table(tables["methods_auroc_per_kind"]), "",
+    lines += ["", "## Overall", "", markdown_table(tables["methods"].drop(columns=["title"])), ""]
+    if partial:
+        lines += [f"## On the small subset that {', '.join(r.name for r in partial)} scored "
+                  f"({len(partial[0].index)} images: one artifact image per kind and severity, as many clean)", "",
+                  markdown_table(tables["methods_subset"].drop(columns=["title"])), ""]
+    lines += ["## Image AUROC per artifact kind", "", markdown_table(tables["methods_auroc_per_kind"]), "",
               "Best method per kind: " + ", ".join(f"{k} {v}" for k, v in best.items()), "",
               "## Dice at each method's threshold per artifact kind", "",
               markdown_table(tables["methods_dice_per_kind"]), "",
               "## Per severity (image AUROC)", "", markdown_table(tables["methods_auroc_per_severity"]), "",
               "## What each baseline changes from its paper", ""]
-    lines += [f"- **{r.name}** ({r.title}): {r.differs}" for r in results]
+    lines += [f"- **{r.name}** ({r.description}): {r.differs}" for r in results]
     (out_dir / "methods.md").write_text("\n".join(lines) + "\n")
     (out_dir / "methods_context.json").write_text(json.dumps({"methods": names, **(context or {})}, indent=1))
     _plot(tables["methods_auroc_per_kind"], out_dir / "methods_auroc_per_kind.png")

@@ -40,7 +40,7 @@ class VariantOutput:
     """One variant's calibrated maps, slice scores and threshold on the benchmark."""
 
     name: str
-    maps: np.ndarray
+    maps: np.ndarray | None  # None for an image-level method (core.comparison)
     scores: np.ndarray
     tau: float
     description: str
@@ -50,8 +50,8 @@ class VariantOutput:
         return self.scores > self.tau
 
     @property
-    def masks(self) -> np.ndarray:
-        return (self.maps > self.tau) & self.flags[:, None, None]
+    def masks(self) -> np.ndarray | None:
+        return None if self.maps is None else (self.maps > self.tau) & self.flags[:, None, None]
 
 
 def variant_outputs(scorer: Scorer, images: np.ndarray, *, progress=None) -> tuple[list[VariantOutput], dict]:
@@ -76,10 +76,16 @@ def variant_outputs(scorer: Scorer, images: np.ndarray, *, progress=None) -> tup
 
 
 def _localisation(output: VariantOutput, gt: np.ndarray, artifact: np.ndarray) -> dict[str, float]:
+    """Dice and IoU of the tau masks (an unflagged image scores 0), pixel AUROC and AUPRO of the maps,
+    on the artifact images; NaN for an image-level method."""
+    if output.maps is None:
+        return dict.fromkeys(("dice", "iou", "pixel_auroc", "aupro"), np.nan)
     pred = output.masks[artifact]
     return {
         "dice": float(np.mean(dice(pred, gt[artifact], axis=(1, 2)))),
         "iou": float(np.mean(iou(pred, gt[artifact], axis=(1, 2)))),
+        "pixel_auroc": pixel_auroc(output.maps[artifact], gt[artifact]),
+        "aupro": aupro(output.maps[artifact], gt[artifact]),
     }
 
 
@@ -103,8 +109,6 @@ def summary_table(
             "recall_at_tau": tp / max(1, tp + fn),
             "false_alarms_benchmark_clean": fp / max(1, int(np.sum(~artifact))),
             **_localisation(out, gt, artifact),
-            "pixel_auroc": pixel_auroc(out.maps[artifact], gt[artifact]),
-            "aupro": aupro(out.maps[artifact], gt[artifact]),
             "tau": out.tau,
         }
         if clean_test_scores is not None:
@@ -128,7 +132,7 @@ def breakdown_table(
                 sel = clean | members
                 column[group] = image_auroc(labels[sel], out.scores[sel])
             else:
-                masks = out.masks  # None for an image-level method (core.comparison)
+                masks = out.masks  # None for an image-level method
                 column[group] = np.nan if masks is None else float(np.mean(dice(masks[members], gt[members],
                                                                                    axis=(1, 2))))
         table[out.name] = column
@@ -384,7 +388,7 @@ def load_evaluation(out_dir: Path) -> dict[str, pd.DataFrame | dict] | None:
                       ("explainer_dice_per_kind", "explainer_dice_per_kind"),
                       ("explainer_deletion", "explainer_deletion"), ("methods", "methods"),
                       ("methods_auroc_per_kind", "methods_auroc_per_kind"),
-                      ("methods_dice_per_kind", "methods_dice_per_kind")):
+                      ("methods_dice_per_kind", "methods_dice_per_kind"), ("methods_subset", "methods_subset")):
         path = out_dir / f"{name}.csv"
         if path.is_file():
             tables[key] = pd.read_csv(path, index_col=0)

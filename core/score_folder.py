@@ -4,9 +4,14 @@ For every ``.nii``, ``.nii.gz``, ``.png`` and ``.dcm`` file in INPUT_DIR (sub-fo
 ``--recursive``):
 
 * a row of ``OUT_DIR/scores.csv``: ``file,score,flag`` then ``p_value, score_diffusion,
-  score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, explainer,
-  unsafe_area_mm2, unsafe_regions, seconds, warnings, error``. ``score``: higher = more likely unsafe; ``flag``: 0/1 at tau. A file that cannot be
-  scored gets an empty score and flag and its message in ``error``; the run goes on.
+  score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, method, explainer,
+  unsafe_area_mm2, unsafe_regions, seconds, warnings, error``. ``score``: higher = more likely
+  unsafe; ``flag``: 0/1 at tau. A file that cannot be scored gets an empty score and flag and its
+  message in ``error``; the run goes on.
+* ``--method NAME`` scores with a baseline instead of SAFEGEN (:mod:`core.baselines.scorer`: fitted
+  on the reference slices first, a few seconds); its own map is the heatmap, its own tau the
+  threshold, and the SAFEGEN-only columns (``score_diffusion``, ``score_autoencoder``, ``alpha``)
+  stay empty.
 * ``OUT_DIR/masks/<stem>.nii.gz`` (uint8 0/1) and ``OUT_DIR/heatmaps/<stem>.nii.gz`` (float32,
   calibrated units) from the chosen explainer (``--explainer``, :mod:`core.explain`), ``<stem>`` = the file name without ``.nii.gz``, ``.nii``, ``.png`` or ``.dcm``.
   Their arrays have the input's array shape and index order (see :func:`core.io.to_file_layout`);
@@ -31,7 +36,7 @@ from core.io import detect_format, load_volume, to_file_layout
 SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm")
 COLUMNS = (
     "file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
-    "flagged_slices", "scored_slices", "alpha", "tau", "explainer", "unsafe_area_mm2", "unsafe_regions",
+    "flagged_slices", "scored_slices", "alpha", "tau", "method", "explainer", "unsafe_area_mm2", "unsafe_regions",
     "seconds", "warnings", "error",
 )
 EXIT_NOTHING_SCORED = 2
@@ -78,9 +83,12 @@ def score_folder(
     models_dir: Path | None = None,
     explainer: str | None = None,
     shap_samples: int | None = None,
+    method: str = "safegen",
+    reference_dir: Path | None = None,
     scorer=None,
 ) -> int:
     """Score a folder as the module docstring says; returns the exit status."""
+    from core.baselines import SAFEGEN, method_choices
     from core.scoring import MODELS_DIR, Scorer
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
@@ -91,13 +99,29 @@ def score_folder(
     if not files:
         print(f"error: {input_dir} holds no .nii, .nii.gz, .png or .dcm files", file=sys.stderr)
         return EXIT_NOTHING_SCORED
-    if scorer is None:
-        scorer = Scorer.from_folder(models_dir or MODELS_DIR, device=device, alpha=alpha, tau=tau,
-                                    false_alarm_rate=false_alarm_rate, batch_size=batch_size)
-    from core.explain import DEFAULT_EXPLAINER, Explainer
+    if method not in method_choices():
+        print(f"error: unknown method {method!r}; choose from {', '.join(method_choices())}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    chosen = None
+    if method != SAFEGEN:
+        if (explainer not in (None, "residual")) or alpha is not None or shap_samples is not None:
+            print(f"error: --explainer, --alpha and --shap-samples apply to SAFEGEN's score; the {method} "
+                  "baseline shows its own map", file=sys.stderr)
+            return EXIT_NOTHING_SCORED
+        if scorer is None:
+            from core.baselines.scorer import REFERENCE_DIR, BaselineScorer
 
-    overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
-    chosen = Explainer.load(scorer, explainer or DEFAULT_EXPLAINER, **overrides)
+            print(f"fitting the {method} baseline on the reference slices ...", file=sys.stderr)
+            scorer = BaselineScorer.fit(method, reference_dir or REFERENCE_DIR, tau=tau,
+                                        false_alarm_rate=false_alarm_rate, batch_size=batch_size)
+    else:
+        if scorer is None:
+            scorer = Scorer.from_folder(models_dir or MODELS_DIR, device=device, alpha=alpha, tau=tau,
+                                        false_alarm_rate=false_alarm_rate, batch_size=batch_size)
+        from core.explain import DEFAULT_EXPLAINER, Explainer
+
+        overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
+        chosen = Explainer.load(scorer, explainer or DEFAULT_EXPLAINER, **overrides)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
 
@@ -127,8 +151,8 @@ def score_folder(
                 score=_fmt(result.score), flag=str(int(result.flag)), p_value=_fmt(result.p_value),
                 score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
                 worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
-                scored_slices=str(int(scored.sum())), alpha=f"{result.alpha:.2f}", tau=_fmt(result.tau),
-                explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
+                scored_slices=str(int(scored.sum())), alpha=_fmt(result.alpha, 2), tau=_fmt(result.tau),
+                method=result.method, explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
                 unsafe_regions=str(summary.n_regions),
                 warnings=" | ".join(result.warnings),
             )

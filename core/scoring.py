@@ -200,6 +200,10 @@ class ScanResult:
         reconstruction: the autoencoder's pseudo-normal version of the scan in normalised [0, 1]
             intensities, the scan's shape (0 on unscored slices); None for results made without it.
         spacing: voxel size in mm of the scan, for areas and volumes.
+        method: which detector scored it: ``safegen``, or a baseline's ``--method`` name
+            (:mod:`core.baselines`; its ``score_diffusion`` / ``score_autoencoder`` / ``alpha`` are NaN,
+            and an image-level baseline's heatmap and mask are all zero).
+        pixel_maps: False for an image-level method: no heatmap, and every mask is empty.
     """
 
     source: str
@@ -219,6 +223,8 @@ class ScanResult:
     explainer: str = "residual"
     spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
     reconstruction: np.ndarray | None = None
+    method: str = "safegen"
+    pixel_maps: bool = True
 
     @property
     def flagged_slices(self) -> np.ndarray:
@@ -235,12 +241,80 @@ class ScanResult:
         (as :attr:`mask` at ``self.tau``, up to the grid-to-scan resampling of that mask), uint8,
         the scan's shape.
         """
-        return unsafe_mask(self.heatmap, tau, self.flags_at(tau))
+        return unsafe_mask(self.heatmap, tau, self.mask_flags_at(tau))
+
+    def mask_flags_at(self, tau: float) -> np.ndarray:
+        """Bool per display slice: its mask may hold pixels at ``tau`` (flagged, and the method has pixel maps)."""
+        return self.flags_at(tau) if self.pixel_maps else np.zeros(len(self.slice_scores), dtype=bool)
+
+    @property
+    def detector(self) -> str:
+        """One line on what made the score, for captions and summaries."""
+        if self.method != "safegen":
+            return f"baseline {self.method} (its own map and threshold; README, Baselines side by side)"
+        return (f"SAFEGEN: S_diffusion {self.score_diffusion:.2f} · E_AE {self.score_autoencoder:.2f} · "
+                f"α = {self.alpha:.2f} · heatmap: {self.explainer}")
 
     def summary_at(self, tau: float | None = None) -> MaskSummary:
         """Unsafe area per slice, regions and total area / volume of the mask at ``tau`` (default: ``self.tau``)."""
         mask = self.mask if tau is None else self.mask_at(tau)
         return summarise_mask(mask, self.spacing)
+
+
+def scored_slices(volume: Volume) -> np.ndarray:
+    """Bool per display slice: enough tissue to be comparable with the reference slices."""
+    if not volume.is_3d:
+        return np.ones(1, dtype=bool)
+    tissue = foreground_mask(volume.array, volume.modality)
+    area = tissue.sum(axis=(0, 1))
+    if area.max() == 0:
+        return np.ones(volume.n_slices, dtype=bool)
+    return area >= MIN_SLICE_AREA_FRACTION * area.max()
+
+
+@dataclass
+class PreparedScan:
+    """A scan made ready for any slice model (SAFEGEN's or a baseline's), and the way back.
+
+    Attributes:
+        normalised: the scan in [0, 1] (:func:`normalise_for_models`).
+        grid: ``(N, 1, 128, 128)`` model-grid slices, one per display slice.
+        transforms: how each grid slice maps back onto the scan (:func:`core.preprocess.maps_to_volume`).
+        scored: bool per display slice (:func:`scored_slices`).
+        warnings: what a user should know before reading the scores.
+    """
+
+    normalised: Volume
+    grid: np.ndarray
+    transforms: list
+    scored: np.ndarray
+    warnings: list[str]
+
+    @classmethod
+    def of(cls, volume: Volume) -> "PreparedScan":
+        warnings: list[str] = []
+        if volume.modality in (Modality.CT, Modality.XRAY):
+            warnings.append(
+                f"the models were trained on brain MRI T1 only; this {volume.modality.value} scan is out of "
+                "their domain, so its scores say little"
+            )
+        normalised = normalise_for_models(volume)
+        grid, transforms = to_model_batch(normalised, GRID_SIZE)
+        scored = scored_slices(volume)
+        if not scored.all():
+            warnings.append(
+                f"{int((~scored).sum())} of {len(scored)} slices hold too little tissue to compare with the "
+                "reference slices and were not scored"
+            )
+        return cls(normalised, grid, transforms, scored, warnings + list(volume.warnings))
+
+    def maps_to_scan(self, grid_maps: np.ndarray, tau: float, flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid heatmaps ``(N, H, W)`` -> the scan's float32 heatmap and its uint8 tau mask (made on the grid)."""
+        grid_mask = unsafe_mask(np.moveaxis(grid_maps, 0, -1), tau, flagged)
+        heatmap = maps_to_volume(grid_maps, self.transforms, self.normalised)
+        mask = maps_to_volume(np.moveaxis(grid_mask, -1, 0).astype(np.float32), self.transforms, self.normalised,
+                              as_mask=True)
+        return heatmap.astype(np.float32), mask.astype(np.uint8)
 
 
 class Scorer:
@@ -323,23 +397,10 @@ class Scorer:
                 mask; None = the combined map itself (the ``residual`` explainer).
             progress: called with the number of slices done, per batch.
         """
-        seconds: dict[str, float] = {}
-        warnings: list[str] = []
         start = time.perf_counter()
-        if volume.modality in (Modality.CT, Modality.XRAY):
-            warnings.append(
-                f"the models were trained on brain MRI T1 only; this {volume.modality.value} scan is out of "
-                "their domain, so its scores say little"
-            )
-        normalised = normalise_for_models(volume)
-        grid, transforms = to_model_batch(normalised, GRID_SIZE)
-        scored = self.scored_slices(volume)
-        if not scored.all():
-            warnings.append(
-                f"{int((~scored).sum())} of {len(scored)} slices hold too little tissue to compare with the "
-                "reference slices and were not scored"
-            )
-        seconds["prepare"] = time.perf_counter() - start
+        scan = PreparedScan.of(volume)
+        grid, scored = scan.grid, scan.scored
+        seconds: dict[str, float] = {"prepare": time.perf_counter() - start}
         maps = self.calibrated_maps(grid[scored], progress=progress)
         seconds.update(maps.seconds)
         combined_scored = combine(maps.diffusion, maps.autoencoder, self.alpha)
@@ -362,10 +423,10 @@ class Scorer:
             explained[scored] = explainer.maps(grid[scored], residual=combined_scored)
             seconds["explain"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        heatmap, mask = self._maps_to_scan(explained, self.tau, flagged, transforms, normalised)
+        heatmap, mask = scan.maps_to_scan(explained, self.tau, flagged)
         recon_grid = np.zeros_like(combined)
         recon_grid[scored] = maps.reconstruction
-        reconstruction = maps_to_volume(recon_grid, transforms, normalised).astype(np.float32)
+        reconstruction = maps_to_volume(recon_grid, scan.transforms, scan.normalised).astype(np.float32)
         seconds["map_back"] = time.perf_counter() - t0
         worst = int(np.nanargmax(slice_scores))
         seconds["total"] = time.perf_counter() - start
@@ -376,26 +437,18 @@ class Scorer:
             score_autoencoder=float(component["autoencoder"][worst]),
             p_value=float(self._calibrator.p_value(slice_scores[worst])),
             flag=bool(flagged.any()),
-            heatmap=heatmap,  # _maps_to_scan returns float32 / uint8 already: no second full-volume copy
+            heatmap=heatmap,  # maps_to_scan returns float32 / uint8 already: no second full-volume copy
             mask=mask,
             slice_scores=slice_scores,
             worst_slice=worst,
             alpha=self.alpha,
             tau=self.tau,
             seconds=seconds,
-            warnings=warnings + list(volume.warnings),
+            warnings=scan.warnings,
             explainer="residual" if explainer is None else str(explainer.name),
             spacing=tuple(float(s) for s in volume.spacing),
             reconstruction=reconstruction,
         )
-
-    @staticmethod
-    def _maps_to_scan(grid_maps: np.ndarray, tau: float, flagged: np.ndarray, transforms, normalised: Volume):
-        """Grid heatmaps ``(N, H, W)`` -> the scan's heatmap and its tau mask (made on the grid)."""
-        grid_mask = unsafe_mask(np.moveaxis(grid_maps, 0, -1), tau, flagged)
-        heatmap = maps_to_volume(grid_maps, transforms, normalised)
-        mask = maps_to_volume(np.moveaxis(grid_mask, -1, 0).astype(np.float32), transforms, normalised, as_mask=True)
-        return heatmap.astype(np.float32), mask.astype(np.uint8)
 
     def explain(self, volume: Volume, result: ScanResult, explainer, *, progress=None) -> ScanResult:
         """``result`` (of :meth:`score_volume` on ``volume``) with another explainer's heatmap and mask.
@@ -404,25 +457,17 @@ class Scorer:
         reader switches explainers, so the detectors do not run again.
         """
         start = time.perf_counter()
-        normalised = normalise_for_models(volume)
-        grid, transforms = to_model_batch(normalised, GRID_SIZE)
+        scan = PreparedScan.of(volume)
         scored = np.isfinite(result.slice_scores)
-        explained = np.zeros((len(grid), *grid.shape[2:]), dtype=np.float32)
-        explained[scored] = explainer.maps(grid[scored], progress=progress)
-        heatmap, mask = self._maps_to_scan(explained, result.tau, result.flags_at(result.tau), transforms, normalised)
+        explained = np.zeros((len(scan.grid), *scan.grid.shape[2:]), dtype=np.float32)
+        explained[scored] = explainer.maps(scan.grid[scored], progress=progress)
+        heatmap, mask = scan.maps_to_scan(explained, result.tau, result.flags_at(result.tau))
         seconds = {**result.seconds, "explain": time.perf_counter() - start}
         return replace(result, heatmap=heatmap, mask=mask, explainer=str(explainer.name), seconds=seconds)
 
     @staticmethod
     def scored_slices(volume: Volume) -> np.ndarray:
-        """Bool per display slice: enough tissue to be comparable with the reference slices."""
-        if not volume.is_3d:
-            return np.ones(1, dtype=bool)
-        tissue = foreground_mask(volume.array, volume.modality)
-        area = tissue.sum(axis=(0, 1))
-        if area.max() == 0:
-            return np.ones(volume.n_slices, dtype=bool)
-        return area >= MIN_SLICE_AREA_FRACTION * area.max()
+        return scored_slices(volume)
 
 
 def fit_calibration(

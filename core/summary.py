@@ -56,7 +56,7 @@ def summary_page(
     flags = result.flags_at(tau)
     gray = apply_window(volume.display_slice(index), window)
     heat = volume.display_slice_of(result.heatmap, index)
-    mask = unsafe_mask(heat, tau, flags[index : index + 1]).astype(bool)
+    mask = unsafe_mask(heat, tau, result.mask_flags_at(tau)[index : index + 1]).astype(bool)
     high = max(float(np.nanmax(result.heatmap)), tau + 1.0)
     overlay = overlay_heatmap(gray, heat, low=tau, high=high, opacity=opacity, cmap=cmap, mask=mask)
     totals = summarise_mask(result.mask_at(tau), result.spacing)
@@ -73,9 +73,8 @@ def summary_page(
     area = f"{totals.volume_ml:.2f} ml" if volume.is_3d else f"{totals.total_mm2:.0f} mm²"
     lines = [
         f"Score (worst slice {result.worst_slice + 1}) {result.score:.2f} z · p-value vs real slices "
-        f"{result.p_value:.3f} · S_diffusion {result.score_diffusion:.2f} · E_AE {result.score_autoencoder:.2f}",
-        f"Unsafe region at τ: {area} in {totals.n_regions} region(s) · heatmap: {result.explainer} · "
-        f"α = {result.alpha:.2f}, default τ = {result.tau:.2f} (5 % of clean slices)",
+        f"{result.p_value:.3f} · default τ = {result.tau:.2f} (5 % of clean slices)",
+        f"Unsafe region at τ: {area} in {totals.n_regions} region(s) · {result.detector}",
         *result.warnings[:2],
     ]
     for row, line in enumerate(lines):

@@ -47,6 +47,10 @@ with baselines:
                 "--out out/evaluation` (about 3 minutes; `make evaluate` runs it).")
     else:
         st.dataframe(tables["methods"].round(3), key="eval.methods")
+        if "methods_subset" in tables:
+            st.caption("A slow method scored only the small subset (one artifact image per kind and severity, as "
+                       "many clean); every method on exactly those images:")
+            st.dataframe(tables["methods_subset"].round(3), key="eval.methods_subset")
         st.plotly_chart(grouped_bars(tables["methods_auroc_per_kind"], "image AUROC",
                                      "Image AUROC per artifact kind and method"), key="eval.methods_kind")
         losses = where_safegen_loses(tables["methods_auroc_per_kind"])

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.baselines import SAFEGEN
 from core.demo import available_cases
 from core.errors import InputError
 from core.render import apply_window, window_presets
@@ -13,6 +14,7 @@ from ui.review import (
     heatmap_controls,
     make_overlay,
     mask_download,
+    method_choice,
     panels,
     slice_score_chart,
     summary_downloads,
@@ -49,14 +51,17 @@ else:
 if volume is not None:
     volume_facts(volume)
     result = None
+    method = method_choice()
     try:
-        result = scan_result(scan_key, volume, shared=source == SOURCE_DEMO)
+        result = scan_result(scan_key, volume, shared=source == SOURCE_DEMO, method=method)
     except FileNotFoundError as error:
         st.error(f"The models are missing, so this scan is shown without scores: {error}")
     except ValueError as error:
         st.error(f"This scan could not be scored: {error}")
 
-    if result is not None:
+    if result is not None and method != SAFEGEN:
+        st.sidebar.caption("A baseline shows its own map; the explainers explain SAFEGEN's score.")
+    elif result is not None:
         try:
             result = explained_result(scan_key, volume, result, explainer_choice(), shared=source == SOURCE_DEMO)
         except FileNotFoundError as error:
@@ -65,7 +70,7 @@ if volume is not None:
     if result is None:
         slice_viewer(volume)
     else:
-        show, tau, opacity, cmap = heatmap_controls(result, scan_key)
+        show, tau, opacity, cmap = heatmap_controls(result, f"{scan_key}|{result.method}")
         verdict(result, tau)
         apply_chart_pick(volume.n_slices)
         index = slice_viewer(volume, make_overlay(result, volume, tau, opacity, cmap) if show else None)

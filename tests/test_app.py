@@ -169,6 +169,45 @@ def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, cou
     assert [i.captions[0] for i in app.get("image")[1:3]] == ["Image", "Reconstruction (autoencoder, normalised)"]
 
 
+def test_choosing_a_baseline_scores_the_scan_with_it_and_hides_safegens_parts(monkeypatch, tmp_path, counted_scoring):
+    import numpy as np
+
+    from core.baselines.scorer import BaselineScorer
+    from core.demo import get_case
+    from core.io import load_volume
+    from core.reference import KNOWN_SUBJECTS, subject_slices
+
+    # A small real reference (24 MNI152 mid-brain slices) so that the fit takes a second.
+    images = subject_slices(KNOWN_SUBJECTS[0]).images
+    middle = len(images) // 2
+    picked = images[middle - 12:middle + 12].astype(np.float32)
+    (tmp_path / "reference").mkdir()
+    for split, part in (("train", picked[0::2]), ("calib", picked[1::2])):
+        np.savez(tmp_path / "reference" / f"{split}.npz", images=part, subject=np.array(["mni152"] * len(part)),
+                 slice_index=np.arange(len(part)), augmentation=np.zeros(len(part), int))
+    monkeypatch.setenv("SAFEGEN_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state[Keys.DEMO_CASE] = "ct_small"  # open on the 2-D demo: no 3-D volume to score first
+    _run(at)
+    runs = len(counted_scoring)
+    assert "safegen" in at.selectbox(key=Keys.METHOD).options[0].lower()
+    at.selectbox(key=Keys.METHOD).set_value("padim")
+    _run(at)
+    case = get_case("ct_small")
+    expected = BaselineScorer.fit("padim", tmp_path / "reference").score_volume(
+        load_volume(case.path, modality=case.modality))
+    metrics = _metrics(at)
+    assert metrics["Score (worst slice)"] == f"{expected.score:.2f}"
+    assert "Autoencoder (E_AE)" not in metrics  # SAFEGEN's components are not the baseline's
+    assert at.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))  # the baseline's own tau
+    assert not [s for s in at.selectbox if s.key == Keys.EXPLAINER]  # explainers explain SAFEGEN only
+    assert "Heatmap (residual)" in at.get("image")[-2].captions[-1]
+    assert len(counted_scoring) == runs  # SAFEGEN's models did not run again
+    at.selectbox(key=Keys.METHOD).set_value("mriqc_iqm")
+    _run(at)
+    assert any("whole images only" in i.value for i in at.info)  # image-level: no heatmap panels
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation page
 # ---------------------------------------------------------------------------------------------

@@ -84,9 +84,10 @@ def test_calibrate_puts_a_feature_baseline_on_a_z_scale_with_its_own_tau(slices)
     assert score[0] > calibrated.tau  # the square is flagged at the method's own threshold
 
 
-def test_the_comparison_writes_one_table_for_every_method(tmp_path, slices):
-    from core.comparison import method_names, run_comparison
-
+@pytest.fixture
+def tiny_benchmark(tmp_path, slices):
+    """A reference folder (train = even slices, calib = odd ones) and an 8-image benchmark: 4 clean,
+    4 with a planted square (kinds lesion / dropout)."""
     fit, held = slices
     reference = tmp_path / "reference"
     reference.mkdir()
@@ -106,14 +107,46 @@ def test_the_comparison_writes_one_table_for_every_method(tmp_path, slices):
         kinds.append(kind)
     bench = {"images": np.stack(images), "masks": np.stack(masks), "labels": np.array(labels),
              "kinds": np.array(kinds), "severities": np.array([1 if k != "clean" else 0 for k in kinds])}
+    return bench, reference
+
+
+def test_the_comparison_writes_one_table_for_every_method(tmp_path, tiny_benchmark):
+    from core.comparison import method_names, run_comparison
+
+    bench, reference = tiny_benchmark
     names = method_names("padim,spectral")
     tables = run_comparison(names, bench, reference, tmp_path / "out")
     table = pd.read_csv(tmp_path / "out" / "methods.csv", index_col="method")
     assert list(table.index) == ["padim", "spectral"]
     assert table.loc["padim", "auroc"] == 1.0  # a bright square is easy for PaDiM
-    assert np.isnan(table.loc["spectral", "dice_at_tau"])  # image-level: no masks
+    assert np.isnan(table.loc["spectral", "dice"])  # image-level: no masks
+    assert table.loc["padim", "n_images"] == 8 and table.loc["padim", "false_alarms_benchmark_clean"] >= 0
     assert list(tables["methods_auroc_per_kind"].index) == ["dropout", "lesion"]
     assert (tmp_path / "out" / "methods.md").read_text().count("**padim**") == 1
     assert (tmp_path / "out" / "methods_auroc_per_kind.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="unknown method"):
         method_names("padim,nope")
+
+
+def test_a_slow_method_scores_the_small_subset_and_every_method_is_compared_there(tmp_path, tiny_benchmark,
+                                                                                  monkeypatch):
+    import core.comparison
+    from core.baselines.spectral import LocalSpectralBaseline
+    from core.comparison import run_comparison
+
+    class Slow(LocalSpectralBaseline):
+        name = "slow"
+        max_images = 4
+
+    monkeypatch.setattr(core.comparison, "factories", lambda: {"slow": Slow, "spectral_local": LocalSpectralBaseline})
+    bench, reference = tiny_benchmark
+    tables = run_comparison(["spectral_local", "slow"], bench, reference, tmp_path / "out")
+    # small_subset: one artifact image per kind and severity (lesion, dropout) and as many clean ones
+    assert tables["methods"]["n_images"].to_dict() == {"spectral_local": 8, "slow": 4}
+    subset = tables["methods_subset"]
+    assert subset["n_images"].tolist() == [4, 4]
+    # the same method on the same four images gives the same figures, whichever run scored them
+    assert subset.loc["spectral_local", "auroc"] == pytest.approx(subset.loc["slow", "auroc"])
+    assert subset.loc["spectral_local", "dice"] == pytest.approx(subset.loc["slow", "dice"])
+    assert (tmp_path / "out" / "methods_subset.csv").is_file()
+    assert "On the small subset that slow scored (4 images" in (tmp_path / "out" / "methods.md").read_text()

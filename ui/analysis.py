@@ -8,15 +8,21 @@ same files); an upload's result stays in its own session.
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
 import streamlit as st
 
+from core.baselines import SAFEGEN
 from core.explain import Explainer, ExplainerName
 from core.scoring import ScanResult, Scorer
 from core.types import Volume
 from ui.state import Keys
+
+if TYPE_CHECKING:
+    from core.baselines.scorer import BaselineScorer
 
 
 @st.cache_resource(show_spinner="Loading the SAFEGEN models ...")
@@ -39,29 +45,47 @@ def progress_bar(total: int, first_text: str, label: str, unit: str = "slices"):
 
 
 @st.cache_resource
-def _shared_results() -> dict[str, ScanResult]:
+def _shared_results() -> dict[tuple[str, str], ScanResult]:
     return {}
 
 
-def scan_result(scan_key: str, volume: Volume, *, shared: bool) -> ScanResult:
+@st.cache_resource(show_spinner=False)
+def _fitted_baseline(name: str, reference_dir: str) -> BaselineScorer:
+    from core.baselines.scorer import BaselineScorer
+
+    with st.spinner(f"Fitting the {name} baseline on the real reference slices (once per server) ..."):
+        return BaselineScorer.fit(name, Path(reference_dir))
+
+
+def load_baseline(name: str) -> BaselineScorer:
+    """A baseline fitted on the reference slices once per server process (1-15 s; builds them if missing)."""
+    from ui.resources import data_dirs
+
+    return _fitted_baseline(name, str(data_dirs()[0]))
+
+
+def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SAFEGEN) -> ScanResult:
     """The scan's result, scored now (with a progress bar) unless it was scored before.
 
     Args:
         scan_key: identifies the scan (``demo:<case>`` or ``upload:<file id>``).
         volume: the loaded scan.
         shared: keep the result for every session (demo scans) or only this one (uploads).
+        method: ``safegen`` or a baseline of :func:`core.baselines.factories`.
     """
     store = _shared_results() if shared else st.session_state.setdefault(Keys.RESULTS, {})
-    if scan_key in store:
-        return store[scan_key]
-    scorer = load_scorer()
+    if (scan_key, method) in store:
+        return store[(scan_key, method)]
+    scorer = load_scorer() if method == SAFEGEN else load_baseline(method)
     total = int(scorer.scored_slices(volume).sum())
-    bar, advance = progress_bar(total, f"Scoring {total} slice(s) with both models ...", "Scoring")
+    what = "both models" if method == SAFEGEN else f"the {method} baseline"
+    bar, advance = progress_bar(total, f"Scoring {total} slice(s) with {what} ...", "Scoring")
     result = scorer.score_volume(volume, progress=advance)
     bar.empty()
-    if not shared:
-        store.clear()  # one upload's result at a time per session: volumes can be large
-    store[scan_key] = result
+    if not shared:  # one upload at a time per session (volumes can be large); its methods may stay
+        for key in [k for k in store if k[0] != scan_key]:
+            del store[key]
+    store[(scan_key, method)] = result
     return result
 
 
@@ -78,8 +102,9 @@ def _shared_explained() -> dict[tuple[str, str], ScanResult]:
 
 def explained_result(scan_key: str, volume: Volume, result: ScanResult, explainer: str, *,
                      shared: bool) -> ScanResult:
-    """``result`` with the heatmap and mask of ``explainer``; only the explainer runs, once per scan."""
-    if explainer == ExplainerName.RESIDUAL:
+    """``result`` with the heatmap and mask of ``explainer``; only the explainer runs, once per scan.
+    A baseline's result keeps its own map (explainers explain SAFEGEN's score)."""
+    if explainer == ExplainerName.RESIDUAL or result.method != SAFEGEN:
         return result
     store = _shared_explained() if shared else st.session_state.setdefault(Keys.EXPLAINED, {})
     if (scan_key, explainer) in store:

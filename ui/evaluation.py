@@ -18,6 +18,7 @@ from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark,
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
 from ui.analysis import load_explainer, load_scorer, progress_bar
+from ui.resources import data_dirs
 from ui.state import Keys
 
 VARIANT_LABELS = {
@@ -32,12 +33,6 @@ QUICK_EXPLAINERS = ("residual", "saliency", "gradcam")  # SHAP takes about 0.5 s
 def full_run_dir() -> Path:
     """Where ``make evaluate`` writes (``SAFEGEN_EVALUATION_DIR`` overrides, for tests)."""
     return Path(os.environ.get("SAFEGEN_EVALUATION_DIR", PROJECT_ROOT / "out" / "evaluation"))
-
-
-def data_dirs() -> tuple[Path, Path]:
-    """The reference and test-benchmark folders (``SAFEGEN_DATA_DIR`` overrides, for tests)."""
-    root = Path(os.environ.get("SAFEGEN_DATA_DIR", PROJECT_ROOT / "data"))
-    return root / "reference", root / "benchmark"
 
 
 @st.cache_data(show_spinner=False)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core.demo import get_case
 from core.io import load_upload, load_volume
+from core.resources import PROJECT_ROOT
 from core.types import Volume
 from ui.state import Keys
 
@@ -31,3 +35,9 @@ def uploaded_volume(upload: UploadedFile) -> Volume:
         volume = load_upload(upload.name, upload.getvalue())
     st.session_state[Keys.UPLOADED_VOLUME] = (upload.file_id, volume)
     return volume
+
+
+def data_dirs() -> tuple[Path, Path]:
+    """The reference and test-benchmark folders (``SAFEGEN_DATA_DIR`` overrides, for tests)."""
+    root = Path(os.environ.get("SAFEGEN_DATA_DIR", PROJECT_ROOT / "data"))
+    return root / "reference", root / "benchmark"

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from scipy import ndimage
 
+from core.baselines import SAFEGEN, factories
 from core.explain import DEFAULT_EXPLAINER
 from core.masks import unsafe_mask
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
@@ -40,19 +41,26 @@ def verdict(result: ScanResult, tau: float) -> None:
     else:
         st.success(f"**No artifact found** above τ = {tau:.2f} in {n_scored} scored slice(s).",
                    icon=":material/check_circle:")
-    cols = st.columns(5)
+    safegen = result.method == SAFEGEN
+    cols = st.columns(5 if safegen else 3)
     cols[0].metric("Score (worst slice)", f"{result.score:.2f}", help="Calibrated z units; higher = more likely unsafe.")
     cols[1].metric("p-value vs real slices", f"{result.p_value:.3f}",
                    help="Share of real clean calibration slices that score at least as high (conformal).")
     cols[2].metric("Worst slice", f"{result.worst_slice + 1}")
-    cols[3].metric("Diffusion (S_diffusion)", f"{result.score_diffusion:.2f}")
-    cols[4].metric("Autoencoder (E_AE)", f"{result.score_autoencoder:.2f}")
+    if safegen:
+        cols[3].metric("Diffusion (S_diffusion)", f"{result.score_diffusion:.2f}")
+        cols[4].metric("Autoencoder (E_AE)", f"{result.score_autoencoder:.2f}")
     with st.expander(f"About these scores ({len(result.warnings)} note(s))", icon=":material/info:"):
-        st.markdown(
-            f"S = α·S_diffusion + (1 − α)·E_AE with α = {result.alpha:.2f}; the default τ = {result.tau:.2f} "
-            f"flags 5 % of real clean calibration slices. Scored in {result.seconds.get('total', 0.0):.1f} s."
-        )
-        st.markdown(MODEL_SCOPE)
+        seconds = f"Scored in {result.seconds.get('total', 0.0):.1f} s."
+        if safegen:
+            st.markdown(f"S = α·S_diffusion + (1 − α)·E_AE with α = {result.alpha:.2f}; the default τ = "
+                        f"{result.tau:.2f} flags 5 % of real clean calibration slices. {seconds}")
+            st.markdown(MODEL_SCOPE)
+        else:
+            st.markdown(f"Scored by the **{METHOD_LABELS.get(result.method, result.method)}** baseline, fitted on "
+                        f"the same real reference slices as SAFEGEN; its own τ = {result.tau:.2f} flags 5 % of the "
+                        f"same clean calibration slices. {seconds} How it compares with SAFEGEN per artifact "
+                        "kind: the Evaluation page's Baselines tab.")
         for warning in result.warnings:
             st.warning(warning)
 
@@ -73,6 +81,26 @@ def heatmap_controls(result: ScanResult, scan_key: str) -> tuple[bool, float, fl
         cmap = st.selectbox("Colour map", HEATMAP_COLORMAPS, key=Keys.COLORMAP,
                             help="Perceptually uniform maps, readable with colour-vision deficiency.")
     return show, float(tau), float(opacity), cmap
+
+
+def method_labels() -> dict[str, str]:
+    """``--method`` name -> a label for the detector choice: SAFEGEN first, then each baseline's title."""
+    return {SAFEGEN: "SAFEGEN (diffusion + autoencoder)",
+            **{name: cls.title for name, cls in factories().items()}}
+
+
+METHOD_LABELS = method_labels()
+
+
+def method_choice() -> str:
+    """Sidebar choice of the detector: SAFEGEN, or a baseline to compare with on the same scan."""
+    with st.sidebar:
+        return st.selectbox(
+            "Detector", list(METHOD_LABELS), format_func=METHOD_LABELS.get, key=Keys.METHOD,
+            help="SAFEGEN's score, or one of the baselines it is compared with (fitted on the same real "
+                 "reference slices the first time it is chosen, a few seconds). The Evaluation page's "
+                 "Baselines tab shows where each one wins.",
+        )
 
 
 EXPLAINER_LABELS = {
@@ -103,7 +131,7 @@ def heat_slice(result: ScanResult, volume: Volume, index: int) -> np.ndarray:
 def make_overlay(result: ScanResult, volume: Volume, tau: float, opacity: float, cmap: str):
     """The ``overlay`` callback of :func:`ui.viewer.slice_viewer`: colour above tau, outline the mask."""
     _, high = heatmap_range(result)
-    flags = result.flags_at(tau)
+    flags = result.mask_flags_at(tau)
 
     def draw(index: int, gray: np.ndarray) -> np.ndarray:
         heat = heat_slice(result, volume, index)
@@ -149,9 +177,14 @@ def slice_score_chart(result: ScanResult, tau: float, current: int) -> None:
 
 def panels(result: ScanResult, volume: Volume, index: int, gray: np.ndarray, tau: float, cmap: str) -> None:
     """Image, the autoencoder's reconstruction, heatmap and mask of the slice on screen, side by side."""
+    if not result.pixel_maps:
+        st.image(gray, caption="Image", clamp=True, width=360)
+        st.info(f"{METHOD_LABELS.get(result.method, result.method)} scores whole images only: no heatmap or mask.",
+                icon=":material/info:")
+        return
     heat = heat_slice(result, volume, index)
     _, high = heatmap_range(result)
-    mask = unsafe_mask(heat, tau, result.flags_at(tau)[index : index + 1]).astype(bool)
+    mask = unsafe_mask(heat, tau, result.mask_flags_at(tau)[index : index + 1]).astype(bool)
     regions = int(ndimage.label(mask, structure=np.ones((3, 3)))[1])
     heat_rgb = overlay_heatmap(np.zeros_like(gray), heat, low=0.0, high=high, opacity=1.0, cmap=cmap)
     cols = st.columns(4)
