@@ -32,7 +32,6 @@ DeLong) on the Van Dyke et al. (1993) data to every printed digit.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
+
+from core.jsonable import json_safe
 
 COLUMNS = ("reader", "treatment", "case", "truth", "rating")
 COVARIANCE_METHODS = {"jackknife": "jackknife", "delong": "DeLong"}  # name -> how reports spell it
@@ -281,12 +282,7 @@ class ORAnalysis:
     def to_dict(self) -> dict:
         """JSON-serialisable export: the settings and every table of :meth:`to_frames` as records
         (non-finite numbers, e.g. the infinite df of a z test, become ``None``)."""
-        def clean(value: object) -> object:
-            if isinstance(value, float | np.floating):
-                return float(value) if math.isfinite(value) else None
-            return value.item() if isinstance(value, np.generic) else value
-        tables = {name: [{key: clean(value) for key, value in row.items()} for row in table.to_dict("records")]
-                  for name, table in self.to_frames().items()}
+        tables = {name: json_safe(table.to_dict("records")) for name, table in self.to_frames().items()}
         return {"covariance_method": self.covariance_method, "alpha": self.alpha,
                 "treatments": list(self.treatments), "readers": list(self.readers), "n_cases": self.n_cases,
                 "n_positive": self.n_positive, "cases_dropped": self.cases_dropped, **tables}

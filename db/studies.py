@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.deidentify import deidentify_file
 from core.io import detect_format, load_volume, to_file_layout
+from core.jsonable import json_safe, records
 from core.resources import PROJECT_ROOT
 from core.study_stats import (
     agreement,
@@ -181,34 +182,36 @@ class StudyReport:
 
     def to_json(self) -> dict:
         """The report as plain JSON values (tables as records)."""
-        tables = {name: _table(getattr(self, name)) for name in (
+        tables = {name: records(getattr(self, name)) for name in (
             "reader_aucs", "masks_between", "masks_vs_safegen", "masks_vs_truth_per_reader")}
         agreement_ = {}
         if self.agreement is not None:
             for (question, arm), row in self.agreement.iterrows():
-                agreement_.setdefault(question, {})[arm] = {k: _plain(v) for k, v in row.items()}
-        return {
+                agreement_.setdefault(question, {})[arm] = dict(row)
+        return json_safe({
             "study": self.title, "kind": self.kind, "settings": self.settings, "cases": self.cases,
-            "question_set": self.questions, "questions": _records(self.question_summary),
-            "agreement": agreement_, "reading_time": _records(self.reading_time) if self.reading_time is not None else {},
-            "turing": _records(self.turing_table) if self.turing_table is not None else None,
-            "arms": _records(self.arms) if self.arms is not None else None, **tables,
+            "question_set": self.questions, "questions": _by_index(self.question_summary),
+            "agreement": agreement_, "reading_time": _by_index(self.reading_time) or {},
+            "turing": _by_index(self.turing_table), "arms": _by_index(self.arms), **tables,
             "heatmap_useful_mean_ci": self.usefulness, "turing_summary": self.turing_line,
-            "checklists": {k: _table(v) for k, v in self.checklists.items()},
+            "checklists": {k: records(v) for k, v in self.checklists.items()},
             "mrmc": None if self.mrmc is None else self.mrmc.to_dict(),
             "mrmc_summary": None if self.mrmc is None else {a: self.mrmc.summary_line(a) for a in ("RRRC", "FRRC")},
             "notes": self.notes,
-        }
+        })
 
 
 def analyse_study(session: Session, requester: Reader, study_id: int, *, tau: float | None = None,
-                  covariance: str = "jackknife") -> StudyReport:
+                  covariance: str = "jackknife", load_scan=load_volume, load_array=np.load) -> StudyReport:
     """The study's results (see :class:`StudyReport`). An admin gets every reader and the case truth;
     a reader gets their own answers only (no truth: no accuracy, ROC or agreement).
 
     Args:
         tau: SAFEGEN's tolerance for its masks (None: no comparison with SAFEGEN's mask).
         covariance: the MRMC covariance estimator, ``jackknife`` or ``delong``.
+        load_scan, load_array: read a case's scan, and its stored heatmap or truth mask (``.npy``),
+            from their paths (the dashboard passes its cached loaders, so a rerun of the Results page
+            reads no file again).
     """
     from core.mrmc import MRMCError, obuchowski_rockette
 
@@ -257,11 +260,12 @@ def analyse_study(session: Session, requester: Reader, study_id: int, *, tau: fl
         elif study.kind is StudyKind.TWO_ARM:
             report.notes.append("The MRMC comparison of the arms needs readings in both arms.")
     if admin:
-        _mask_sections(session, requester, study, report, tau)
+        _mask_sections(session, requester, study, report, tau, load_scan, load_array)
     return report
 
 
-def _mask_sections(session: Session, admin: Reader, study: Study, report: StudyReport, tau: float | None) -> None:
+def _mask_sections(session: Session, admin: Reader, study: Study, report: StudyReport, tau: float | None,
+                   load_scan, load_array) -> None:
     drawn = study_masks(session, admin, study.id, include_empty=True)
     cases = {c.id: c for c in study.cases}
     masks = {(case.id, name, arm): stack_masks(slices, case.display_shape) for case, name, arm, slices in drawn}
@@ -275,11 +279,12 @@ def _mask_sections(session: Session, admin: Reader, study: Study, report: StudyR
             per_arm.append(table.assign(arm=arm))
         report.masks_between = pd.concat(per_arm, ignore_index=True)
         if tau is not None:
-            reference = {cid: safegen_mask(case, tau) for cid, case in cases.items() if case.ai_heatmap_path}
+            reference = {cid: safegen_mask(load_scan(case.scan_path), load_array(case.ai_heatmap_path), tau)
+                         for cid, case in cases.items() if case.ai_heatmap_path}
             if reference:
                 flat = {(c, f"{r} ({a})" if crossed else r): m for (c, r, a), m in masks.items()}
                 report.masks_vs_safegen = mask_dice_against(flat, reference)
-    truth_masks = {cid: np.load(case.truth_mask_path) for cid, case in cases.items() if case.truth_mask_path}
+    truth_masks = {cid: load_array(case.truth_mask_path) for cid, case in cases.items() if case.truth_mask_path}
     if truth_masks or any(case.truth == "clean" for case in cases.values()):
         report.masks_vs_truth, report.masks_vs_truth_per_reader = mask_accuracy(
             masks, truth_masks, {cid: case.truth for cid, case in cases.items()})
@@ -294,12 +299,10 @@ def stack_masks(slices: dict[int, np.ndarray], display_shape: list[int]) -> np.n
     return out
 
 
-def safegen_mask(case, tau: float) -> np.ndarray:
-    """SAFEGEN's mask of a case at ``tau``, as display slices like the readers'."""
+def safegen_mask(volume, heatmap: np.ndarray, tau: float) -> np.ndarray:
+    """SAFEGEN's mask of a case's scan and stored heatmap at ``tau``, as display slices like the readers'."""
     from core.masks import unsafe_mask
 
-    volume = load_volume(case.scan_path)
-    heatmap = np.load(case.ai_heatmap_path)
     return np.stack([unsafe_mask(h, tau).astype(bool) for h in volume.display_slices_of(heatmap)])
 
 
@@ -331,36 +334,13 @@ def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, 
         image.set_data_dtype(np.uint8)
         nib.save(image, str(target))
         paths[f"mask:{case.name}:{reader_name}" + (f":{arm}" if crossed else "")] = target
-    paths["summary"].write_text(json.dumps(_clean(report.to_json()), indent=1, allow_nan=False))
+    paths["summary"].write_text(json.dumps(report.to_json(), indent=1, allow_nan=False))
     return paths
 
 
-def _table(frame: pd.DataFrame | None):
-    if frame is None:
-        return None
-    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
-    return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
-
-
-def _records(frame: pd.DataFrame) -> dict:
-    return {str(k): {c: _plain(v) for c, v in row.items()} for k, row in frame.iterrows()} if len(frame) else {}
-
-
-def _clean(value):
-    """``value`` with every NaN / infinity as None and numpy scalars as Python numbers (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return _plain(value)
-
-
-def _plain(value):
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    return value
+def _by_index(frame: pd.DataFrame | None) -> dict | None:
+    """``{row label: {column: value}}`` of a table (None stays None)."""
+    return None if frame is None else {str(k): dict(row) for k, row in frame.iterrows()}
 
 
 def read_case_list(path: Path, *, limit: int | None = None, seed: int = 0) -> tuple[list[Path], list, list]:

@@ -251,12 +251,14 @@ def results(reader: Reader, study_id: int) -> None:
     Turing test line, reader AUCs and the MRMC comparison of the arms, checklists, agreement, masks
     against each other, SAFEGEN and the ground truth, and reading time. Admins see every reader;
     readers their own answers only."""
-    from ui.study import default_tau
+    from ui.study import case_heatmap, case_volume, default_tau
 
-    covariance = st.radio("MRMC covariance estimator", ["jackknife", "delong"], horizontal=True,
-                          key=Keys.RESULTS_COVARIANCE, help="Both as in OR-DBM MRMC / MRMCaov; jackknife is their default.")
+    # The estimator's radio sits in the MRMC section (shown only when there is one); its value from the
+    # last run is what this run analyses with.
+    covariance = st.session_state.get(Keys.RESULTS_COVARIANCE, "jackknife")
     with session() as s:
-        report = analyse_study(s, s.get(Reader, reader.id), study_id, tau=default_tau(), covariance=covariance)
+        report = analyse_study(s, s.get(Reader, reader.id), study_id, tau=default_tau(), covariance=covariance,
+                               load_scan=case_volume, load_array=case_heatmap)
     if report.answers.empty:
         st.info("No answers yet.")
         return
@@ -310,6 +312,8 @@ def results(reader: Reader, study_id: int) -> None:
 def mrmc_section(analysis) -> None:
     """The Obuchowski-Rockette-Hillis comparison of the arms: the headline lines and the tables."""
     st.subheader("MRMC ROC: the arms compared")
+    st.radio("MRMC covariance estimator", ["jackknife", "delong"], horizontal=True, key=Keys.RESULTS_COVARIANCE,
+             help="Both as in OR-DBM MRMC / MRMCaov; jackknife is their default.")
     first, second = analysis.treatments[:2]
     st.caption(f"AUCs in the order {first} vs {second}; the difference is {first} minus {second}. Ratings: the "
                "ROC question on cases of known truth; empirical (trapezoidal) AUC.")
