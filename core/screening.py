@@ -24,10 +24,15 @@ THUMBNAIL_PX = 160
 
 @dataclass
 class Screening:
-    """A ranked table (worst first) and a thumbnail of each scored file's worst slice with its overlay."""
+    """A ranked table (worst first), a thumbnail of each scored file's worst slice with its overlay,
+    and the detector that scored them: its ``method`` name, ``tau`` and the scores of the real clean
+    calibration slices (``reference``, the histogram's comparison)."""
 
     table: pd.DataFrame
     thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
+    method: str = "safegen"
+    tau: float = float("nan")
+    reference: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def scored(self) -> pd.DataFrame:
@@ -49,7 +54,7 @@ def thumbnail(volume: Volume, heatmap: np.ndarray, slice_index: int, tau: float,
 
 def screen(
     items: Iterable[tuple[str, Callable[[], Volume]]],
-    scorer: Scorer,
+    scorer,
     *,
     progress: Callable[[int, str], None] | None = None,
 ) -> Screening:
@@ -58,7 +63,8 @@ def screen(
     Args:
         items: a display name and a zero-argument loader per file (loading happens here, so one
             bad file costs only its own row).
-        scorer: the models and calibration.
+        scorer: the models and calibration (a :class:`core.scoring.Scorer`, or a
+            :class:`core.baselines.scorer.BaselineScorer` to screen with a baseline).
         progress: called with ``(files done, name)`` after each file.
     """
     rows, thumbs = [], {}
@@ -74,7 +80,8 @@ def screen(
                        score_diffusion=result.score_diffusion, score_autoencoder=result.score_autoencoder,
                        worst_slice=result.worst_slice + 1, slices=volume.n_slices,
                        warnings=" | ".join(result.warnings))
-            thumbs[name] = thumbnail(volume, result.heatmap, result.worst_slice, scorer.tau)
+            heatmap = result.heatmap if result.pixel_maps else np.full_like(result.heatmap, -np.inf)
+            thumbs[name] = thumbnail(volume, heatmap, result.worst_slice, scorer.tau)
         except Exception as error:  # one bad file must not stop the batch; its row says why
             message = str(error) or type(error).__name__
             row["error"] = message if type(error).__module__.startswith("core") else f"{type(error).__name__}: {message}"
@@ -84,9 +91,12 @@ def screen(
             progress(done, name)
     table = pd.DataFrame(rows, columns=list(COLUMNS)).astype({"worst_slice": "Int64", "slices": "Int64"})
     table = table.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
-    return Screening(table, thumbs)
+    return Screening(table, thumbs, getattr(scorer, "name", "safegen"), float(scorer.tau), reference_scores(scorer))
 
 
-def reference_scores(scorer: Scorer) -> np.ndarray:
-    """Slice scores of the real clean calibration slices at the scorer's alpha (the histogram's reference)."""
-    return np.asarray(scorer.calibration.calibrator(scorer.alpha).scores, dtype=float)
+def reference_scores(scorer) -> np.ndarray:
+    """Slice scores of the real clean calibration slices (at the scorer's alpha for SAFEGEN; a baseline's
+    own calibration scores): the histogram's reference."""
+    if isinstance(scorer, Scorer):
+        return np.asarray(scorer.calibration.calibrator(scorer.alpha).scores, dtype=float)
+    return np.asarray(scorer.calibrated.calib_scores, dtype=float)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui.batch import batch_inputs, run_screening, show_screening
+from ui.review import method_choice
 from ui.state import Keys
 
 st.title("Batch screening")
@@ -11,7 +12,8 @@ st.caption(
     "worst first. Each file is scored once per click; nothing is written on the server."
 )
 items, label = batch_inputs()
+method = method_choice()
 if st.button(f"Score {label}", key=Keys.BATCH_RUN, disabled=not items, type="primary"):
-    run_screening(items)
+    run_screening(items, method)
 if st.session_state.get(Keys.BATCH_RESULT) is not None:
     show_screening(st.session_state[Keys.BATCH_RESULT])

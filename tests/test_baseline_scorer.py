@@ -97,3 +97,16 @@ def test_score_folder_runs_a_baseline_and_refuses_safegen_only_options(reference
     assert not (tmp_path / "out2").exists()  # refused before anything was written
     assert score_folder(inputs, tmp_path / "out3", method="nope") == 2
     assert method_choices()[0] == "safegen" and "padim" in method_choices()
+
+
+def test_batch_screening_with_a_baseline_uses_its_tau_and_calibration_scores(reference):
+    from core.screening import screen
+
+    folder, calib = reference
+    scorer = BaselineScorer.fit("mriqc_iqm", folder)
+    image, _ = planted(calib[5])
+    screening = screen([("planted.png", lambda: picture(image)), ("bad.png", lambda: 1 / 0)], scorer)
+    assert screening.method == "mriqc_iqm" and screening.tau == pytest.approx(scorer.tau)
+    assert len(screening.reference) == len(calib)  # the 12 calib slices it was calibrated on
+    assert screening.table["error"].tolist() == ["", "ZeroDivisionError: division by zero"]
+    assert screening.thumbnails["planted.png"].shape[2] == 3  # a grey thumbnail: no heatmap to overlay

@@ -10,8 +10,10 @@ import streamlit as st
 
 from core.io import load_upload, load_volume
 from core.score_folder import find_inputs
-from core.screening import Screening, reference_scores, screen
-from ui.analysis import load_scorer
+from core.baselines import SAFEGEN
+from core.screening import Screening, screen
+from ui.analysis import load_baseline, load_scorer
+from ui.review import METHOD_LABELS
 from ui.state import BATCH_FOLDER, BATCH_UPLOAD, Keys
 
 TYPES = ["nii", "gz", "dcm", "png", "jpg", "jpeg"]
@@ -42,9 +44,9 @@ def batch_inputs() -> tuple[list, str]:
     return items, f"{len(items)} file(s)"
 
 
-def run_screening(items: list) -> None:
+def run_screening(items: list, method: str = SAFEGEN) -> None:
     try:
-        scorer = load_scorer()
+        scorer = load_scorer() if method == SAFEGEN else load_baseline(method)
     except FileNotFoundError as error:
         st.error(f"The models are missing: {error}")
         return
@@ -72,15 +74,17 @@ def score_histogram(screening: Screening, tau: float, reference: np.ndarray) -> 
 
 
 def show_screening(screening: Screening) -> None:
-    scorer = load_scorer()
     table = screening.table
     n_error = int((table["error"] != "").sum())
+    if screening.method != SAFEGEN:
+        st.info(f"Scored with the **{METHOD_LABELS.get(screening.method, screening.method)}** baseline (its own "
+                "threshold, fitted on the same real reference slices).", icon=":material/info:")
     cols = st.columns(4)
     cols[0].metric("Files", len(table))
     cols[1].metric("Flagged", int(table["flag"].sum()))
     cols[2].metric("Errors", n_error)
-    cols[3].metric("τ (5 % of real slices flagged)", f"{scorer.tau:.2f}")
-    st.plotly_chart(score_histogram(screening, scorer.tau, reference_scores(scorer)), key="batch.histogram")
+    cols[3].metric("τ (5 % of real slices flagged)", f"{screening.tau:.2f}")
+    st.plotly_chart(score_histogram(screening, screening.tau, screening.reference), key="batch.histogram")
     flagged_only = st.checkbox("Show flagged files only", key=Keys.BATCH_FLAGGED_ONLY)
     shown = table[table["flag"]] if flagged_only else table
     st.dataframe(shown, hide_index=True, column_config={
