@@ -84,9 +84,12 @@ def heatmap_controls(result: ScanResult, scan_key: str) -> tuple[bool, float, fl
 
 
 def method_labels() -> dict[str, str]:
-    """``--method`` name -> a label for the detector choice: SAFEGEN first, then each baseline's title."""
+    """``--method`` name -> a label for the detector choice: SAFEGEN first, then each baseline's title.
+
+    A slow reference (``max_images`` set, i.e. AnoDDPM's full-step reconstruction: seconds per
+    slice, minutes to calibrate) is left out; ``score --method`` runs it."""
     return {SAFEGEN: "SAFEGEN (diffusion + autoencoder)",
-            **{name: cls.title for name, cls in factories().items()}}
+            **{name: cls.title for name, cls in factories().items() if getattr(cls, "max_images", None) is None}}
 
 
 METHOD_LABELS = method_labels()

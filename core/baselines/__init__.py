@@ -12,6 +12,8 @@ SAFEGEN = "safegen"
 
 def factories() -> dict:
     """``--method`` name -> the baseline's class (imported lazily: some load torch models)."""
+    from core.baselines.anoddpm import AnoDDPMBaseline
+    from core.baselines.dia import DIABaseline
     from core.baselines.iqm import IQMBaseline
     from core.baselines.padim import PaDiMBaseline
     from core.baselines.patchcore import PatchCoreBaseline
@@ -19,7 +21,8 @@ def factories() -> dict:
     from core.baselines.spectral import LocalSpectralBaseline, SpectralBaseline
 
     return {"phanes": PHANESBaseline, "padim": PaDiMBaseline, "patchcore": PatchCoreBaseline,
-            "mriqc_iqm": IQMBaseline, "spectral": SpectralBaseline, "spectral_local": LocalSpectralBaseline}
+            "mriqc_iqm": IQMBaseline, "spectral": SpectralBaseline, "spectral_local": LocalSpectralBaseline,
+            "dia": DIABaseline, "anoddpm": AnoDDPMBaseline}
 
 
 def method_choices() -> list[str]:
