@@ -34,6 +34,8 @@ EXIT_BAD_INPUT = 2
 TRAIN_DEFAULTS = {
     "autoencoder": {"steps": 1500, "learning_rate": 1e-3, "out": Path("models/autoencoder_mri_t1.pt")},
     "diffusion": {"steps": 1500, "learning_rate": 5e-4, "out": Path("models/diffusion_mri_t1.pt")},
+    # Not a detector: the generator of the latent_ig explainer (core.detectors.vae).
+    "vae": {"steps": 1500, "learning_rate": 1e-3, "out": Path("models/vae_mri_t1.pt")},
 }
 
 
@@ -99,12 +101,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from core.detectors.autoencoder import train_autoencoder
     from core.detectors.diffusion import train_diffusion
+    from core.detectors.vae import train_vae
     from core.reference import load_split
 
     train = load_split(args.reference, "train")
     val = load_split(args.reference, "val")
     val_real = val.images[val.augmentation == 0]
-    trainer = {"autoencoder": train_autoencoder, "diffusion": train_diffusion}[args.model]
+    trainer = {"autoencoder": train_autoencoder, "diffusion": train_diffusion, "vae": train_vae}[args.model]
     defaults = TRAIN_DEFAULTS[args.model]
     steps = args.steps or defaults["steps"]
     learning_rate = args.learning_rate or defaults["learning_rate"]
@@ -196,18 +199,20 @@ def _load_scorer(args: argparse.Namespace):
 
 
 def _cmd_calibrate_explainers(args: argparse.Namespace) -> int:
+    from core.detectors.vae import VAE, VAE_WEIGHTS
     from core.explain import AnomalyScoreModel, ExplainerSettings, fit_explainer_calibration
     from core.reference import load_split
 
     scorer = _load_scorer(args)
+    vae = VAE.load(Path(args.models) / VAE_WEIGHTS.name)  # latent_ig's generator
     calib = load_split(args.reference, "calib")
     calib_images = calib.images[calib.augmentation == 0]  # real slices, as the score's calibration
     settings = ExplainerSettings(shap_samples=args.shap_samples, gradcam_layer=args.gradcam_layer)
     start = time.perf_counter()
-    with _progress(3 * len(calib_images), "calibrate-explainers") as bar:
+    with _progress(4 * len(calib_images), "calibrate-explainers") as bar:
         calibration = fit_explainer_calibration(
             AnomalyScoreModel(scorer), calib_images, settings=settings,
-            reconstruct=scorer.autoencoder.reconstruct, progress=bar.update,
+            reconstruct=scorer.autoencoder.reconstruct, latent_model=vae, progress=bar.update,
             metadata={"command": "python -m core.cli " + " ".join(sys.argv[1:]), "reference": str(args.reference)},
         )
     calibration.save(args.out)
@@ -340,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", choices=sorted(TRAIN_DEFAULTS))
     train.add_argument("--reference", type=Path, default=Path("data/reference"))
     train.add_argument("--out", type=Path, help="weights file (default models/<model>_mri_t1.pt)")
-    train.add_argument("--steps", type=int, help="optimiser steps (autoencoder 1500, diffusion 1500)")
+    train.add_argument("--steps", type=int, help="optimiser steps (autoencoder 1500, diffusion 1500, vae 1500)")
     train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--learning-rate", type=float, help="peak learning rate (autoencoder 1e-3, diffusion 5e-4)")
+    train.add_argument("--learning-rate", type=float,
+                       help="peak learning rate (autoencoder 1e-3, diffusion 5e-4, vae 1e-3)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_cmd_train)
 

@@ -23,6 +23,13 @@ forward function (``target=None``: one scalar per slice).
   artifacts half-present.) Every pixel gets its region's Shapley value divided by the region's
   area, so the map sums to ``score(x) - score(background)`` and the one large background region
   does not outrank small superpixels by its size alone. ``shap_samples`` coalitions per slice.
+* ``latent_ig``: medXGAN-style latent-walk Integrated Gradients (Dravid et al., arXiv:2204.05376),
+  with the small VAE of :mod:`core.detectors.vae` as the generator. The path runs through
+  *generated* normal-looking images ``D(z0 + a (z - z0))`` from a baseline latent ``z0`` to the
+  slice's latent ``z = mu(x)``, then straight from ``D(z)`` to ``x`` (captum
+  ``IntegratedGradients``), and the score's gradients are integrated along it, so the map sums to
+  ``score(x) - score(D(z0))``. Positive part, smoothed by ``latent_ig_sigma`` pixels; see
+  :meth:`Explainer._latent_ig` for the choices and how they differ from the paper.
 
 **One scale, one tau.** Raw maps of different explainers are in different units (z-scores,
 gradients, Shapley values). Each non-residual explainer is brought onto the residual map's
@@ -69,6 +76,7 @@ class ExplainerName(StrEnum):
     RESIDUAL = "residual"
     SALIENCY = "saliency"
     GRADCAM = "gradcam"
+    LATENT_IG = "latent_ig"
     SHAP = "shap"
 
 
@@ -92,6 +100,10 @@ class ExplainerSettings:
     shap_grid: int = 8  # side of a grid square, pixels
     shap_background: str = "reconstruction"  # or "blur"
     shap_batch: int = 50  # coalitions per model call
+    latent_ig_steps: int = 8  # midpoint-rule pieces of the latent walk D(z0) -> D(z)
+    latent_ig_final_steps: int = 16  # midpoint-rule steps of the straight segment D(z) -> x (captum IG)
+    latent_ig_baseline: str = "reencoded"  # z0 = mu(D(mu(x))), or "mean": the training slices' mean latent
+    latent_ig_sigma: float = 1.0  # Gaussian smoothing (pixels) of the positive attributions
     seed: int = 0
 
 
@@ -195,6 +207,44 @@ def _tissue(images: np.ndarray) -> np.ndarray:
     return images > FOREGROUND_LEVEL
 
 
+def latent_walk(latent_model, x: torch.Tensor, steps: int, baseline: str = "reencoded") -> torch.Tensor:
+    """Generated images ``(steps + 1, B, 1, H, W)`` along the latent line from ``z0`` to ``z = mu(x)``.
+
+    Image ``k`` is ``D(z0 + k / steps * (z - z0))``: the first is the baseline image ``D(z0)``, the
+    last the reconstruction ``D(z)``. ``baseline`` picks ``z0``: ``"reencoded"`` is ``mu(D(z))``
+    (the encoding of the VAE's own reconstruction), ``"mean"`` the training slices' mean latent.
+
+    Args:
+        latent_model: a VAE with ``encode(x) -> (mu, logvar)``, ``decode(z)`` and ``latent_mean``.
+        x: ``(B, 1, H, W)`` slices.
+    """
+    with torch.no_grad():
+        z = latent_model.encode(x)[0]
+        if baseline == "reencoded":
+            z0 = latent_model.encode(latent_model.decode(z))[0]
+        elif baseline == "mean":
+            z0 = latent_model.latent_mean.to(z.dtype).expand_as(z)
+        else:
+            raise ValueError(f"latent_ig_baseline must be 'reencoded' or 'mean', got {baseline!r}")
+        return torch.stack([latent_model.decode(z0 + a * (z - z0)) for a in torch.linspace(0.0, 1.0, steps + 1)])
+
+
+def path_integrated_gradients(model: torch.nn.Module, path: torch.Tensor) -> torch.Tensor:
+    """Integrated gradients of ``model`` (one scalar per slice) along a polyline of images.
+
+    ``path``: ``(K + 1, B, 1, H, W)``, the points ``x_0 .. x_K``. Returns ``(B, 1, H, W)``:
+    ``sum_k grad S((x_k + x_{k+1}) / 2) * (x_{k+1} - x_k)``, the midpoint rule on each straight
+    piece. It sums to ``S(x_K) - S(x_0)`` up to the rule's error, and on a straight path with ``K``
+    equal pieces it is captum's ``IntegratedGradients`` with ``method="riemann_middle"``.
+    """
+    total = torch.zeros_like(path[0])
+    for start, end in zip(path[:-1], path[1:]):
+        point = ((start + end) / 2).detach().requires_grad_()
+        (grad,) = torch.autograd.grad(model(point).sum(), point)
+        total += grad * (end - start)
+    return total
+
+
 def shap_regions(image: np.ndarray, settings: ExplainerSettings) -> np.ndarray:
     """Integer region labels ``(H, W)`` from 0: 0 is the background, then tissue superpixels or squares."""
     tissue = _tissue(image)
@@ -228,6 +278,7 @@ class Explainer:
         settings: knobs; default: the calibration's.
         reconstruct: ``(B, 1, H, W)`` -> pseudo-normal images, SHAP's background and the
             deletion test's in-painting.
+        latent_model: the generator of ``latent_ig`` (a :class:`~core.detectors.vae.VAE`).
         batch_size: slices per model call for the gradient explainers.
     """
 
@@ -239,6 +290,7 @@ class Explainer:
         settings: ExplainerSettings | None = None,
         *,
         reconstruct=None,
+        latent_model=None,
         batch_size: int = 16,
     ) -> None:
         self.model = model
@@ -246,16 +298,27 @@ class Explainer:
         self.calibration = calibration
         self.settings = settings or (calibration.settings if calibration else ExplainerSettings())
         self.reconstruct = reconstruct
+        self.latent_model = latent_model
         self.batch_size = batch_size
 
     @classmethod
     def for_scorer(
         cls, scorer: Scorer, name: ExplainerName | str = DEFAULT_EXPLAINER,
         calibration: ExplainerCalibration | None = None, settings: ExplainerSettings | None = None,
+        latent_model=None,
     ) -> "Explainer":
-        """An explainer of ``scorer``'s slice score; removed regions become its autoencoder's reconstruction."""
-        return cls(AnomalyScoreModel(scorer), name, calibration, settings,
-                   reconstruct=scorer.autoencoder.reconstruct, batch_size=scorer.batch_size)
+        """An explainer of ``scorer``'s slice score; removed regions become its autoencoder's reconstruction.
+
+        ``latent_ig`` walks in ``latent_model``'s latent space (default: the committed
+        ``models/vae_mri_t1.pt``; FileNotFoundError naming ``train vae`` if it is missing).
+        """
+        name = ExplainerName(name)
+        if name is ExplainerName.LATENT_IG and latent_model is None:
+            from core.detectors.vae import VAE
+
+            latent_model = VAE.load()
+        return cls(AnomalyScoreModel(scorer), name, calibration, settings, reconstruct=scorer.autoencoder.reconstruct,
+                   latent_model=latent_model, batch_size=scorer.batch_size)
 
     @classmethod
     def load(cls, scorer: Scorer, name: ExplainerName | str = DEFAULT_EXPLAINER, path: Path = EXPLAINER_FILE,
@@ -268,7 +331,12 @@ class Explainer:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli calibrate-explainers`")
         calibration = ExplainerCalibration.load(path)
-        return cls.for_scorer(scorer, name, calibration, replace(calibration.settings, **overrides))
+        latent_model = None
+        if name is ExplainerName.LATENT_IG:  # the VAE beside the calibration file
+            from core.detectors.vae import VAE, VAE_WEIGHTS
+
+            latent_model = VAE.load(Path(path).parent / VAE_WEIGHTS.name)
+        return cls.for_scorer(scorer, name, calibration, replace(calibration.settings, **overrides), latent_model)
 
     # -- raw maps -------------------------------------------------------------------------------
 
@@ -280,7 +348,8 @@ class Explainer:
         if self.name is ExplainerName.RESIDUAL and residual is not None:
             return residual
         method = {ExplainerName.RESIDUAL: self._residual, ExplainerName.SALIENCY: self._saliency,
-                  ExplainerName.GRADCAM: self._gradcam, ExplainerName.SHAP: self._shap}[self.name]
+                  ExplainerName.GRADCAM: self._gradcam, ExplainerName.SHAP: self._shap,
+                  ExplainerName.LATENT_IG: self._latent_ig}[self.name]
         step = 1 if self.name is ExplainerName.SHAP else self.batch_size
         maps = []
         for start in range(0, len(grid), step):
@@ -336,6 +405,65 @@ class Explainer:
             out.append((values / area[regions])[:, 0].numpy())
         return np.concatenate(out)
 
+    def latent_ig_attributions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signed latent-walk integrated gradients ``(B, 1, H, W)`` of ``x`` and the baseline images ``D(z0)``.
+
+        The attributions sum to ``score(x) - score(D(z0))`` up to the midpoint rule's error
+        (see :meth:`_latent_ig`).
+        """
+        from captum.attr import IntegratedGradients
+
+        if self.latent_model is None:
+            raise ValueError("the latent_ig explainer needs a latent_model (a VAE: `python -m core.cli train vae`)")
+        settings = self.settings
+        walk = latent_walk(self.latent_model, x, settings.latent_ig_steps, settings.latent_ig_baseline)
+        along_walk = path_integrated_gradients(self.model, walk)
+        final = IntegratedGradients(self.model).attribute(
+            x, baselines=walk[-1], target=None, n_steps=settings.latent_ig_final_steps, method="riemann_middle",
+            internal_batch_size=len(x) * 8)
+        return (along_walk + final).detach(), walk[0]
+
+    def _latent_ig(self, x: torch.Tensor) -> np.ndarray:
+        """medXGAN's latent-walk Integrated Gradients of the score, positive part, smoothed.
+
+        Follows medXGAN (Dravid et al. 2022, arXiv:2204.05376): the gradients of the explained
+        function are integrated along the path of generated images from a "normal" baseline latent
+        to the query's latent, so the attributions follow how a generator of normal anatomy morphs
+        one image into the other instead of a straight pixel line from a black image (plain IG).
+        Differences from the paper, and why:
+
+        * Generator: a small VAE of real normal slices, not a GAN with an anatomy/pathology split
+          (no pathology to train on, no labels to split with); its encoder gives ``z = mu(x)``
+          without medXGAN's per-image latent optimisation.
+        * Baseline latent ``z0`` (``latent_ig_baseline``): medXGAN keeps the query's anatomy code and
+          sets the pathology code to the normal one. Without that split, the default ``"reencoded"``
+          takes ``z0 = mu(D(z))``, the encoding of the VAE's own reconstruction: it keeps the slice's
+          anatomy, and whatever of the anomaly the encoder caught in ``z`` is what re-encoding the
+          normal-looking ``D(z)`` drops. ``"mean"`` (the training slices' mean latent) is the
+          classic "average normal" baseline, but the walk then morphs a different anatomy into this
+          one and spreads attribution over every anatomical difference: on the validation
+          benchmark's artifact images, pixel AUROC 0.79 and pointing game 0.07 against 0.84 and
+          0.20 for ``"reencoded"``.
+        * The end of the path: the VAE cannot reproduce ``x`` (nor its artifact), so a straight
+          segment from ``D(z)`` to ``x`` (captum ``IntegratedGradients``, baseline ``D(z)``) closes
+          the path at the real input; the attributions then sum to ``score(x) - score(D(z0))``.
+        * The explained function is SAFEGEN's anomaly score, not a classifier's logit. Both parts
+          use the midpoint rule: ``latent_ig_steps`` pieces along the walk, whose images change
+          smoothly, and ``latent_ig_final_steps`` along the straight segment, where the blurry
+          ``D(z)`` turns into the sharp slice and the top-1 % score changes its top pixels often.
+          At 8 + 16 steps the map's sum misses ``score(x) - score(D(z0))`` by 3 % of its mean size
+          on the validation artifact images (with 8 final steps, an earlier VAE missed it by 28 %
+          and with 32 by 2 %, at the same pixel AUROC).
+        * The map: the positive part (pixels whose change from the normal baseline raised the
+          score), like Grad-CAM's ReLU; negative attributions (e.g. the sharp real edges where the
+          blurry VAE image scored higher) are not unsafe regions, and an absolute value would mark
+          them. On the validation benchmark the two localise alike (pixel AUROC 0.84 positive vs
+          0.85 absolute, pointing game 0.20 vs 0.19), so the sign's meaning decides. Then a
+          Gaussian blur of ``latent_ig_sigma`` pixels, as for saliency.
+        """
+        attributions, _ = self.latent_ig_attributions(x)
+        return smooth(attributions.clamp(min=0), self.settings.latent_ig_sigma)[:, 0].numpy()
+
     # -- calibrated maps --------------------------------------------------------------------------
 
     def maps(self, grid: np.ndarray, *, residual: np.ndarray | None = None, progress=None) -> np.ndarray:
@@ -356,9 +484,10 @@ def fit_explainer_calibration(
     model: torch.nn.Module,
     calib_images: np.ndarray,
     *,
-    names: tuple[ExplainerName, ...] = (ExplainerName.SALIENCY, ExplainerName.GRADCAM, ExplainerName.SHAP),
+    names: tuple[ExplainerName, ...] | None = None,
     settings: ExplainerSettings = ExplainerSettings(),
     reconstruct=None,
+    latent_model=None,
     progress=None,
     metadata: dict | None = None,
 ) -> ExplainerCalibration:
@@ -367,16 +496,22 @@ def fit_explainer_calibration(
     Args:
         model: the score model (``Explainer.for_scorer(scorer).model`` for SAFEGEN).
         calib_images: real normal slices the score was calibrated on (tissue pixels are used).
-        names, settings: which explainers, with which knobs.
+        names, settings: which explainers, with which knobs; default: saliency, Grad-CAM, SHAP,
+            and ``latent_ig`` when a ``latent_model`` is given.
         reconstruct: SHAP's background (see :class:`Explainer`).
+        latent_model: ``latent_ig``'s VAE (see :class:`Explainer`).
     """
+    if names is None:
+        names = (ExplainerName.SALIENCY, ExplainerName.GRADCAM, ExplainerName.SHAP) + (
+            (ExplainerName.LATENT_IG,) if latent_model is not None else ())
     grid = calib_images[:, None]
     tissue = _tissue(calib_images)
     residual = Explainer(model, ExplainerName.RESIDUAL).raw_maps(grid)
     maps, seconds = {}, {}
     for name in names:
         start = time.perf_counter()
-        raw = Explainer(model, name, settings=settings, reconstruct=reconstruct).raw_maps(grid, progress=progress)
+        raw = Explainer(model, name, settings=settings, reconstruct=reconstruct,
+                        latent_model=latent_model).raw_maps(grid, progress=progress)
         seconds[name.value] = round((time.perf_counter() - start) / len(grid), 4)
         maps[name.value] = QuantileMap.fit(raw[tissue], residual[tissue])
     info = {**(metadata or {}), "calib_images": int(len(calib_images)), "seconds_per_slice": seconds}

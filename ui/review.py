@@ -110,6 +110,7 @@ EXPLAINER_LABELS = {
     "residual": "Residual (reconstruction error)",
     "saliency": "Saliency (input gradient)",
     "gradcam": "Grad-CAM (autoencoder layer)",
+    "latent_ig": "Latent-walk Integrated Gradients (medXGAN-style, about 0.4 s per slice)",
     "shap": "KernelSHAP (superpixels, about 0.5 s per slice)",
 }
 
