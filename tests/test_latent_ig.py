@@ -18,22 +18,9 @@ from core.explain import (
     latent_walk,
     path_integrated_gradients,
 )
+from tests.test_explain import LinearScore  # S(x) = sum(w * x): path IG is exactly w * (x_end - x_start)
 
 TINY_VAE = VAEConfig(image_size=32, channels=(4, 8), latent_channels=2)  # 2 x 8 x 8 latent
-
-
-class LinearScore(torch.nn.Module):
-    """S(x) = sum(w * x): along any path, integrated gradients are exactly w * (x_end - x_start)."""
-
-    def __init__(self, weights: torch.Tensor) -> None:
-        super().__init__()
-        self.weights = weights
-
-    def pixel_map(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.weights * x)[:, 0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pixel_map(x).flatten(1).sum(1)
 
 
 class TopFractionScore(torch.nn.Module):
