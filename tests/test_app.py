@@ -170,21 +170,12 @@ def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, cou
 
 
 def test_choosing_a_baseline_scores_the_scan_with_it_and_hides_safegens_parts(monkeypatch, tmp_path, counted_scoring):
-    import numpy as np
-
     from core.baselines.scorer import BaselineScorer
     from core.demo import get_case
     from core.io import load_volume
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from tests.baseline_helpers import mid_brain_slices, write_reference
 
-    # A small real reference (24 MNI152 mid-brain slices) so that the fit takes a second.
-    images = subject_slices(KNOWN_SUBJECTS[0]).images
-    middle = len(images) // 2
-    picked = images[middle - 12:middle + 12].astype(np.float32)
-    (tmp_path / "reference").mkdir()
-    for split, part in (("train", picked[0::2]), ("calib", picked[1::2])):
-        np.savez(tmp_path / "reference" / f"{split}.npz", images=part, subject=np.array(["mni152"] * len(part)),
-                 slice_index=np.arange(len(part)), augmentation=np.zeros(len(part), int))
+    write_reference(tmp_path / "reference", *mid_brain_slices())  # small and real: the fit takes a second
     monkeypatch.setenv("SAFEGEN_DATA_DIR", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state[Keys.DEMO_CASE] = "ct_small"  # open on the 2-D demo: no 3-D volume to score first

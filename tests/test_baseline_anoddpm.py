@@ -13,6 +13,7 @@ import torch
 from core.baselines.anoddpm import AnoDDPMBaseline
 from core.detectors.autoencoder import smooth
 from core.detectors.diffusion import from_diffusion_grid, to_diffusion_grid
+from tests.baseline_helpers import mid_brain_slices, planted
 
 LEVEL = 20
 
@@ -39,22 +40,10 @@ class CountingModel:
         return self.model(sample, timesteps=timesteps)
 
 
-def planted(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The slice with a bright 12 x 12 square (1.0) in the left hemisphere's white matter, and its mask."""
-    mask = np.zeros_like(image, bool)
-    mask[52:64, 40:52] = True
-    out = image.copy()
-    out[mask] = 1.0
-    return out, mask
-
-
 @pytest.fixture(scope="module")
 def real():
     """A real mid-brain MNI152 slice on the 128 model grid, its planted copy and the square's mask."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
-
-    images = subject_slices(KNOWN_SUBJECTS[0]).images
-    clean = images[len(images) // 2 - 1].astype(np.float32)
+    clean = mid_brain_slices()[1][5]  # the slice just below the middle
     corrupt, mask = planted(clean)
     return clean, corrupt, mask
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from core.baselines.base import calibrate
 from core.baselines.dia import ROTATIONS, DIABaseline, contrastive_loss, crop, crop_boxes, dissolve, rotations
+from tests.baseline_helpers import mid_brain_slices
 
 SMALL = {"epochs": 30, "batch_size": 6, "levels": (50,), "eval_views": 4}  # 60 steps: 6-8 s on one core
 
@@ -26,13 +27,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def slices():
-    """24 consecutive real mid-brain MNI152 slices: even ones to fit, odd ones held out."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
-
-    images = subject_slices(KNOWN_SUBJECTS[0]).images
-    middle = len(images) // 2
-    picked = images[middle - 12:middle + 12].astype(np.float32)
-    return picked[0::2], picked[1::2]
+    return mid_brain_slices()
 
 
 @pytest.fixture(scope="module")

@@ -13,30 +13,14 @@ from core.baselines import method_choices
 from core.baselines.scorer import BaselineScorer, fit_baseline
 from core.score_folder import score_folder
 from core.types import Modality, Volume
+from tests.baseline_helpers import mid_brain_slices, planted, write_reference
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """24 consecutive real mid-brain MNI152 slices: even ones as ``train``, odd ones as ``calib``."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
-
-    images = subject_slices(KNOWN_SUBJECTS[0]).images
-    middle = len(images) // 2
-    picked = images[middle - 12:middle + 12].astype(np.float32)
-    folder = tmp_path_factory.mktemp("reference")
-    for split, part in (("train", picked[0::2]), ("calib", picked[1::2])):
-        np.savez(folder / f"{split}.npz", images=part, subject=np.array(["mni152"] * len(part)),
-                 slice_index=np.arange(len(part)), augmentation=np.zeros(len(part), int))
-    return folder, picked[1::2]
-
-
-def planted(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The slice with a 12 x 12 square of 1.0 (the image's maximum) in the white matter, and its mask."""
-    mask = np.zeros_like(image, bool)
-    mask[52:64, 40:52] = True
-    out = image.copy()
-    out[mask] = 1.0
-    return out, mask
+    """A reference folder of real MNI152 slices (even ones as ``train``, odd ones as ``calib``) and the calib slices."""
+    fit, held = mid_brain_slices()
+    return write_reference(tmp_path_factory.mktemp("reference"), fit, held), held
 
 
 def picture(image: np.ndarray) -> Volume:

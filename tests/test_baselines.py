@@ -12,26 +12,12 @@ from core.baselines.base import calibrate
 from core.baselines.padim import PaDiMBaseline
 from core.baselines.patchcore import PatchCoreBaseline, greedy_coreset
 from core.baselines.phanes import PHANESBaseline
+from tests.baseline_helpers import mid_brain_slices, planted, write_reference
 
 
 @pytest.fixture(scope="module")
 def slices():
-    """24 consecutive real mid-brain MNI152 slices: even ones to fit, odd ones held out."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
-
-    images = subject_slices(KNOWN_SUBJECTS[0]).images
-    middle = len(images) // 2
-    picked = images[middle - 12:middle + 12].astype(np.float32)
-    return picked[0::2], picked[1::2]
-
-
-def planted(image: np.ndarray, value: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """The slice with a 12 x 12 square of ``value`` in the left hemisphere's white matter, and its mask."""
-    mask = np.zeros_like(image, bool)
-    mask[52:64, 40:52] = True
-    out = image.copy()
-    out[mask] = value
-    return out, mask
+    return mid_brain_slices()
 
 
 def test_greedy_coreset_picks_the_far_points_first():
@@ -89,11 +75,7 @@ def tiny_benchmark(tmp_path, slices):
     """A reference folder (train = even slices, calib = odd ones) and an 8-image benchmark: 4 clean,
     4 with a planted square (kinds lesion / dropout)."""
     fit, held = slices
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    for split, images in (("train", fit), ("calib", held)):
-        np.savez(reference / f"{split}.npz", images=images, subject=np.array(["mni152"] * len(images)),
-                 slice_index=np.arange(len(images)), augmentation=np.zeros(len(images), int))
+    reference = write_reference(tmp_path / "reference", fit, held)
     images, masks, labels, kinds = [], [], [], []
     for i, image in enumerate(held[:8]):
         if i % 2:
