@@ -7,10 +7,12 @@ Commands:
     make-turing-set        real slices and synthetic ones from the diffusion model (visual Turing test)
     train autoencoder      train the denoising autoencoder on the reference train split (seeded, CPU)
     train diffusion        train the diffusion model on the reference train split (seeded, CPU)
+    train vae              train the small VAE behind the latent_ig explainer (seeded, CPU)
     calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
     calibrate-explainers   put every explainer's map on the score's scale (quantiles on calib slices)
     score INPUT_DIR        score every image in a folder: scores.csv, masks/, heatmaps/
     evaluate               detection, localisation and explainer metrics on a benchmark, with the ablations
+                           (--methods all: SAFEGEN against every baseline, one table)
     bench                  timings on this machine
 """
 

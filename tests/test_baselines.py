@@ -131,4 +131,17 @@ def test_a_slow_method_scores_the_small_subset_and_every_method_is_compared_ther
     assert subset.loc["spectral_local", "auroc"] == pytest.approx(subset.loc["slow", "auroc"])
     assert subset.loc["spectral_local", "dice"] == pytest.approx(subset.loc["slow", "dice"])
     assert (tmp_path / "out" / "methods_subset.csv").is_file()
-    assert "On the small subset that slow scored (4 images" in (tmp_path / "out" / "methods.md").read_text()
+    report = (tmp_path / "out" / "methods.md").read_text()
+    assert "On the small subset that slow scored (4 images" in report
+    # the per-kind "best" is chosen among methods that scored every image
+    assert "Best method per kind: dropout spectral_local, lesion spectral_local (slow left out" in report
+    # integer columns print as integers, a method without pixel maps as a dash
+    assert "| slow | 4 | " in report
+
+
+def test_markdown_table_prints_integers_as_integers_and_missing_values_as_dashes():
+    from core.evaluation import markdown_table
+
+    frame = pd.DataFrame({"n": [216, 54], "dice": [0.0281, np.nan]}, index=pd.Index(["a", "b"], name="method"))
+    assert markdown_table(frame).splitlines() == ["| method | n | dice |", "|---|---|---|",
+                                                   "| a | 216 | 0.028 |", "| b | 54 | – |"]
