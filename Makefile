@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
 PORT ?= 8501
 
-.PHONY: setup system-deps run test reference benchmark models evaluate bench clean
+.PHONY: setup system-deps run test reference benchmark models evaluate bench clean reference-ct benchmark-ct models-ct
 
 setup: $(STAMP) system-deps
 
@@ -50,13 +50,32 @@ models: benchmark
 	$(BIN)/python -m core.cli calibrate
 	$(BIN)/python -m core.cli calibrate-explainers
 
-evaluate: benchmark
+evaluate: benchmark benchmark-ct
 	$(BIN)/python -m core.cli evaluate --out out/evaluation
 	$(BIN)/python -m core.cli evaluate --methods all --out out/evaluation
+	$(BIN)/python -m core.cli evaluate --profile ct_head
+
+# The head-CT profile (core/profiles.py): one real head CT from Debian invesalius-examples, the
+# same recipe, seeds and benchmark seeds as brain MRI; its files end in _ct_head.
+reference-ct: setup
+	$(BIN)/python -m core.cli build-reference --profile ct_head --seed 0
+
+benchmark-ct: reference-ct
+	$(BIN)/python -m core.cli make-benchmark --reference data/reference_ct_head --split val --out data/benchmark_val_ct_head --seed 101 --n-per 2
+	$(BIN)/python -m core.cli make-benchmark --reference data/reference_ct_head --split test --out data/benchmark_ct_head --seed 202 --n-per 4
+
+# Retrain the head-CT profile's models and calibrations (CPU, seeded; about 25 min on 2 cores).
+models-ct: benchmark-ct
+	$(BIN)/python -m core.cli train autoencoder --profile ct_head
+	$(BIN)/python -m core.cli train diffusion --profile ct_head
+	$(BIN)/python -m core.cli train vae --profile ct_head
+	$(BIN)/python -m core.cli calibrate --profile ct_head
+	$(BIN)/python -m core.cli calibrate-explainers --profile ct_head
 
 bench: benchmark
 	$(BIN)/python -m core.cli bench
 	$(BIN)/python scripts/bench_dashboard.py
 
 clean:
-	rm -rf $(VENV) data/reference data/benchmark data/benchmark_val data/turing out .pytest_cache
+	rm -rf $(VENV) data/reference data/benchmark data/benchmark_val data/turing out .pytest_cache \
+		data/reference_ct_head data/benchmark_ct_head data/benchmark_val_ct_head

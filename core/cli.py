@@ -14,6 +14,10 @@ Commands:
     evaluate               detection, localisation and explainer metrics on a benchmark, with the ablations
                            (--methods all: SAFEGEN against every baseline, one table)
     bench                  timings on this machine
+
+Every command that builds, trains, calibrates, scores or evaluates takes ``--profile`` (core.profiles:
+mri_t1, the default, or ct_head); its data and model files default to that profile's. ``score``
+defaults to ``--profile auto``: each file's modality picks the profile.
 """
 
 from __future__ import annotations
@@ -32,13 +36,35 @@ from core.types import Modality
 
 EXIT_BAD_INPUT = 2
 
-# Defaults of ``train MODEL``; the committed weights were trained with exactly these.
+# Defaults of ``train MODEL``; the committed weights were trained with exactly these. The weights
+# file is the profile's (``models/<model>_<profile>.pt``).
 TRAIN_DEFAULTS = {
-    "autoencoder": {"steps": 1500, "learning_rate": 1e-3, "out": Path("models/autoencoder_mri_t1.pt")},
-    "diffusion": {"steps": 1500, "learning_rate": 5e-4, "out": Path("models/diffusion_mri_t1.pt")},
+    "autoencoder": {"steps": 1500, "learning_rate": 1e-3},
+    "diffusion": {"steps": 1500, "learning_rate": 5e-4},
     # Not a detector: the generator of the latent_ig explainer (core.detectors.vae).
-    "vae": {"steps": 1500, "learning_rate": 1e-3, "out": Path("models/vae_mri_t1.pt")},
+    "vae": {"steps": 1500, "learning_rate": 1e-3},
 }
+
+
+def _shown(path: Path) -> str:
+    """A path as recorded in sidecar files: relative to the project when inside it (no machine paths)."""
+    from core.resources import PROJECT_ROOT
+
+    path = Path(path)
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_absolute() and path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def _profile(args: argparse.Namespace):
+    """The profile named by ``--profile`` (default mri_t1); fills the path options left unset with its files."""
+    from core.profiles import get_profile
+
+    profile = get_profile(getattr(args, "profile", None) or "mri_t1")
+    defaults = {"reference": profile.reference_dir, "validation": profile.validation_dir,
+                "benchmark": profile.benchmark_dir}
+    for key, value in defaults.items():
+        if hasattr(args, key) and getattr(args, key) is None:
+            setattr(args, key, value)
+    return profile
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -65,11 +91,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_build_reference(args: argparse.Namespace) -> int:
     from core.reference import build_reference
 
+    profile = _profile(args)
+    out = args.out or profile.reference_dir
     start = time.perf_counter()
-    manifest = build_reference(args.out, seed=args.seed, augment_per_slice=args.augment)
-    print(f"subjects: {', '.join(s['name'] for s in manifest.subjects)}")
+    manifest = build_reference(out, seed=args.seed, augment_per_slice=args.augment, profile=profile)
+    print(f"profile {profile.name}; subjects: {', '.join(s['name'] for s in manifest.subjects)}")
     print("images per split: " + ", ".join(f"{k}={v}" for k, v in manifest.counts.items()))
-    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -106,6 +134,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from core.detectors.vae import train_vae
     from core.reference import load_split
 
+    profile = _profile(args)
     train = load_split(args.reference, "train")
     val = load_split(args.reference, "val")
     val_real = val.images[val.augmentation == 0]
@@ -113,7 +142,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     defaults = TRAIN_DEFAULTS[args.model]
     steps = args.steps or defaults["steps"]
     learning_rate = args.learning_rate or defaults["learning_rate"]
-    out = args.out or defaults["out"]
+    out = args.out or profile.model_file(args.model)
     detector, history = trainer(
         train.images, val_images=val_real, steps=steps, batch_size=args.batch_size,
         learning_rate=learning_rate, seed=args.seed,
@@ -128,12 +157,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "batch_size": args.batch_size,
             "learning_rate": learning_rate,
             "train_images": int(len(train.images)),
+            "profile": profile.name,
             "reference_subjects": [s["name"] for s in manifest["subjects"]],
             "history": asdict(history),
         },
     )
     print(f"final train loss {history.train_loss[-1]:.4f}, val loss {history.val_loss[-1]:.4f} "
-          f"after {steps} steps in {history.seconds:.0f} s; wrote {out}")
+          f"after {steps} steps in {history.seconds:.0f} s; wrote {_shown(out)}")
     return 0
 
 
@@ -143,6 +173,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from core.reference import load_split
     from core.scoring import fit_calibration
 
+    profile = _profile(args)
+    args.diffusion = args.diffusion or profile.model_file("diffusion")
+    args.autoencoder = args.autoencoder or profile.model_file("autoencoder")
+    args.out = args.out or profile.calibration_file()
     calib = load_split(args.reference, "calib")
     # Real slices only: the augmented copies (noise, bias field, gamma) score higher than real clean
     # scans, and a tau fitted on them flagged 0 % of real clean test slices instead of 5 %.
@@ -162,10 +196,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             progress=bar.update,
             metadata={
                 "command": "python -m core.cli " + " ".join(sys.argv[1:]),
+                "profile": profile.name,
                 "reference": str(args.reference),
                 "validation_benchmark": str(args.validation),
-                "diffusion": str(args.diffusion),
-                "autoencoder": str(args.autoencoder),
+                "diffusion": _shown(args.diffusion),
+                "autoencoder": _shown(args.autoencoder),
             },
         )
     calibration.save(args.out)
@@ -173,7 +208,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"alpha {calibration.alpha:.2f} (validation AUROC {aurocs[f'{calibration.alpha:.2f}']:.3f}; "
           f"alpha 0: {aurocs['0.00']:.3f}, alpha 1: {aurocs['1.00']:.3f}); "
           f"tau {calibration.tau(calibration.alpha):.3f} at {calibration.false_alarm_rate:.0%} false alarms")
-    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
+    print(f"wrote {_shown(args.out)} in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -190,23 +225,25 @@ def _cmd_score(args: argparse.Namespace) -> int:
         args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
         batch_size=args.batch_size, device=args.device, recursive=args.recursive, models_dir=args.models,
         explainer=args.explainer, shap_samples=args.shap_samples, method=args.method, reference_dir=args.reference,
+        profile=args.profile,
     )
 
 
 def _load_scorer(args: argparse.Namespace):
     from core.scoring import Scorer
 
-    return Scorer.from_folder(args.models, device=args.device, alpha=args.alpha,
+    return Scorer.from_folder(args.models, profile=_profile(args), device=args.device, alpha=args.alpha,
                               false_alarm_rate=args.false_alarm_rate, batch_size=args.batch_size)
 
 
 def _cmd_calibrate_explainers(args: argparse.Namespace) -> int:
-    from core.detectors.vae import VAE, VAE_WEIGHTS
+    from core.detectors.vae import VAE
     from core.explain import AnomalyScoreModel, ExplainerSettings, fit_explainer_calibration
     from core.reference import load_split
 
     scorer = _load_scorer(args)
-    vae = VAE.load(Path(args.models) / VAE_WEIGHTS.name)  # latent_ig's generator
+    args.out = args.out or scorer.profile.explainer_file(args.models)
+    vae = VAE.load(scorer.profile.model_file("vae", args.models))  # latent_ig's generator
     calib = load_split(args.reference, "calib")
     calib_images = calib.images[calib.augmentation == 0]  # real slices, as the score's calibration
     settings = ExplainerSettings(shap_samples=args.shap_samples, gradcam_layer=args.gradcam_layer)
@@ -215,7 +252,8 @@ def _cmd_calibrate_explainers(args: argparse.Namespace) -> int:
         calibration = fit_explainer_calibration(
             AnomalyScoreModel(scorer), calib_images, settings=settings,
             reconstruct=scorer.autoencoder.reconstruct, latent_model=vae, progress=bar.update,
-            metadata={"command": "python -m core.cli " + " ".join(sys.argv[1:]), "reference": str(args.reference)},
+            metadata={"command": "python -m core.cli " + " ".join(sys.argv[1:]), "profile": scorer.profile.name,
+                      "reference": str(args.reference)},
         )
     calibration.save(args.out)
     for name, seconds in calibration.metadata["seconds_per_slice"].items():
@@ -229,13 +267,14 @@ def _explainers_for(args: argparse.Namespace, scorer) -> list:
 
     names = list(ExplainerName) if args.explainers == "all" else [
         ExplainerName(n.strip()) for n in args.explainers.split(",") if n.strip()]
-    path = Path(args.models) / "explainers_mri_t1.json"
+    path = scorer.profile.explainer_file(args.models)
     return [Explainer.load(scorer, name, path, shap_samples=args.shap_samples) for name in names]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from core.evaluation import clean_test_slices, load_benchmark, run_evaluation
 
+    args.out = args.out or _profile(args).evaluation_dir
     if args.methods:
         return _compare_methods(args)
     scorer = _load_scorer(args)
@@ -290,7 +329,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_profile_option(parser: argparse.ArgumentParser) -> None:
+    from core.profiles import PROFILES
+
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="mri_t1",
+                        help="modality profile: its reference data, weights and calibration (default mri_t1)")
+
+
 def _add_scorer_options(parser: argparse.ArgumentParser) -> None:
+    _add_profile_option(parser)
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder with weights and calibration")
     parser.add_argument("--alpha", type=float, help="weight of the diffusion map (default: from calibration)")
     parser.add_argument("--false-alarm-rate", type=float, help="tau flags this share of clean slices")
@@ -302,6 +349,12 @@ def _explainer_names():
     from core.explain import ExplainerName
 
     return list(ExplainerName)
+
+
+def _profile_names() -> list[str]:
+    from core.profiles import PROFILES
+
+    return sorted(PROFILES)
 
 
 def _method_names() -> list[str]:
@@ -321,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     ref = sub.add_parser("build-reference", help="slices of real normal anatomy, split and augmented")
-    ref.add_argument("--out", type=Path, default=Path("data/reference"))
+    _add_profile_option(ref)
+    ref.add_argument("--out", type=Path, help="default: the profile's (data/reference for mri_t1)")
     ref.add_argument("--seed", type=int, default=0)
     ref.add_argument("--augment", type=int, default=4, help="augmented copies per real slice (default 4)")
     ref.set_defaults(func=_cmd_build_reference)
@@ -345,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a detector on real normal slices (CPU, seeded)")
     train.add_argument("model", choices=sorted(TRAIN_DEFAULTS))
-    train.add_argument("--reference", type=Path, default=Path("data/reference"))
-    train.add_argument("--out", type=Path, help="weights file (default models/<model>_mri_t1.pt)")
+    _add_profile_option(train)
+    train.add_argument("--reference", type=Path, help="reference slices (default: the profile's)")
+    train.add_argument("--out", type=Path, help="weights file (default models/<model>_<profile>.pt)")
     train.add_argument("--steps", type=int, help="optimiser steps (autoencoder 1500, diffusion 1500, vae 1500)")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--learning-rate", type=float,
@@ -355,12 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     cal = sub.add_parser("calibrate", help="fit calibration on real calib slices; choose alpha on validation")
-    cal.add_argument("--reference", type=Path, default=Path("data/reference"))
-    cal.add_argument("--validation", type=Path, default=Path("data/benchmark_val"),
-                     help="benchmark built from the val split (make-benchmark --split val)")
-    cal.add_argument("--diffusion", type=Path, default=Path("models/diffusion_mri_t1.pt"))
-    cal.add_argument("--autoencoder", type=Path, default=Path("models/autoencoder_mri_t1.pt"))
-    cal.add_argument("--out", type=Path, default=Path("models/calibration_mri_t1.json"))
+    _add_profile_option(cal)
+    cal.add_argument("--reference", type=Path, help="reference slices (default: the profile's)")
+    cal.add_argument("--validation", type=Path,
+                     help="benchmark built from the val split (make-benchmark --split val; default: the profile's)")
+    cal.add_argument("--diffusion", type=Path, help="default models/diffusion_<profile>.pt")
+    cal.add_argument("--autoencoder", type=Path, help="default models/autoencoder_<profile>.pt")
+    cal.add_argument("--out", type=Path, help="default models/calibration_<profile>.json")
     cal.add_argument("--false-alarm-rate", type=float, default=0.05,
                      help="share of clean slices flagged at the default tau (default 0.05)")
     cal.add_argument("--batch-size", type=int, default=16)
@@ -382,14 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--method", default="safegen", choices=_method_names(),
                        help="detector: safegen (default) or a baseline, fitted on the reference slices first "
                             "(README, Baselines side by side)")
+    score.add_argument("--profile", default="auto", choices=["auto", *_profile_names()],
+                       help="modality profile whose models score the files: auto (default: from each file's "
+                            "modality, brain MRI T1 when none fits) or a profile name")
     score.add_argument("--reference", type=Path, default=None,
                        help="reference slices a baseline is fitted on (default data/reference; built if missing)")
     score.set_defaults(func=_cmd_score)
 
     ev = sub.add_parser("evaluate", help="AUROC, F1, Dice per variant, kind and severity; report and plots")
-    ev.add_argument("--benchmark", type=Path, default=Path("data/benchmark"))
-    ev.add_argument("--reference", type=Path, default=Path("data/reference"))
-    ev.add_argument("--out", type=Path, default=Path("out/evaluation"))
+    ev.add_argument("--benchmark", type=Path, help="default: the profile's (data/benchmark for mri_t1)")
+    ev.add_argument("--reference", type=Path, help="default: the profile's (data/reference for mri_t1)")
+    ev.add_argument("--out", type=Path, help="default: the profile's (out/evaluation for mri_t1)")
     ev.add_argument("--explainers", default="all",
                     help="comma-separated explainers to evaluate, 'all' (default) or '' for none")
     ev.add_argument("--shap-samples", type=int, default=200, help="KernelSHAP coalitions per slice (default 200)")
@@ -403,8 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     cx = sub.add_parser("calibrate-explainers", help="quantile-match every explainer to the score's scale")
-    cx.add_argument("--reference", type=Path, default=Path("data/reference"))
-    cx.add_argument("--out", type=Path, default=Path("models/explainers_mri_t1.json"))
+    cx.add_argument("--reference", type=Path, help="default: the profile's (data/reference for mri_t1)")
+    cx.add_argument("--out", type=Path, help="default models/explainers_<profile>.json")
     cx.add_argument("--shap-samples", type=int, default=200, help="KernelSHAP coalitions per slice (default 200)")
     cx.add_argument("--gradcam-layer", default="autoencoder.decode.decode_1",
                     help="layer of the score model for Grad-CAM (default autoencoder.decode.decode_1)")
@@ -412,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     cx.set_defaults(func=_cmd_calibrate_explainers)
 
     timing = sub.add_parser("bench", help="timings on this machine")
-    timing.add_argument("--validation", type=Path, default=Path("data/benchmark_val"))
+    timing.add_argument("--validation", type=Path, help="default: the profile's (data/benchmark_val for mri_t1)")
     timing.add_argument("--repeats", type=int, default=5)
     timing.add_argument("--ddpm-slices", type=int, default=16, help="slices for the DDIM-vs-DDPM comparison")
     _add_scorer_options(timing)

@@ -2,7 +2,7 @@
 
 Nothing here is downloaded. Each case points at a file shipped by a pip package in
 requirements.txt (nilearn, pydicom, pydicom-data) or by a Debian package that ``make setup``
-installs where apt is available (mricron-data, insighttoolkit5-examples). Cases whose file is
+installs where apt is available (mricron-data, insighttoolkit5-examples, invesalius-examples). Cases whose file is
 missing on this machine are left out of :func:`available_cases`, never faked.
 """
 
@@ -56,6 +56,25 @@ DEMO_CASES: tuple[DemoCase, ...] = (
         modality=Modality.MR,
         description="A real T1 head scan, 128x128x62 voxels of 2x2x3 mm, stored in LSA order (reoriented on load).",
         provenance="Debian insighttoolkit5-examples (apt)",
+    ),
+    DemoCase(
+        key="head_ct",
+        title="Head CT — InVesalius sample scan (3-D)",
+        path=Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3"),
+        modality=Modality.CT,
+        description="A real adult head CT in HU, 256x256x108 voxels of 0.96x0.96x1.5 mm (an InVesalius 3 "
+        "project). The only real head CT volume available offline: the head-CT profile's reference subject.",
+        provenance="Debian invesalius-examples (apt)",
+    ),
+    DemoCase(
+        key="head_ct_abnormal",
+        title="Head CT slice — another patient, visibly abnormal (DICOM)",
+        path=package_file("data_store", "data", "693_UNCR.dcm"),
+        modality=Modality.CT,
+        description="One 512x512 axial head CT slice (0.48 mm pixels, 5 mm thick) of a patient other than the "
+        "head-CT profile's subject. Visibly abnormal: a large collection over one hemisphere and a midline shift "
+        "(described by eye; the file carries no diagnosis). A real abnormality, not a generator's artifact.",
+        provenance="pydicom-data (pip)",
     ),
     DemoCase(
         key="pancreas_ct",

@@ -65,7 +65,7 @@ import torch
 from core.detectors.autoencoder import smooth
 from core.scoring import FOREGROUND_LEVEL, MODELS_DIR, Scorer
 
-EXPLAINER_FILE = MODELS_DIR / "explainers_mri_t1.json"
+EXPLAINER_FILE = MODELS_DIR / "explainers_mri_t1.json"  # the default (brain MRI T1) profile's
 # Quantiles of clean tissue pixels at which explainer maps are matched to the residual map.
 ANCHOR_QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999)
 
@@ -309,33 +309,35 @@ class Explainer:
     ) -> "Explainer":
         """An explainer of ``scorer``'s slice score; removed regions become its autoencoder's reconstruction.
 
-        ``latent_ig`` walks in ``latent_model``'s latent space (default: the committed
-        ``models/vae_mri_t1.pt``; FileNotFoundError naming ``train vae`` if it is missing).
+        ``latent_ig`` walks in ``latent_model``'s latent space (default: the profile's committed
+        ``models/vae_<profile>.pt``; FileNotFoundError naming ``train vae`` if it is missing).
         """
         name = ExplainerName(name)
         if name is ExplainerName.LATENT_IG and latent_model is None:
             from core.detectors.vae import VAE
 
-            latent_model = VAE.load()
+            latent_model = VAE.load(scorer.profile.model_file("vae"))
         return cls(AnomalyScoreModel(scorer), name, calibration, settings, reconstruct=scorer.autoencoder.reconstruct,
                    latent_model=latent_model, batch_size=scorer.batch_size)
 
     @classmethod
-    def load(cls, scorer: Scorer, name: ExplainerName | str = DEFAULT_EXPLAINER, path: Path = EXPLAINER_FILE,
+    def load(cls, scorer: Scorer, name: ExplainerName | str = DEFAULT_EXPLAINER, path: Path | None = None,
              **overrides) -> "Explainer":
-        """The explainer ``name`` of ``scorer`` with the committed calibration (``overrides`` change
-        settings such as ``shap_samples``)."""
+        """The explainer ``name`` of ``scorer`` with the committed calibration of its profile
+        (``models/explainers_<profile>.json`` unless ``path`` is given; ``overrides`` change settings
+        such as ``shap_samples``)."""
         name = ExplainerName(name)
+        path = Path(path) if path is not None else scorer.profile.explainer_file()
         if name is ExplainerName.RESIDUAL:
             return cls.for_scorer(scorer, name)
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli calibrate-explainers`")
         calibration = ExplainerCalibration.load(path)
         latent_model = None
-        if name is ExplainerName.LATENT_IG:  # the VAE beside the calibration file
-            from core.detectors.vae import VAE, VAE_WEIGHTS
+        if name is ExplainerName.LATENT_IG:  # the profile's VAE beside the calibration file
+            from core.detectors.vae import VAE
 
-            latent_model = VAE.load(Path(path).parent / VAE_WEIGHTS.name)
+            latent_model = VAE.load(scorer.profile.model_file("vae", path.parent))
         return cls.for_scorer(scorer, name, calibration, replace(calibration.settings, **overrides), latent_model)
 
     # -- raw maps -------------------------------------------------------------------------------

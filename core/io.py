@@ -2,13 +2,16 @@
 :class:`~core.errors.InputError` whose message a radiologist can act on.
 
 Supported: NIfTI (``.nii``, ``.nii.gz``; 2-D and 3-D), DICOM (a file, a folder holding one series,
-or a ``.zip`` of one), PNG and JPEG. Formats are recognised by their first bytes, not their names.
+or a ``.zip`` of one), PNG and JPEG, and InVesalius projects (``.inv3``: the CT or MR volume inside). Formats are recognised by their first bytes, not their names.
 3-D volumes are reoriented to RAS+ (see :mod:`core.types`); CT values are in HU after the DICOM
 rescale; MONOCHROME1 images are inverted so that bright means dense everywhere.
 """
 
 from __future__ import annotations
 
+import gzip
+import plistlib
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -49,7 +52,7 @@ def _human(n_bytes: float) -> str:
 
 
 def detect_format(path: str | Path) -> str:
-    """The file's format from its first bytes: nifti, nifti-gz, dicom, png, jpeg or zip.
+    """The file's format from its first bytes: nifti, nifti-gz, inv3, dicom, png, jpeg or zip.
 
     Raises:
         UnsupportedFormatError: anything else, saying what the bytes look like when recognisable.
@@ -60,7 +63,7 @@ def detect_format(path: str | Path) -> str:
     if not head:
         raise UnsupportedFormatError(f"{path.name} is an empty file (0 bytes)")
     if head[:2] == b"\x1f\x8b":
-        return "nifti-gz"
+        return "inv3" if _is_gzipped_tar(path) else "nifti-gz"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
@@ -87,6 +90,16 @@ def detect_format(path: str | Path) -> str:
     raise UnsupportedFormatError(
         f"{path.name} is not a NIfTI, DICOM, PNG or JPEG file (its content looks like {what})"
     )
+
+
+def _is_gzipped_tar(path: Path) -> bool:
+    """A gzip whose content is a tar archive ("ustar" at byte 257): an InVesalius project, not a NIfTI."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            block = stream.read(512)
+    except (OSError, EOFError):
+        return False
+    return block[257:262] == b"ustar"
 
 
 def _looks_like_raw_dicom(path: Path) -> bool:
@@ -418,7 +431,65 @@ def _load_zip(path: Path, modality: Modality | None, limits: SizeLimits) -> Volu
         return _load_dicom_folder(root, modality, limits, source=str(path))
 
 
-_LOADERS = {"nifti": _load_nifti, "nifti-gz": _load_nifti, "dicom": _load_dicom_file,
+def _inv3_members(path: Path, limits: SizeLimits) -> tuple[dict, bytes]:
+    """``main.plist`` (as a dict) and the raw bytes of the volume matrix of an InVesalius project."""
+    try:
+        archive = tarfile.open(path, "r:gz")
+    except (tarfile.TarError, OSError, EOFError):
+        raise CorruptFileError(f"{path.name} is a damaged InVesalius project (its archive cannot be read)") from None
+    with archive:
+        members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+        if "main.plist" not in members:
+            raise UnsupportedFormatError(f"{path.name} is a gzipped tar archive but not an InVesalius project "
+                                         "(no main.plist inside)")
+        main = plistlib.loads(archive.extractfile(members["main.plist"]).read())
+        matrix = main.get("matrix", {})
+        name = matrix.get("filename", "")
+        if name not in members:
+            raise CorruptFileError(f"{path.name}: the volume file {name!r} named in main.plist is missing")
+        if members[name].size > limits.max_file_bytes:
+            raise TooLargeError(f"{path.name} holds a volume of {_human(members[name].size)}; "
+                                f"the limit is {_human(limits.max_file_bytes)}")
+        return main, archive.extractfile(members[name]).read()
+
+
+def _load_inv3(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
+    """The volume of an InVesalius 3 project (``.inv3``: a gzipped tar of plists and a raw matrix).
+
+    ``matrix.dat`` is C-ordered ``(slices, rows, columns)``, axial. InVesalius flips every slice
+    upside down on import (VTK's origin is bottom-left), so rows run posterior to anterior; columns
+    are taken to run right to left as in the DICOM files it was made from (the project stores no
+    direction cosines, so left-right cannot be checked: a warning says so); slices run inferior to
+    superior. The result is RAS+ like every :class:`Volume`.
+    """
+    main, raw = _inv3_members(path, limits)
+    matrix = main["matrix"]
+    shape = tuple(int(n) for n in matrix.get("shape", ()))
+    if len(shape) != 3:
+        raise DimensionError(f"{path.name}: its volume has shape {shape}; SAFEGEN reads 3-D volumes")
+    _check_voxels(shape, limits, path.name)
+    dtype = np.dtype(matrix.get("dtype", "int16"))
+    if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+        raise CorruptFileError(f"{path.name}: its volume holds {len(raw):,} bytes, not the {np.prod(shape):,} "
+                               f"{dtype} voxels of shape {shape} that main.plist declares")
+    data = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.float32)
+    validate_array(data, str(path))
+    array = np.ascontiguousarray(data.transpose(2, 1, 0)[::-1])  # (columns R<-L, rows P->A, slices I->S)
+    sz = float(main.get("spacing", (1.0, 1.0, 1.0))[2])
+    sx, sy = (float(v) for v in main.get("spacing", (1.0, 1.0, 1.0))[:2])
+    stored = {"CT": Modality.CT, "MR": Modality.MR}.get(str(main.get("modality", "")).upper())
+    window = None
+    if "window_level" in main and "window_width" in main and float(main["window_width"]) > 0:
+        window = Window(float(main["window_level"]), float(main["window_width"]), "InVesalius")
+    return Volume(
+        array=array, spacing=(sx, sy, sz), affine=np.diag([sx, sy, sz, 1.0]),
+        modality=modality or stored or _guess_modality(array), source=str(path), window=window,
+        description=str(main.get("name", "")),
+        warnings=["InVesalius projects store no patient orientation: left and right are assumed as in DICOM"],
+    )
+
+
+_LOADERS = {"nifti": _load_nifti, "nifti-gz": _load_nifti, "inv3": _load_inv3, "dicom": _load_dicom_file,
             "png": _load_picture, "jpeg": _load_picture, "zip": _load_zip}
 
 
@@ -491,6 +562,8 @@ def to_file_layout(array: np.ndarray, source: str | Path) -> np.ndarray:
         return np.ascontiguousarray(native.reshape(img.shape))
     if kind == "dicom" and array.ndim == 3:
         return np.stack([to_display(array[:, :, k]) for k in range(array.shape[2])], axis=0)
+    if kind == "inv3":
+        return np.ascontiguousarray(array[::-1].transpose(2, 1, 0))  # back to (slices, rows, columns)
     if array.ndim != 2:
         raise ValueError(f"{path.name}: a {kind} file gives 2-D images, got a map of shape {array.shape}")
     return np.ascontiguousarray(array)

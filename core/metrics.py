@@ -160,6 +160,20 @@ def image_auroc(labels: ArrayLike, scores: ArrayLike) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
+def auroc_standard_error(auroc: float, n_anomalous: int, n_normal: int) -> float:
+    """Hanley & McNeil's (1982) standard error of an AUROC from ``n_anomalous`` and ``n_normal`` images.
+
+    ``SE^2 = (A(1 - A) + (n1 - 1)(Q1 - A^2) + (n0 - 1)(Q2 - A^2)) / (n1 n0)`` with
+    ``Q1 = A / (2 - A)`` and ``Q2 = 2A^2 / (1 + A)`` (exponential score distributions).
+    """
+    a, n1, n0 = float(auroc), int(n_anomalous), int(n_normal)
+    if n1 < 1 or n0 < 1:
+        raise UndefinedMetricError("an AUROC standard error needs at least one image of each class")
+    q1, q2 = a / (2.0 - a), 2.0 * a * a / (1.0 + a)
+    variance = (a * (1.0 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
 def image_auprc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Average precision (area under the precision-recall curve, step-wise). Higher is better.
 

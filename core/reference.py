@@ -14,6 +14,9 @@ That is at most two subjects, both averages, so they are smoother than a single 
 Normal variation is therefore simulated with augmentation (rotation, scale, crop/translation,
 gamma, smooth bias field, Rician noise). The README and the dashboard say so.
 
+Other modality profiles (:mod:`core.profiles`, e.g. head CT from the InVesalius sample scan) build
+their reference sets with the same recipe, their own subjects, normalisation and augmentation.
+
 Splits: each subject's usable axial slices are cut into contiguous blocks of ``block`` slices,
 dealt round-robin to train / val / calib / test, and ``gap`` slices at every block border are
 dropped, so no split holds a slice within ``gap`` mm of a slice of another split. Every image
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -34,7 +38,10 @@ from scipy import ndimage
 from core.io import load_volume
 from core.resources import package_file
 from core.preprocess import foreground_mask, normalize_intensity, to_model_grid
-from core.types import Modality
+from core.types import Modality, Window
+
+if TYPE_CHECKING:
+    from core.profiles import Profile
 
 SPLITS = ("train", "val", "calib", "test")
 GRID_SIZE = 128
@@ -82,7 +89,8 @@ class AugmentParams:
     translate_px: float = 8.0
     gamma: tuple[float, float] = (0.75, 1.35)
     bias_amplitude: float = 0.15  # peak relative gain change of the smooth bias field
-    noise_sigma: tuple[float, float] = (0.0, 0.03)  # Rician noise, in units of the [0, 1] range
+    noise_sigma: tuple[float, float] = (0.0, 0.03)  # noise, in units of the [0, 1] range
+    noise: str = "rician"  # "rician" (MR magnitude images) or "gaussian" (CT)
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, params: AugmentParams = AugmentParams()) -> np.ndarray:
@@ -118,12 +126,16 @@ def augment(image: np.ndarray, rng: np.random.Generator, params: AugmentParams =
     field = field / (np.abs(field).max() + 1e-8)
     out = out * (1.0 + params.bias_amplitude * rng.uniform(0, 1) * field)
 
-    # Rician noise: magnitude of a complex signal with Gaussian noise in both channels, as in MRI.
+    # Rician noise: magnitude of a complex signal with Gaussian noise in both channels, as in MRI;
+    # CT's quantum noise is close to Gaussian in HU.
     sigma = rng.uniform(*params.noise_sigma)
     if sigma > 0:
         real = out + rng.normal(0, sigma, size=out.shape)
-        imag = rng.normal(0, sigma, size=out.shape)
-        noisy = np.sqrt(real**2 + imag**2)
+        if params.noise == "gaussian":
+            noisy = real
+        else:
+            imag = rng.normal(0, sigma, size=out.shape)
+            noisy = np.sqrt(real**2 + imag**2)
         # Skull-stripped references have an exactly-zero background; keep it so.
         out = np.where(foreground, noisy, 0.0)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
@@ -138,13 +150,17 @@ class SubjectSlices:
     slice_index: np.ndarray  # (S,) axial index in the subject's RAS volume
 
 
-def subject_slices(subject: ReferenceSubject, *, min_brain_fraction: float = 0.25) -> SubjectSlices:
+def subject_slices(subject: ReferenceSubject, *, modality: Modality = Modality.MR, window: Window | None = None,
+                   min_brain_fraction: float = 0.25) -> SubjectSlices:
     """Normalise a subject's volume and cut it into axial slices on the model grid.
 
     Slices whose brain area is below ``min_brain_fraction`` of the largest slice's are dropped:
     the top and bottom of the brain are mostly partial-volume edge and carry little anatomy.
+    ``modality`` and ``window`` are the profile's (:mod:`core.profiles`): MR is normalised by
+    percentiles inside the head, CT by the HU ``window``; the foreground is the modality's
+    (:func:`core.preprocess.foreground_mask`: for CT the body above -500 HU).
     """
-    volume = load_volume(subject.path, modality=Modality.MR)
+    volume = load_volume(subject.path, modality=modality)
     zoom = np.asarray(volume.spacing, dtype=float) / REFERENCE_SPACING_MM
     if not np.allclose(zoom, 1.0):
         # Model-grid pixels must mean the same millimetres for every subject.
@@ -154,8 +170,8 @@ def subject_slices(subject: ReferenceSubject, *, min_brain_fraction: float = 0.2
             spacing=(REFERENCE_SPACING_MM,) * 3,
             affine=volume.affine @ np.diag([*(1.0 / zoom), 1.0]),
         )
-    brain = foreground_mask(volume.array, Modality.MR)
-    normalised = normalize_intensity(volume.array, Modality.MR, foreground=brain)
+    brain = foreground_mask(volume.array, modality)
+    normalised = normalize_intensity(volume.array, modality, foreground=brain, window=window)
     area = brain.sum(axis=(0, 1))
     keep = np.flatnonzero(area >= min_brain_fraction * area.max())
     volume_norm = volume.with_array(normalised)
@@ -188,6 +204,7 @@ class ReferenceManifest:
     subjects: list[dict]
     counts: dict[str, int] = field(default_factory=dict)
     augment_params: dict = field(default_factory=dict)
+    profile: str = "mri_t1"
 
 
 def _file_sha256(path: Path) -> str:
@@ -195,7 +212,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _iter_split_images(
-    slices: SubjectSlices, labels: np.ndarray, split: str, n_augment: int, rng: np.random.Generator
+    slices: SubjectSlices, labels: np.ndarray, split: str, n_augment: int, rng: np.random.Generator,
+    params: AugmentParams = AugmentParams(),
 ) -> Iterator[tuple[np.ndarray, int, int]]:
     """Yield (image, slice_index, augmentation_number); number 0 is the unaugmented slice."""
     for image, index, label in zip(slices.images, slices.slice_index, labels, strict=True):
@@ -203,7 +221,7 @@ def _iter_split_images(
             continue
         yield image, int(index), 0
         for a in range(1, n_augment + 1):
-            yield augment(image, rng), int(index), a
+            yield augment(image, rng, params), int(index), a
 
 
 def build_reference(
@@ -214,20 +232,30 @@ def build_reference(
     block: int = 8,
     gap: int = 2,
     subjects: list[ReferenceSubject] | None = None,
+    profile: "Profile | str | None" = None,
 ) -> ReferenceManifest:
     """Build ``train/val/calib/test.npz`` and ``manifest.json`` under ``out_dir``.
 
     Each ``.npz`` holds ``images`` ``(N, 128, 128)`` float16 in [0, 1], ``subject`` ``(N,)`` str,
     ``slice_index`` ``(N,)`` int and ``augmentation`` ``(N,)`` int (0 = the real slice unchanged).
 
+    ``profile`` (default ``mri_t1``) gives the subjects (unless ``subjects`` is given), the
+    normalisation and the augmentation ranges.
+
     Raises:
         FileNotFoundError: no reference subject is available.
     """
-    subjects = available_subjects() if subjects is None else subjects
+    from core.profiles import DEFAULT_PROFILE, get_profile
+
+    profile = get_profile(profile or DEFAULT_PROFILE)
+    subjects = profile.available_subjects() if subjects is None else subjects
     if not subjects:
-        raise FileNotFoundError("no reference volume found: install the requirements (`make setup`)")
+        missing = ", ".join(f"{s.name} ({s.provenance})" for s in profile.subjects)
+        raise FileNotFoundError(f"no reference volume of profile {profile.name} found; it needs {missing} "
+                                "(`make setup` installs them where it can)")
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_subject = [subject_slices(s) for s in subjects]
+    per_subject = [subject_slices(s, modality=profile.modality, window=profile.window) for s in subjects]
     manifest = ReferenceManifest(
         seed=seed,
         augment_per_slice=augment_per_slice,
@@ -238,7 +266,8 @@ def build_reference(
             {**{k: str(v) for k, v in asdict(s).items()}, "sha256": _file_sha256(s.path), "n_slices": len(ps.images)}
             for s, ps in zip(subjects, per_subject, strict=True)
         ],
-        augment_params=asdict(AugmentParams()),
+        augment_params=asdict(profile.augment),
+        profile=profile.name,
     )
     for split_number, split in enumerate(SPLITS):
         # One generator per split, so adding subjects never reshuffles another split's noise.
@@ -246,7 +275,7 @@ def build_reference(
         images, subject_names, indices, augmentations = [], [], [], []
         for ps in per_subject:
             labels = assign_splits(len(ps.images), block=block, gap=gap)
-            for image, index, a in _iter_split_images(ps, labels, split, augment_per_slice, rng):
+            for image, index, a in _iter_split_images(ps, labels, split, augment_per_slice, rng, profile.augment):
                 images.append(image)
                 subject_names.append(ps.subject)
                 indices.append(index)

@@ -1,10 +1,10 @@
 """``python -m core.cli score INPUT_DIR --out OUT_DIR``: the fixed contract other tools rely on.
 
-For every ``.nii``, ``.nii.gz``, ``.png`` and ``.dcm`` file in INPUT_DIR (sub-folders with
+For every ``.nii``, ``.nii.gz``, ``.png``, ``.dcm`` and ``.inv3`` (InVesalius) file in INPUT_DIR (sub-folders with
 ``--recursive``):
 
 * a row of ``OUT_DIR/scores.csv``: ``file,score,flag`` then ``p_value, score_diffusion,
-  score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, method, explainer,
+  score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, method, profile, explainer,
   unsafe_area_mm2, unsafe_regions, seconds, warnings, error``. ``score``: higher = more likely
   unsafe; ``flag``: 0/1 at tau. A file that cannot be scored gets an empty score and flag and its
   message in ``error``; the run goes on.
@@ -12,6 +12,11 @@ For every ``.nii``, ``.nii.gz``, ``.png`` and ``.dcm`` file in INPUT_DIR (sub-fo
   on the reference slices first, a few seconds); its own map is the heatmap, its own tau the
   threshold, and the SAFEGEN-only columns (``score_diffusion``, ``score_autoencoder``, ``alpha``)
   stay empty.
+* ``--profile`` (:mod:`core.profiles`): ``auto`` (default) scores each file with the models of the
+  profile made for its modality (CT -> ``ct_head``, MR -> ``mri_t1``; the brain MRI profile, with a
+  warning, when none fits, e.g. radiographs); a profile name scores every file with that profile.
+  The ``profile`` column says which one scored the row. Baselines are fitted on the brain MRI
+  reference only.
 * ``OUT_DIR/masks/<stem>.nii.gz`` (uint8 0/1) and ``OUT_DIR/heatmaps/<stem>.nii.gz`` (float32,
   calibrated units) from the chosen explainer (``--explainer``, :mod:`core.explain`), ``<stem>`` = the file name without ``.nii.gz``, ``.nii``, ``.png`` or ``.dcm``.
   Their arrays have the input's array shape and index order (see :func:`core.io.to_file_layout`);
@@ -33,17 +38,18 @@ from tqdm.auto import tqdm
 
 from core.io import detect_format, load_volume, to_file_layout
 
-SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm")
+SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm", ".inv3")
 COLUMNS = (
     "file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
-    "flagged_slices", "scored_slices", "alpha", "tau", "method", "explainer", "unsafe_area_mm2", "unsafe_regions",
+    "flagged_slices", "scored_slices", "alpha", "tau", "method", "profile", "explainer", "unsafe_area_mm2",
+    "unsafe_regions",
     "seconds", "warnings", "error",
 )
 EXIT_NOTHING_SCORED = 2
 
 
 def output_stem(name: str) -> str:
-    """``brain.nii.gz`` -> ``brain``; only the contract's four suffixes are removed (case-insensitive)."""
+    """``brain.nii.gz`` -> ``brain``; only the contract's suffixes are removed (case-insensitive)."""
     lower = name.lower()
     for suffix in SUFFIXES:
         if lower.endswith(suffix):
@@ -86,9 +92,14 @@ def score_folder(
     method: str = "safegen",
     reference_dir: Path | None = None,
     scorer=None,
+    profile: str = "auto",
 ) -> int:
-    """Score a folder as the module docstring says; returns the exit status."""
+    """Score a folder as the module docstring says; returns the exit status.
+
+    ``scorer``: score every file with it (``profile`` is then ignored).
+    """
     from core.baselines import SAFEGEN, method_choices
+    from core.profiles import DEFAULT_PROFILE, PROFILES, get_profile, profile_for
     from core.scoring import MODELS_DIR, Scorer
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
@@ -97,13 +108,20 @@ def score_folder(
         return EXIT_NOTHING_SCORED
     files = find_inputs(input_dir, recursive=recursive)
     if not files:
-        print(f"error: {input_dir} holds no .nii, .nii.gz, .png or .dcm files", file=sys.stderr)
+        print(f"error: {input_dir} holds no .nii, .nii.gz, .png, .dcm or .inv3 files", file=sys.stderr)
         return EXIT_NOTHING_SCORED
     if method not in method_choices():
         print(f"error: unknown method {method!r}; choose from {', '.join(method_choices())}", file=sys.stderr)
         return EXIT_NOTHING_SCORED
-    chosen = None
+    if profile != "auto" and profile not in PROFILES:
+        print(f"error: unknown profile {profile!r}; choose from auto, {', '.join(PROFILES)}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    fixed = scorer  # one scorer for every file
     if method != SAFEGEN:
+        if profile not in ("auto", DEFAULT_PROFILE.name):
+            print(f"error: the baselines are fitted on the {DEFAULT_PROFILE.title} reference only; "
+                  f"--profile {profile} applies to SAFEGEN's score", file=sys.stderr)
+            return EXIT_NOTHING_SCORED
         if (explainer not in (None, "residual")) or alpha is not None or shap_samples is not None:
             print(f"error: --explainer, --alpha and --shap-samples apply to SAFEGEN's score; the {method} "
                   "baseline shows its own map", file=sys.stderr)
@@ -112,16 +130,36 @@ def score_folder(
             from core.baselines.scorer import REFERENCE_DIR, BaselineScorer
 
             print(f"fitting the {method} baseline on the reference slices ...", file=sys.stderr)
-            scorer = BaselineScorer.fit(method, reference_dir or REFERENCE_DIR, tau=tau,
-                                        false_alarm_rate=false_alarm_rate, batch_size=batch_size)
-    else:
-        if scorer is None:
-            scorer = Scorer.from_folder(models_dir or MODELS_DIR, device=device, alpha=alpha, tau=tau,
-                                        false_alarm_rate=false_alarm_rate, batch_size=batch_size)
-        from core.explain import DEFAULT_EXPLAINER, Explainer
+            fixed = BaselineScorer.fit(method, reference_dir or REFERENCE_DIR, tau=tau,
+                                       false_alarm_rate=false_alarm_rate, batch_size=batch_size)
+    loaded: dict[str, tuple] = {}  # profile name -> (scorer, explainer), loaded on first use
 
-        overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
-        chosen = Explainer.load(scorer, explainer or DEFAULT_EXPLAINER, **overrides)
+    def scorer_for(volume):
+        """The scorer and explainer for ``volume`` (its profile's when ``--profile auto``)."""
+        if method != SAFEGEN:
+            return fixed, None
+        if fixed is not None:
+            name = fixed.profile.name
+        elif profile == "auto":
+            match = profile_for(volume.modality) if volume is not None else None
+            name = match.name if match is not None and match.is_trained(models_dir or MODELS_DIR) else \
+                DEFAULT_PROFILE.name
+        else:
+            name = profile
+        if name not in loaded:
+            from core.explain import DEFAULT_EXPLAINER, Explainer
+
+            model = fixed or Scorer.from_folder(models_dir or MODELS_DIR, profile=get_profile(name), device=device,
+                                                alpha=alpha, tau=tau, false_alarm_rate=false_alarm_rate,
+                                                batch_size=batch_size)
+            overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
+            loaded[name] = model, Explainer.load(model, explainer or DEFAULT_EXPLAINER, **overrides)
+        return loaded[name]
+
+    if method == SAFEGEN and fixed is None:
+        # the named (or, for auto, the default) profile's models load here: missing files fail
+        # before any output is written
+        scorer_for(None)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
 
@@ -136,6 +174,7 @@ def score_folder(
             if stem in used_stems:
                 raise ValueError(f"its output name {stem}.nii.gz is already taken by {used_stems[stem]}")
             volume = load_volume(path)
+            scorer, chosen = scorer_for(volume)
             result = scorer.score_volume(volume, explainer=chosen)
             heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
             mask = to_file_layout(result.mask, path).astype(np.uint8)
@@ -152,7 +191,8 @@ def score_folder(
                 score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
                 worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
                 scored_slices=str(int(scored.sum())), alpha=_fmt(result.alpha, 2), tau=_fmt(result.tau),
-                method=result.method, explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
+                method=result.method, profile=result.profile if result.method == SAFEGEN else "",
+                explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
                 unsafe_regions=str(summary.n_regions),
                 warnings=" | ".join(result.warnings),
             )

@@ -33,14 +33,14 @@ from core.detectors.base import top_fraction_mean
 from core.detectors.diffusion import DiffusionDetector
 from core.masks import MaskSummary, summarise_mask, unsafe_mask
 from core.preprocess import foreground_mask, maps_to_volume, normalize_volume, to_model_batch
+from core.profiles import DEFAULT_PROFILE, MODELS_DIR, Profile, get_profile
 from core.reference import GRID_SIZE
-from core.resources import PROJECT_ROOT
 from core.types import Modality, Volume, Window
 
-MODELS_DIR = PROJECT_ROOT / "models"
-DIFFUSION_WEIGHTS = MODELS_DIR / "diffusion_mri_t1.pt"
-AUTOENCODER_WEIGHTS = MODELS_DIR / "autoencoder_mri_t1.pt"
-CALIBRATION_FILE = MODELS_DIR / "calibration_mri_t1.json"
+# The default (brain MRI T1) profile's files; other profiles' are ``Profile.model_file`` etc.
+DIFFUSION_WEIGHTS = DEFAULT_PROFILE.model_file("diffusion")
+AUTOENCODER_WEIGHTS = DEFAULT_PROFILE.model_file("autoencoder")
+CALIBRATION_FILE = DEFAULT_PROFILE.calibration_file()
 
 ALPHA_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # alpha is chosen and calibrated on this grid
 DEFAULT_FALSE_ALARM_RATE = 0.05
@@ -119,11 +119,12 @@ class Calibration:
         )
 
 
-def normalise_for_models(volume: Volume) -> Volume:
+def normalise_for_models(volume: Volume, profile: Profile | None = None) -> Volume:
     """Intensities in [0, 1] the way the reference slices were made.
 
     * A picture (PNG/JPEG, modality OT, 2-D) is divided by its maximum: a generative model writes
       full-range pictures, and SAFEGEN's own 16-bit benchmark PNGs come back exactly.
+    * A scan of the profile's modality with a profile window (CT: its HU window) gets that window.
     * Anything else follows :func:`core.preprocess.normalize_volume` (MR: 1st-99th percentile of
       the tissue over the whole volume, as the reference set; CT: brain window).
     """
@@ -131,6 +132,8 @@ def normalise_for_models(volume: Volume) -> Volume:
         peak = float(np.max(volume.array))
         if peak > 0 and float(np.min(volume.array)) >= 0:
             return normalize_volume(volume, window=Window(peak / 2.0, peak))
+    if profile is not None and profile.window is not None and volume.modality is profile.modality:
+        return normalize_volume(volume, window=profile.window)
     return normalize_volume(volume)
 
 
@@ -204,6 +207,7 @@ class ScanResult:
             (:mod:`core.baselines`; its ``score_diffusion`` / ``score_autoencoder`` / ``alpha`` are NaN,
             and an image-level baseline's heatmap and mask are all zero).
         pixel_maps: False for an image-level method: no heatmap, and every mask is empty.
+        profile: the modality profile whose models scored it (:mod:`core.profiles`).
     """
 
     source: str
@@ -225,6 +229,7 @@ class ScanResult:
     reconstruction: np.ndarray | None = None
     method: str = "safegen"
     pixel_maps: bool = True
+    profile: str = "mri_t1"
 
     @property
     def flagged_slices(self) -> np.ndarray:
@@ -291,14 +296,17 @@ class PreparedScan:
     warnings: list[str]
 
     @classmethod
-    def of(cls, volume: Volume) -> "PreparedScan":
+    def of(cls, volume: Volume, profile: Profile | str | None = None) -> "PreparedScan":
+        """Prepare ``volume`` for the models of ``profile`` (default brain MRI T1); a scan of another
+        modality is prepared all the same, with a warning that its scores say little."""
+        profile = get_profile(profile or DEFAULT_PROFILE)
         warnings: list[str] = []
-        if volume.modality in (Modality.CT, Modality.XRAY):
+        if volume.modality is not Modality.OTHER and volume.modality is not profile.modality:
             warnings.append(
-                f"the models were trained on brain MRI T1 only; this {volume.modality.value} scan is out of "
-                "their domain, so its scores say little"
+                f"the models ({profile.title}) were trained on {profile.about.split(',')[0]}; this "
+                f"{volume.modality.value} scan is out of their domain, so its scores say little"
             )
-        normalised = normalise_for_models(volume)
+        normalised = normalise_for_models(volume, profile)
         grid, transforms = to_model_batch(normalised, GRID_SIZE)
         scored = scored_slices(volume)
         if not scored.all():
@@ -330,7 +338,9 @@ class Scorer:
         tau: float | None = None,
         false_alarm_rate: float | None = None,
         batch_size: int = 16,
+        profile: Profile | str | None = None,
     ) -> None:
+        self.profile = get_profile(profile or DEFAULT_PROFILE)
         self.diffusion = diffusion
         self.autoencoder = autoencoder
         self.calibration = calibration
@@ -343,34 +353,45 @@ class Scorer:
     @classmethod
     def load(
         cls,
-        diffusion_weights: Path = DIFFUSION_WEIGHTS,
-        autoencoder_weights: Path = AUTOENCODER_WEIGHTS,
-        calibration_file: Path = CALIBRATION_FILE,
+        diffusion_weights: Path | None = None,
+        autoencoder_weights: Path | None = None,
+        calibration_file: Path | None = None,
         *,
         device: str = "cpu",
+        profile: Profile | str | None = None,
         **settings,
     ) -> "Scorer":
-        """The committed brain-MRI T1 models (or others), e.g. ``Scorer.load(alpha=0.5)``.
+        """A profile's committed models (default brain MRI T1), e.g. ``Scorer.load(alpha=0.5)`` or
+        ``Scorer.load(profile="ct_head")``; files given explicitly replace the profile's.
 
         Raises:
             FileNotFoundError: a weights or calibration file is missing, naming the command that makes it.
         """
+        profile = get_profile(profile or DEFAULT_PROFILE)
+        diffusion_weights = diffusion_weights or profile.model_file("diffusion")
+        autoencoder_weights = autoencoder_weights or profile.model_file("autoencoder")
+        calibration_file = calibration_file or profile.calibration_file()
+        suffix = "" if profile is DEFAULT_PROFILE else f" --profile {profile.name}"
         for path, command in ((diffusion_weights, "train diffusion"), (autoencoder_weights, "train autoencoder"),
                               (calibration_file, "calibrate")):
             if not Path(path).is_file():
-                raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli {command}`")
+                raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli {command}{suffix}`")
         return cls(
             DiffusionDetector.load(diffusion_weights).to(device),
             AutoencoderDetector.load(autoencoder_weights).to(device),
             Calibration.load(calibration_file),
+            profile=profile,
             **settings,
         )
 
     @classmethod
-    def from_folder(cls, models_dir: Path = MODELS_DIR, **settings) -> "Scorer":
-        """:meth:`load` with the three files under their usual names in ``models_dir``."""
-        names = (DIFFUSION_WEIGHTS.name, AUTOENCODER_WEIGHTS.name, CALIBRATION_FILE.name)
-        return cls.load(*(Path(models_dir) / name for name in names), **settings)
+    def from_folder(cls, models_dir: Path = MODELS_DIR, *, profile: Profile | str | None = None,
+                    **settings) -> "Scorer":
+        """:meth:`load` with the profile's three files under their usual names in ``models_dir``."""
+        profile = get_profile(profile or DEFAULT_PROFILE)
+        files = (profile.model_file("diffusion", models_dir), profile.model_file("autoencoder", models_dir),
+                 profile.calibration_file(models_dir))
+        return cls.load(*files, profile=profile, **settings)
 
     def calibrated_maps(self, grid: np.ndarray, *, with_nll: bool = False, progress=None) -> ComponentMaps:
         raw = raw_component_maps(
@@ -398,7 +419,7 @@ class Scorer:
             progress: called with the number of slices done, per batch.
         """
         start = time.perf_counter()
-        scan = PreparedScan.of(volume)
+        scan = PreparedScan.of(volume, self.profile)
         grid, scored = scan.grid, scan.scored
         seconds: dict[str, float] = {"prepare": time.perf_counter() - start}
         maps = self.calibrated_maps(grid[scored], progress=progress)
@@ -448,6 +469,7 @@ class Scorer:
             explainer="residual" if explainer is None else str(explainer.name),
             spacing=tuple(float(s) for s in volume.spacing),
             reconstruction=reconstruction,
+            profile=self.profile.name,
         )
 
     def explain(self, volume: Volume, result: ScanResult, explainer, *, progress=None) -> ScanResult:
@@ -457,7 +479,7 @@ class Scorer:
         reader switches explainers, so the detectors do not run again.
         """
         start = time.perf_counter()
-        scan = PreparedScan.of(volume)
+        scan = PreparedScan.of(volume, self.profile)
         scored = np.isfinite(result.slice_scores)
         explained = np.zeros((len(scan.grid), *scan.grid.shape[2:]), dtype=np.float32)
         explained[scored] = explainer.maps(scan.grid[scored], progress=progress)
@@ -490,12 +512,16 @@ def fit_calibration(
         calib_images: ``(N, H, W)`` real normal slices of the ``calib`` split (the CLI passes the real
             slices only, not their augmented copies: tau must match real clean scans).
         val_images, val_labels: a validation benchmark (``val`` split corrupted by the simulator),
-            labels 1 = artifact; alpha maximises image AUROC here (ties go to the alpha nearest 0.5).
+            labels 1 = artifact. alpha is the **smallest** grid alpha whose image AUROC here is within
+            one standard error (Hanley-McNeil, at the best AUROC) of the best: differences smaller
+            than that are noise on a benchmark this size, and a smaller alpha leans on the
+            autoencoder, which is about 70 times cheaper than the diffusion model (at alpha 0 the
+            explainers do not run the diffusion model at all).
         false_alarm_rate: default share of clean slices flagged.
         score_fraction, batch_size, progress: as in :class:`Scorer`.
         metadata: recorded in the calibration file.
     """
-    from core.metrics import image_auroc
+    from core.metrics import auroc_standard_error, image_auroc
 
     raw = raw_component_maps(diffusion, autoencoder, calib_images[:, None], batch_size=batch_size,
                              with_nll=True, progress=progress)
@@ -509,13 +535,15 @@ def fit_calibration(
     v_d, v_a = scales["diffusion"](val["diffusion"]), scales["autoencoder"](val["autoencoder"])
     aurocs = np.array([image_auroc(val_labels, top_fraction_mean(combine(v_d, v_a, a), score_fraction))
                        for a in ALPHA_GRID])
-    best = np.flatnonzero(np.isclose(aurocs, aurocs.max()))
-    alpha = float(ALPHA_GRID[best[np.argmin(np.abs(ALPHA_GRID[best] - 0.5))]])
+    n_artifacts = int(np.sum(val_labels))
+    tolerance = auroc_standard_error(aurocs.max(), n_artifacts, len(val_labels) - n_artifacts)
+    alpha = float(ALPHA_GRID[np.flatnonzero(aurocs >= aurocs.max() - tolerance)[0]])
     info = {
         **(metadata or {}),
         "calib_images": int(len(calib_images)),
         "val_images": int(len(val_images)),
         "val_artifacts": int(np.sum(val_labels)),
         "val_auroc_per_alpha": {f"{a:.2f}": round(float(v), 4) for a, v in zip(ALPHA_GRID, aurocs, strict=True)},
+        "alpha_rule": f"smallest alpha within one standard error ({tolerance:.4f}) of the best validation AUROC",
     }
     return Calibration(scales, calib_scores, nll_scores, alpha, false_alarm_rate, score_fraction, info)

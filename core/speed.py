@@ -1,11 +1,12 @@
 """``python -m core.cli bench``: how long scoring takes on this machine, printed as a table.
 
-Measures, with the committed models, each on the real MNI152 template (nilearn):
+Measures, with the committed models of a profile (``--profile``), each on the profile's first real
+reference volume (brain MRI T1: the MNI152 template from nilearn; head CT: the InVesalius scan):
 
 * one 2-D slice on the model grid: the autoencoder, the diffusion reconstruction (all
   ``recon_levels`` with DDIM), the diffusion bound (NLL) map, and the whole :class:`Scorer` on a
   2-D image (load excluded, maps back on the image included);
-* a 155-slice volume (the template's central 155 axial slices), end to end;
+* a volume of (at most) its central 155 axial slices, end to end;
 * each explainer of :mod:`core.explain` on one slice (SHAP at its calibrated sample count);
 * DDIM against the full-step ancestral DDPM reconstruction from the same level on the same slices,
   in the same run: time per slice, their ratio, and how close the two maps are and how well each
@@ -26,9 +27,9 @@ from core.detectors.base import top_fraction_mean
 from core.io import load_volume
 from core.metrics import image_auroc
 from core.preprocess import to_model_batch
-from core.reference import KNOWN_SUBJECTS
+from core.profiles import Profile
 from core.scoring import Scorer, normalise_for_models
-from core.types import Modality, Volume
+from core.types import Volume
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -41,12 +42,14 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _mni_volume(n_slices: int = 155) -> Volume:
-    volume = load_volume(KNOWN_SUBJECTS[0].path, modality=Modality.MR)
+def _reference_volume(profile: Profile, n_slices: int = 155) -> Volume:
+    """The central ``n_slices`` axial slices (at most) of the profile's first reference subject."""
+    subject = (profile.available_subjects() or list(profile.subjects))[0]
+    volume = load_volume(subject.path, modality=profile.modality)
     first = max(0, (volume.array.shape[2] - n_slices) // 2)
     return Volume(
         np.ascontiguousarray(volume.array[:, :, first : first + n_slices]), volume.spacing, volume.affine,
-        volume.modality, volume.source, description=f"MNI152 T1, central {n_slices} axial slices",
+        volume.modality, volume.source, description=f"{subject.name}, central {n_slices} axial slices",
     )
 
 
@@ -54,7 +57,7 @@ def run_bench(scorer: Scorer, validation_dir: Path | None, *, repeats: int = 5, 
               ddpm_level: int = 200) -> list[tuple[str, str]]:
     """Measure and return ``(what, figure)`` rows (see the module docstring)."""
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
-    volume = _mni_volume()
+    volume = _reference_volume(scorer.profile)
     mid = volume.display_slice(volume.n_slices // 2)
     grid, _ = to_model_batch(normalise_for_models(volume), 128)
     one = torch.from_numpy(grid[len(grid) // 2 : len(grid) // 2 + 1])
@@ -66,14 +69,14 @@ def run_bench(scorer: Scorer, validation_dir: Path | None, *, repeats: int = 5, 
                  f"{_median_seconds(lambda: diffusion.score_batch(one, with_nll=False), repeats) * 1e3:.0f} ms"))
     rows.append((f"diffusion bound (NLL, {len(diffusion.config.nll_timesteps)} timesteps), 1 slice",
                  f"{_median_seconds(lambda: diffusion.nll_map(one), repeats) * 1e3:.0f} ms"))
-    slice_volume = Volume(np.ascontiguousarray(mid), volume.display_spacing(), np.eye(4), Modality.MR)
+    slice_volume = Volume(np.ascontiguousarray(mid), volume.display_spacing(), np.eye(4), volume.modality)
     rows.append(("whole score of a 2-D slice (both models, calibration, maps back)",
                  f"{_median_seconds(lambda: scorer.score_volume(slice_volume), repeats) * 1e3:.0f} ms"))
     start = time.perf_counter()
     result = scorer.score_volume(volume)
     seconds = time.perf_counter() - start
     scored = int(np.isfinite(result.slice_scores).sum())
-    rows.append((f"155-slice volume {volume.array.shape}, end to end ({scored} slices with tissue scored)",
+    rows.append((f"{volume.n_slices}-slice volume {volume.array.shape}, end to end ({scored} slices with tissue scored)",
                  f"{seconds:.1f} s ({seconds / max(1, scored) * 1e3:.0f} ms per scored slice)"))
     rows.extend(_explainer_rows(scorer, grid[len(grid) // 2 : len(grid) // 2 + 1], repeats))
     rows.extend(_ddim_vs_ddpm(scorer, validation_dir, ddpm_slices, ddpm_level))
@@ -81,10 +84,11 @@ def run_bench(scorer: Scorer, validation_dir: Path | None, *, repeats: int = 5, 
 
 
 def _explainer_rows(scorer: Scorer, one: np.ndarray, repeats: int) -> list[tuple[str, str]]:
-    from core.explain import EXPLAINER_FILE, Explainer, ExplainerName
+    from core.explain import Explainer, ExplainerName
 
-    if not EXPLAINER_FILE.is_file():
-        return [("explainers", f"skipped: {EXPLAINER_FILE} missing (calibrate-explainers)")]
+    path = scorer.profile.explainer_file()
+    if not path.is_file():
+        return [("explainers", f"skipped: {path} missing (calibrate-explainers --profile {scorer.profile.name})")]
     rows = []
     for name in ExplainerName:
         explainer = Explainer.load(scorer, name)

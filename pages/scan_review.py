@@ -5,6 +5,7 @@ import streamlit as st
 from core.baselines import SAFEGEN
 from core.demo import available_cases
 from core.errors import InputError
+from core.profiles import DEFAULT_PROFILE
 from core.render import apply_window, window_presets
 from ui.analysis import explained_result, scan_result
 from ui.resources import demo_volume, uploaded_volume
@@ -16,6 +17,7 @@ from ui.review import (
     mask_download,
     method_choice,
     panels,
+    profile_choice,
     slice_score_chart,
     summary_downloads,
     verdict,
@@ -38,8 +40,8 @@ if source == SOURCE_DEMO:
     volume, scan_key = demo_volume(key), f"demo:{key}"
 else:
     upload = st.file_uploader(
-        "NIfTI (.nii, .nii.gz), DICOM file (.dcm), zipped DICOM series (.zip), PNG or JPEG",
-        type=["nii", "gz", "dcm", "zip", "png", "jpg", "jpeg"],
+        "NIfTI (.nii, .nii.gz), DICOM file (.dcm), zipped DICOM series (.zip), PNG, JPEG or InVesalius (.inv3)",
+        type=["nii", "gz", "dcm", "zip", "png", "jpg", "jpeg", "inv3"],
         key=Keys.UPLOAD,
     )
     if upload is not None:
@@ -52,8 +54,9 @@ if volume is not None:
     volume_facts(volume)
     result = None
     method = method_choice()
+    profile = profile_choice(volume) if method == SAFEGEN else DEFAULT_PROFILE.name
     try:
-        result = scan_result(scan_key, volume, shared=source == SOURCE_DEMO, method=method)
+        result = scan_result(scan_key, volume, shared=source == SOURCE_DEMO, method=method, profile=profile)
     except FileNotFoundError as error:
         st.error(f"The models are missing, so this scan is shown without scores: {error}")
     except ValueError as error:
@@ -70,7 +73,7 @@ if volume is not None:
     if result is None:
         slice_viewer(volume)
     else:
-        show, tau, opacity, cmap = heatmap_controls(result, f"{scan_key}|{result.method}")
+        show, tau, opacity, cmap = heatmap_controls(result, f"{scan_key}|{result.method}|{result.profile}")
         verdict(result, tau)
         apply_chart_pick(volume.n_slices)
         index = slice_viewer(volume, make_overlay(result, volume, tau, opacity, cmap) if show else None)

@@ -3,7 +3,7 @@
 # Never fails the build: whatever cannot be installed is reported, and the tests that need it
 # skip with a printed reason.
 set -u
-packages=(mricron-data insighttoolkit5-examples chromium)
+packages=(mricron-data insighttoolkit5-examples invesalius-examples chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

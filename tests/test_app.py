@@ -54,10 +54,13 @@ def test_about_page_lists_the_real_data_sources():
     assert "mni152" in set(table["name"])
     assert bool(table.loc[table["name"] == "mni152", "present"].iloc[0])
     models = at.dataframe[1].value  # the model card, read from the committed sidecars
-    assert list(models["model"]) == ["autoencoder_mri_t1.pt", "diffusion_mri_t1.pt"]
+    assert list(models["model"]) == ["autoencoder_mri_t1.pt", "diffusion_mri_t1.pt", "autoencoder_ct_head.pt",
+                                     "diffusion_ct_head.pt"]
     assert models["training images"].iloc[0] == "240 slices of mni152, colin27"
+    assert models["training images"].iloc[2] == "150 slices of invesalius_cranium"
     assert models["final val loss"].iloc[0] == pytest.approx(0.0246, abs=5e-4)
     assert any("4.706 z" in m.value for m in at.markdown)  # the default tau, from the calibration file
+    assert any("Head CT (brain window): τ" in m.value and "5.975 z" in m.value for m in at.markdown)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,13 +96,15 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
     app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
     _run(app)
     case = get_case("ct_small")
-    expected = Scorer.load().score_volume(load_volume(case.path, modality=case.modality))
+    volume = load_volume(case.path, modality=case.modality)
+    expected = Scorer.load(profile="ct_head").score_volume(volume)  # Auto: a CT scan gets the head-CT models
     metrics = _metrics(app)
     assert metrics["Score (worst slice)"] == f"{expected.score:.2f}"
     assert metrics["p-value vs real slices"] == f"{expected.p_value:.3f}"
     assert metrics["Autoencoder (E_AE)"] == f"{expected.score_autoencoder:.2f}"
     assert app.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))
-    assert any("out of their domain" in w.value for w in app.warning)  # a CT slice vs brain-MRI models
+    assert app.selectbox(key=Keys.PROFILE).value == "auto"
+    assert not any("out of their domain" in w.value for w in app.warning)
     runs = len(counted_scoring)
     # Above the score nothing is unsafe; below it the slice is flagged and its mask is non-empty.
     app.slider(key=Keys.TAU).set_value(round(expected.score + 1.0, 2))
@@ -113,6 +118,22 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
     mask_caption = app.get("image")[-1].captions[-1]
     assert "Unsafe mask" in mask_caption and "(0 px," not in mask_caption
     assert len(counted_scoring) == runs  # moving tau and opacity re-ran no model
+
+
+def test_the_profile_choice_rescores_a_ct_slice_with_the_brain_mri_models_and_warns(app):
+    from core.demo import get_case
+    from core.io import load_volume
+    from core.scoring import Scorer
+
+    app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
+    _run(app)
+    app.selectbox(key=Keys.PROFILE).set_value("mri_t1")
+    _run(app)
+    case = get_case("ct_small")
+    expected = Scorer.load().score_volume(load_volume(case.path, modality=case.modality))
+    assert _metrics(app)["Score (worst slice)"] == f"{expected.score:.2f}"
+    assert app.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))  # the profile's own tau
+    assert any("out of their domain" in w.value for w in app.warning)  # a CT slice vs brain-MRI models
 
 
 def test_switching_the_explainer_redraws_its_heatmap_and_mask_without_rescoring(app, counted_scoring):
@@ -132,7 +153,7 @@ def test_switching_the_explainer_redraws_its_heatmap_and_mask_without_rescoring(
     heat_caption, mask_caption = app.get("image")[-2].captions[-1], app.get("image")[-1].captions[-1]
     assert "(saliency)" in heat_caption
     case = get_case("ct_small")
-    scorer = Scorer.load()
+    scorer = Scorer.load(profile="ct_head")
     volume = load_volume(case.path, modality=case.modality)
     expected = scorer.explain(volume, scorer.score_volume(volume), Explainer.load(scorer, "saliency"))
     assert f"({int(expected.mask_at(tau).sum())} px," in mask_caption

@@ -20,6 +20,7 @@ from core.metrics import (
     MeasurementLevel,
     UndefinedMetricError,
     aupro,
+    auroc_standard_error,
     bootstrap_ci,
     cohen_kappa,
     dice,
@@ -57,6 +58,17 @@ def random_detection_data(seed: int, n: int = 200, decimals: int | None = None):
 def test_image_auroc_hand_computed():
     # Pairs (anomalous, normal): (0.35 > 0.1), (0.35 < 0.4), (0.8 > 0.1), (0.8 > 0.4): 3 of 4.
     assert image_auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+
+
+def test_auroc_standard_error_reproduces_hanley_and_mcneil():
+    # By hand at chance, 27 + 27 images: Q1 = Q2 = 1/3, so SE^2 = (1/4 + 2 * 26/12) / 729.
+    assert auroc_standard_error(0.5, 27, 27) == pytest.approx(np.sqrt((0.25 + 52 / 12) / 729), rel=1e-12)
+    # Hanley & McNeil (1982), Radiology 143:29-36, the CT example: 58 abnormal and 51 normal
+    # patients, area 0.893, SE 0.032 from the ratings' own Q1, Q2; the exponential approximation
+    # used here gives 0.0312.
+    assert auroc_standard_error(0.893, 58, 51) == pytest.approx(0.032, abs=1e-3)
+    with pytest.raises(UndefinedMetricError):
+        auroc_standard_error(0.5, 0, 10)
 
 
 def test_image_auroc_counts_ties_as_one_half():

@@ -113,7 +113,9 @@ def test_scores_csv_has_the_contract_columns_and_one_row_per_input(scored):
         assert row["error"] == "" and row["flag"] in ("0", "1")
         assert 0 < float(row["p_value"]) <= 1
         assert int(row["flag"]) == (float(row["score"]) > float(row["tau"]))
-    assert "out of their domain" in rows["ct.dcm"]["warnings"]
+    # --profile auto: the CT DICOM is scored by the head-CT models, everything else by brain MRI T1
+    assert rows["ct.dcm"]["profile"] == "ct_head" and "out of their domain" not in rows["ct.dcm"]["warnings"]
+    assert {rows[n]["profile"] for n in ("hole_spl.nii.gz", "dropout.png", "slice2d.nii")} == {"mri_t1"}
 
 
 def test_rows_name_the_explainer_and_the_unsafe_area_of_its_mask(scored):

@@ -8,7 +8,7 @@ from core.artifacts import simulate
 from core.calibration import RobustScale
 from core.detectors.autoencoder import AutoencoderDetector, build_autoencoder
 from core.detectors.diffusion import DiffusionDetector, build_diffusion_unet
-from core.metrics import dice
+from core.metrics import auroc_standard_error, dice
 from core.reference import KNOWN_SUBJECTS, subject_slices
 from core.scoring import (
     ALPHA_GRID,
@@ -57,7 +57,7 @@ def tiny_detectors() -> tuple[DiffusionDetector, AutoencoderDetector]:
             AutoencoderDetector(build_autoencoder(TINY_AE), TINY_AE))
 
 
-def test_fit_calibration_fits_scales_on_tissue_and_picks_the_best_validation_alpha():
+def test_fit_calibration_fits_scales_on_tissue_and_picks_the_smallest_alpha_within_one_se_of_the_best():
     diffusion, autoencoder = tiny_detectors()
     calib = phantoms(12, seed=3)
     clean, blob = phantoms(4, seed=4), plant_blob(phantoms(4, seed=4))[0]
@@ -66,7 +66,9 @@ def test_fit_calibration_fits_scales_on_tissue_and_picks_the_best_validation_alp
     assert calibration.calib_scores.shape == (len(ALPHA_GRID), 12) and calibration.nll_calib_scores.shape == (12,)
     assert set(calibration.scales) == {"diffusion", "diffusion_nll", "autoencoder"}
     aurocs = calibration.metadata["val_auroc_per_alpha"]
-    assert aurocs[f"{calibration.alpha:.2f}"] == max(aurocs.values())
+    se = auroc_standard_error(max(aurocs.values()), 4, 4)
+    within = [float(a) for a, v in aurocs.items() if v >= max(aurocs.values()) - se - 1e-4]
+    assert calibration.alpha == min(within)  # the cheapest alpha whose AUROC is not worse beyond noise
     assert calibration.metadata["val_artifacts"] == 4 and calibration.metadata["calib_images"] == 12
     # The scales are the median / MAD of the raw calibration maps on tissue: tissue z-maps centre on 0.
     scorer = Scorer(diffusion, autoencoder, calibration, alpha=0.5)

@@ -8,8 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 import pandas as pd
 
 from core.demo import DEMO_CASES
-from core.reference import KNOWN_SUBJECTS
-from core.scoring import AUTOENCODER_WEIGHTS, CALIBRATION_FILE, DIFFUSION_WEIGHTS, Calibration
+from core.profiles import PROFILES
+from core.scoring import Calibration
 
 _PACKAGES = ("torch", "monai", "streamlit", "nibabel", "pydicom", "nilearn", "captum", "shap", "SQLAlchemy")
 
@@ -17,13 +17,14 @@ _PACKAGES = ("torch", "monai", "streamlit", "nibabel", "pydicom", "nilearn", "ca
 def data_sources_table() -> pd.DataFrame:
     rows = [
         {
-            "use": "reference (normal anatomy)",
+            "use": f"reference of the {profile.title} profile (normal anatomy)",
             "name": s.name,
             "description": s.description,
             "installed by": s.provenance,
             "present": s.path is not None and s.path.is_file(),
         }
-        for s in KNOWN_SUBJECTS
+        for profile in PROFILES.values()
+        for s in profile.subjects
     ]
     rows += [
         {
@@ -49,10 +50,11 @@ def versions_table() -> pd.DataFrame:
 
 
 def models_table() -> pd.DataFrame:
-    """One row per committed detector, read from its JSON sidecar (how it was trained, on what)."""
+    """One row per committed detector of every profile, read from its JSON sidecar (how it was trained, on what)."""
     rows = []
-    for weights, network in ((AUTOENCODER_WEIGHTS, "MONAI AutoEncoder (denoising, no skips)"),
-                             (DIFFUSION_WEIGHTS, "MONAI DiffusionModelUNet + DDPM/DDIM schedulers")):
+    networks = (("autoencoder", "MONAI AutoEncoder (denoising, no skips)"),
+                ("diffusion", "MONAI DiffusionModelUNet + DDPM/DDIM schedulers"))
+    for weights, network in ((p.model_file(kind), net) for p in PROFILES.values() for kind, net in networks):
         sidecar = weights.with_suffix(".json")
         if not sidecar.is_file():
             rows.append({"model": weights.name, "network": network, "trained with": "missing"})
@@ -72,15 +74,17 @@ def models_table() -> pd.DataFrame:
 
 
 def calibration_facts() -> dict[str, str]:
-    """The calibrated settings a reader of a score needs: alpha, tau, the false-alarm rate and its basis."""
-    if not CALIBRATION_FILE.is_file():
-        return {}
-    calibration = Calibration.load(CALIBRATION_FILE)
-    meta = calibration.metadata
-    return {
-        "α (weight of S_diffusion)": f"{calibration.alpha:.2f}, chosen on {meta.get('val_images')} validation "
-                                      "benchmark slices (never the reported ones)",
-        "τ (default tolerance)": f"{calibration.tau(calibration.alpha):.3f} z, flags "
-                                 f"{calibration.false_alarm_rate:.0%} of {meta.get('calib_images')} real clean "
-                                 "calibration slices",
-    }
+    """Per profile, the calibrated settings a reader of a score needs: alpha, tau, the false-alarm rate and its basis."""
+    facts = {}
+    for profile in PROFILES.values():
+        if not profile.calibration_file().is_file():
+            continue
+        calibration = Calibration.load(profile.calibration_file())
+        meta = calibration.metadata
+        facts[f"{profile.title}: α (weight of S_diffusion)"] = (
+            f"{calibration.alpha:.2f}, chosen on {meta.get('val_images')} validation benchmark slices "
+            "(never the reported ones)")
+        facts[f"{profile.title}: τ (default tolerance)"] = (
+            f"{calibration.tau(calibration.alpha):.3f} z, flags {calibration.false_alarm_rate:.0%} of "
+            f"{meta.get('calib_images')} real clean calibration slices")
+    return facts

@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.baselines import SAFEGEN
 from core.explain import Explainer, ExplainerName
+from core.profiles import DEFAULT_PROFILE
 from core.scoring import ScanResult, Scorer
 from core.types import Volume
 from ui.state import Keys
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
 
 
 @st.cache_resource(show_spinner="Loading the SAFEGEN models ...")
-def load_scorer() -> Scorer:
-    """The committed brain-MRI T1 models. Raises FileNotFoundError naming the command that makes them."""
-    return Scorer.load()
+def load_scorer(profile: str = DEFAULT_PROFILE.name) -> Scorer:
+    """A profile's committed models (default brain MRI T1), once per server process. Raises
+    FileNotFoundError naming the command that makes them."""
+    return Scorer.load(profile=profile)
 
 
 def progress_bar(total: int, first_text: str, label: str, unit: str = "slices"):
@@ -45,7 +47,7 @@ def progress_bar(total: int, first_text: str, label: str, unit: str = "slices"):
 
 
 @st.cache_resource
-def _shared_results() -> dict[tuple[str, str], ScanResult]:
+def _shared_results() -> dict[tuple[str, str, str], ScanResult]:
     return {}
 
 
@@ -64,7 +66,8 @@ def load_baseline(name: str) -> BaselineScorer:
     return _fitted_baseline(name, str(data_dirs()[0]))
 
 
-def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SAFEGEN) -> ScanResult:
+def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SAFEGEN,
+                profile: str = DEFAULT_PROFILE.name) -> ScanResult:
     """The scan's result, scored now (with a progress bar) unless it was scored before.
 
     Args:
@@ -72,31 +75,33 @@ def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SA
         volume: the loaded scan.
         shared: keep the result for every session (demo scans) or only this one (uploads).
         method: ``safegen`` or a baseline of :func:`core.baselines.factories`.
+        profile: whose models score it (SAFEGEN only; the baselines are fitted on brain MRI T1).
     """
     store = _shared_results() if shared else st.session_state.setdefault(Keys.RESULTS, {})
-    if (scan_key, method) in store:
-        return store[(scan_key, method)]
-    scorer = load_scorer() if method == SAFEGEN else load_baseline(method)
+    key = (scan_key, method, profile if method == SAFEGEN else "")
+    if key in store:
+        return store[key]
+    scorer = load_scorer(profile) if method == SAFEGEN else load_baseline(method)
     total = int(scorer.scored_slices(volume).sum())
     what = "both models" if method == SAFEGEN else f"the {method} baseline"
     bar, advance = progress_bar(total, f"Scoring {total} slice(s) with {what} ...", "Scoring")
     result = scorer.score_volume(volume, progress=advance)
     bar.empty()
     if not shared:  # one upload at a time per session (volumes can be large); its methods may stay
-        for key in [k for k in store if k[0] != scan_key]:
-            del store[key]
-    store[(scan_key, method)] = result
+        for old in [k for k in store if k[0] != scan_key]:
+            del store[old]
+    store[key] = result
     return result
 
 
 @st.cache_resource(show_spinner=False)
-def load_explainer(name: str) -> Explainer:
-    """An explainer of the committed models with its committed calibration."""
-    return Explainer.load(load_scorer(), name)
+def load_explainer(name: str, profile: str = DEFAULT_PROFILE.name) -> Explainer:
+    """An explainer of a profile's committed models with its committed calibration."""
+    return Explainer.load(load_scorer(profile), name)
 
 
 @st.cache_resource
-def _shared_explained() -> dict[tuple[str, str], ScanResult]:
+def _shared_explained() -> dict[tuple[str, str, str], ScanResult]:
     return {}
 
 
@@ -107,15 +112,17 @@ def explained_result(scan_key: str, volume: Volume, result: ScanResult, explaine
     if explainer == ExplainerName.RESIDUAL or result.method != SAFEGEN:
         return result
     store = _shared_explained() if shared else st.session_state.setdefault(Keys.EXPLAINED, {})
-    if (scan_key, explainer) in store:
-        return store[(scan_key, explainer)]
+    key = (scan_key, explainer, result.profile)
+    if key in store:
+        return store[key]
     total = int(np.isfinite(result.slice_scores).sum())
     bar, advance = progress_bar(total, f"Explaining {total} slice(s) with {explainer} ...", explainer)
-    explained = load_scorer().explain(volume, result, load_explainer(explainer), progress=advance)
+    explained = load_scorer(result.profile).explain(volume, result, load_explainer(explainer, result.profile),
+                                                    progress=advance)
     bar.empty()
     if not shared:
         store.clear()
-    store[(scan_key, explainer)] = explained
+    store[key] = explained
     return explained
 
 

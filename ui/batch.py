@@ -44,9 +44,9 @@ def batch_inputs() -> tuple[list, str]:
     return items, f"{len(items)} file(s)"
 
 
-def run_screening(items: list, method: str = SAFEGEN) -> None:
+def run_screening(items: list, method: str = SAFEGEN, profile: str = "mri_t1") -> None:
     try:
-        scorer = load_scorer() if method == SAFEGEN else load_baseline(method)
+        scorer = load_scorer(profile) if method == SAFEGEN else load_baseline(method)
     except FileNotFoundError as error:
         st.error(f"The models are missing: {error}")
         return

@@ -13,6 +13,7 @@ from scipy import ndimage
 from core.baselines import SAFEGEN, factories
 from core.explain import DEFAULT_EXPLAINER
 from core.masks import unsafe_mask
+from core.profiles import DEFAULT_PROFILE, PROFILES, get_profile, profile_for
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.scoring import ScanResult
 from core.summary import summary_page
@@ -22,12 +23,20 @@ from ui.state import Keys
 
 TAU_MAX = 20.0  # z units; above this every model map here is far outside normal variation
 
-MODEL_SCOPE = (
-    "The detectors were trained on brain MRI T1 slices of **two real subjects** (MNI152 and Colin27, "
-    "both averages of many scans) with augmentation. On SAFEGEN's simulated-artifact benchmark they "
-    "rank a corrupted slice above a clean one only 60 % of the time (image AUROC 0.60); severe "
-    "dropouts, bias spots and ghosting are found best. Treat the score as research output, not a verdict."
-)
+MODEL_SCOPE = {
+    "mri_t1": (
+        "The detectors were trained on brain MRI T1 slices of **two real subjects** (MNI152 and Colin27, "
+        "both averages of many scans) with augmentation. On SAFEGEN's simulated-artifact benchmark they "
+        "rank a corrupted slice above a clean one only 60 % of the time (image AUROC 0.60); severe "
+        "dropouts, bias spots and ghosting are found best. Treat the score as research output, not a verdict."
+    ),
+    "ct_head": (
+        "The head-CT detectors were trained on **one real head CT** (the InVesalius sample scan) in the "
+        "brain window (0-80 HU), with augmentation; bone and air are saturated, so artifacts confined "
+        "to them cannot be seen. A first CT profile: its benchmark figures are in the README "
+        "(Profiles). Treat the score as research output, not a verdict."
+    ),
+}
 
 
 def verdict(result: ScanResult, tau: float) -> None:
@@ -55,7 +64,8 @@ def verdict(result: ScanResult, tau: float) -> None:
         if safegen:
             st.markdown(f"S = α·S_diffusion + (1 − α)·E_AE with α = {result.alpha:.2f}; the default τ = "
                         f"{result.tau:.2f} flags 5 % of real clean calibration slices. {seconds}")
-            st.markdown(MODEL_SCOPE)
+            st.markdown(f"Profile: **{get_profile(result.profile).title}**. "
+                        + MODEL_SCOPE.get(result.profile, get_profile(result.profile).about))
         else:
             st.markdown(f"Scored by the **{METHOD_LABELS.get(result.method, result.method)}** baseline, fitted on "
                         f"the same real reference slices as SAFEGEN; its own τ = {result.tau:.2f} flags 5 % of the "
@@ -93,6 +103,37 @@ def method_labels() -> dict[str, str]:
 
 
 METHOD_LABELS = method_labels()
+
+
+AUTO_PROFILE = "auto"
+
+
+def profile_choice(volume: Volume) -> str:
+    """Sidebar choice of the modality profile whose models score the scan; returns a profile name.
+
+    ``Auto`` takes the profile made for the scan's modality (DICOM tag, or HU values in a NIfTI)
+    when its models are trained, else brain MRI T1 (the scan then carries an out-of-domain warning).
+    """
+    match = profile_for(volume.modality)
+    auto = match.name if match is not None and match.is_trained() else DEFAULT_PROFILE.name
+    labels = {AUTO_PROFILE: f"Auto: {PROFILES[auto].title} (from the {volume.modality.value} scan)",
+              **{name: p.title for name, p in PROFILES.items() if p.is_trained()}}
+    with st.sidebar:
+        chosen = st.selectbox(
+            "Profile", list(labels), format_func=labels.get, key=Keys.PROFILE,
+            help="Which detectors score the scan: each profile was trained on real scans of one modality "
+                 "(README, Profiles). Auto follows the scan's modality.",
+        )
+    return auto if chosen == AUTO_PROFILE else chosen
+
+
+def batch_profile_choice() -> str:
+    """Sidebar choice of the profile that scores a batch (generated pictures carry no modality)."""
+    trained = [name for name, p in PROFILES.items() if p.is_trained()]
+    with st.sidebar:
+        return st.selectbox("Profile", trained, format_func=lambda n: PROFILES[n].title, key=Keys.BATCH_PROFILE,
+                            help="Which detectors score the batch: pick the modality the images were generated "
+                                 "for (README, Profiles).")
 
 
 def method_choice() -> str:

@@ -22,6 +22,8 @@ class Keys:
     TAU_SCAN = "review.tau_scan"  # the scan the tau slider was last reset for
     EXPLAINER = "review.explainer"  # ExplainerName value of the heatmap's explainer
     METHOD = "review.method"  # "safegen" or a baseline's --method name (core.baselines)
+    PROFILE = "review.profile"  # "auto" or a profile name (core.profiles)
+    BATCH_PROFILE = "batch.profile"  # a profile name (core.profiles)
     EXPLAINED = "review.explained"  # {(scan key, explainer): ScanResult} of this session's upload
     EVAL_SOURCE = "eval.source"  # which evaluation the page shows: the full run or this session's quick one
     EVAL_QUICK_DIR = "eval.quick_dir"  # folder of this session's quick re-run
