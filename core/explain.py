@@ -63,9 +63,10 @@ import numpy as np
 import torch
 
 from core.detectors.autoencoder import smooth
-from core.scoring import FOREGROUND_LEVEL, MODELS_DIR, Scorer
+from core.profiles import DEFAULT_PROFILE
+from core.scoring import FOREGROUND_LEVEL, Scorer
 
-EXPLAINER_FILE = MODELS_DIR / "explainers_mri_t1.json"  # the default (brain MRI T1) profile's
+EXPLAINER_FILE = DEFAULT_PROFILE.explainer_file()  # the default (brain MRI T1) profile's
 # Quantiles of clean tissue pixels at which explainer maps are matched to the residual map.
 ANCHOR_QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999)
 

@@ -142,3 +142,10 @@ def get_profile(name: str | Profile) -> Profile:
 def profile_for(modality: Modality) -> Profile | None:
     """The profile made for scans of ``modality`` (None: no profile fits, e.g. radiographs)."""
     return next((p for p in PROFILES.values() if p.modality is Modality(modality)), None)
+
+
+def auto_profile(modality: Modality, models_dir: Path = MODELS_DIR) -> Profile:
+    """The profile that scores a scan of ``modality`` under ``auto``: the one made for it when its
+    models are trained, else the default (brain MRI T1; the scan then carries an out-of-domain warning)."""
+    match = profile_for(modality)
+    return match if match is not None and match.is_trained(models_dir) else DEFAULT_PROFILE

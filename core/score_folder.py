@@ -99,7 +99,7 @@ def score_folder(
     ``scorer``: score every file with it (``profile`` is then ignored).
     """
     from core.baselines import SAFEGEN, method_choices
-    from core.profiles import DEFAULT_PROFILE, PROFILES, get_profile, profile_for
+    from core.profiles import DEFAULT_PROFILE, PROFILES, auto_profile, get_profile
     from core.scoring import MODELS_DIR, Scorer
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
@@ -141,9 +141,7 @@ def score_folder(
         if fixed is not None:
             name = fixed.profile.name
         elif profile == "auto":
-            match = profile_for(volume.modality) if volume is not None else None
-            name = match.name if match is not None and match.is_trained(models_dir or MODELS_DIR) else \
-                DEFAULT_PROFILE.name
+            name = DEFAULT_PROFILE.name if volume is None else auto_profile(volume.modality, models_dir or MODELS_DIR).name
         else:
             name = profile
         if name not in loaded:

@@ -19,7 +19,7 @@ import pytest
 
 from core.errors import CorruptFileError, UnsupportedFormatError
 from core.io import detect_format, load_volume, to_file_layout
-from core.profiles import CT_HEAD, MRI_T1, PROFILES, get_profile, profile_for
+from core.profiles import CT_HEAD, MRI_T1, PROFILES, auto_profile, get_profile, profile_for
 from core.reference import ReferenceSubject, build_reference, load_split
 from core.types import Modality
 
@@ -73,6 +73,13 @@ def test_profiles_are_matched_by_modality_and_keep_the_brain_mri_file_names():
     assert MRI_T1.reference_dir == Path("data/reference") and CT_HEAD.reference_dir == Path("data/reference_ct_head")
     assert CT_HEAD.calibration_file().name == "calibration_ct_head.json"
     assert MRI_T1.is_trained() and CT_HEAD.is_trained()  # both committed
+
+
+
+def test_auto_takes_the_modalitys_trained_profile_and_falls_back_to_brain_mri(tmp_path):
+    assert auto_profile(Modality.CT) is CT_HEAD and auto_profile(Modality.MR) is MRI_T1
+    assert auto_profile(Modality.XRAY) is MRI_T1 and auto_profile(Modality.OTHER) is MRI_T1
+    assert auto_profile(Modality.CT, tmp_path) is MRI_T1  # no head-CT models in an empty folder
 
 
 def test_a_ct_reference_is_windowed_to_the_brain_window(tmp_path):

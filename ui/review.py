@@ -13,7 +13,7 @@ from scipy import ndimage
 from core.baselines import SAFEGEN, factories
 from core.explain import DEFAULT_EXPLAINER
 from core.masks import unsafe_mask
-from core.profiles import DEFAULT_PROFILE, PROFILES, get_profile, profile_for
+from core.profiles import PROFILES, auto_profile, get_profile
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.scoring import ScanResult
 from core.summary import summary_page
@@ -114,8 +114,7 @@ def profile_choice(volume: Volume) -> str:
     ``Auto`` takes the profile made for the scan's modality (DICOM tag, or HU values in a NIfTI)
     when its models are trained, else brain MRI T1 (the scan then carries an out-of-domain warning).
     """
-    match = profile_for(volume.modality)
-    auto = match.name if match is not None and match.is_trained() else DEFAULT_PROFILE.name
+    auto = auto_profile(volume.modality).name
     labels = {AUTO_PROFILE: f"Auto: {PROFILES[auto].title} (from the {volume.modality.value} scan)",
               **{name: p.title for name, p in PROFILES.items() if p.is_trained()}}
     with st.sidebar:
