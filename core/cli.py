@@ -8,6 +8,9 @@ Commands:
     train autoencoder      train the denoising autoencoder on the reference train split (seeded, CPU)
     train diffusion        train the diffusion model on the reference train split (seeded, CPU)
     train vae              train the small VAE behind the latent_ig explainer (seeded, CPU)
+    train generator        train the diffusion model that samples the demo's generated set (seed 1, CPU)
+    train-profile NAME     train a profile on a folder of your own real images (reference, models, calibration)
+    make-generated-set     sample the demo's generated set (DDPM generator at three sampler settings, VAE, real controls)
     calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
     calibrate-explainers   put every explainer's map on the score's scale (quantiles on calib slices)
     score INPUT_DIR        score every image in a folder: scores.csv, masks/, heatmaps/
@@ -43,6 +46,10 @@ TRAIN_DEFAULTS = {
     "diffusion": {"steps": 1500, "learning_rate": 5e-4},
     # Not a detector: the generator of the latent_ig explainer (core.detectors.vae).
     "vae": {"steps": 1500, "learning_rate": 1e-3},
+    # Not a detector either: the diffusion model whose samples are the demo's generated set
+    # (core.generated_set). Same recipe as the detector's, another seed, so SAFEGEN never judges
+    # the samples of its own weights.
+    "generator": {"steps": 1500, "learning_rate": 5e-4, "seed": 1},
 }
 
 
@@ -126,6 +133,61 @@ def _cmd_make_turing_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_profile(args: argparse.Namespace) -> int:
+    from core.types import Window
+    from core.user_profile import make_user_profile, training_steps
+
+    window = None
+    if args.window:
+        try:
+            level, width = (float(v) for v in args.window.split(","))
+        except ValueError:
+            print(f"error: --window takes LEVEL,WIDTH in HU, e.g. 40,80; got {args.window!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        window = Window(level, width, "user")
+    try:
+        profile = make_user_profile(args.name, args.images, home=args.out, modality=args.modality, window=window)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"profile {profile.name}: {profile.modality.value}, subjects "
+          f"{', '.join(s.name for s in profile.subjects)}; files in {profile.home}", file=sys.stderr)
+    start = time.perf_counter()
+    for step in training_steps(profile, seed=args.seed, steps=args.steps, augment=args.augment, n_per=args.n_per,
+                               shap_samples=args.shap_samples):
+        print(f"\n== python -m core.cli {' '.join(step)}", file=sys.stderr)
+        try:
+            status = main(step)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+        if status != 0:
+            print(f"error: train-profile stopped at `{step[0]}` (exit {status}); {profile.home} holds what was "
+                  "made so far", file=sys.stderr)
+            return status
+    print(f"trained profile {profile.name} in {time.perf_counter() - start:.0f} s; use it with "
+          f"`python -m core.cli score FOLDER --profile {profile.name}` or pick it in the dashboard")
+    return 0
+
+
+def _cmd_make_generated_set(args: argparse.Namespace) -> int:
+    from core.generated_set import GENERATED_SET_DIR, make_generated_set
+    from core.profiles import MRI_T1
+
+    start = time.perf_counter()
+    out = args.out or GENERATED_SET_DIR
+
+    def report(group: str, n: int) -> None:
+        print(f"{group}: {n} images ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+
+    table = make_generated_set(out, generator_weights=args.generator or MRI_T1.model_file("generator"),
+                               vae_weights=args.vae or MRI_T1.model_file("vae"), reference_dir=args.reference,
+                               seed=args.seed, progress=report)
+    counts = table.groupby("group", sort=False).size().to_dict()
+    print(f"{len(table)} images {counts}; wrote {_shown(out)} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -138,8 +200,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train = load_split(args.reference, "train")
     val = load_split(args.reference, "val")
     val_real = val.images[val.augmentation == 0]
-    trainer = {"autoencoder": train_autoencoder, "diffusion": train_diffusion, "vae": train_vae}[args.model]
+    trainer = {"autoencoder": train_autoencoder, "diffusion": train_diffusion, "vae": train_vae,
+               "generator": train_diffusion}[args.model]
     defaults = TRAIN_DEFAULTS[args.model]
+    if args.seed is None:
+        args.seed = defaults.get("seed", 0)
     steps = args.steps or defaults["steps"]
     learning_rate = args.learning_rate or defaults["learning_rate"]
     out = args.out or profile.model_file(args.model)
@@ -329,16 +394,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_profile_option(parser: argparse.ArgumentParser) -> None:
-    from core.profiles import PROFILES
+def _profile_name(value: str) -> str:
+    """argparse type of ``--profile``: a built-in or user profile name, or a user profile's folder."""
+    from core.profiles import get_profile
 
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="mri_t1",
-                        help="modality profile: its reference data, weights and calibration (default mri_t1)")
+    try:
+        get_profile(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def _add_profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", type=_profile_name, default="mri_t1",
+                        help="profile: its reference data, weights and calibration (mri_t1 (default), ct_head, "
+                             "or a user profile's name or folder from train-profile)")
 
 
 def _add_scorer_options(parser: argparse.ArgumentParser) -> None:
     _add_profile_option(parser)
-    parser.add_argument("--models", type=Path, default=Path("models"), help="folder with weights and calibration")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="folder with weights and calibration (default: the profile's, models/ for built-ins)")
     parser.add_argument("--alpha", type=float, help="weight of the diffusion map (default: from calibration)")
     parser.add_argument("--false-alarm-rate", type=float, help="tau flags this share of clean slices")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -349,12 +425,6 @@ def _explainer_names():
     from core.explain import ExplainerName
 
     return list(ExplainerName)
-
-
-def _profile_names() -> list[str]:
-    from core.profiles import PROFILES
-
-    return sorted(PROFILES)
 
 
 def _method_names() -> list[str]:
@@ -388,6 +458,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-per", type=int, default=2, help="images per artifact kind and severity")
     bench.set_defaults(func=_cmd_make_benchmark)
 
+    own = sub.add_parser("train-profile", help="train a profile on a folder of your own real, normal images (CPU)")
+    own.add_argument("name", help="profile name: lower-case letters, digits and _")
+    own.add_argument("--images", type=Path, required=True,
+                     help="folder of real normal images: 3-D NIfTI volumes (one subject each) and/or 2-D slices")
+    own.add_argument("--modality", choices=[m.value for m in Modality],
+                     help="override the modality the files carry (e.g. MR for PNG slices of MR scans)")
+    own.add_argument("--window", help="CT only: the HU window LEVEL,WIDTH (default 40,80, the brain window)")
+    own.add_argument("--out", type=Path, help="the profile's folder (default profiles/<name>)")
+    own.add_argument("--steps", type=int, help="optimiser steps per model (default 1500)")
+    own.add_argument("--augment", type=int, default=4, help="augmented copies per real slice (default 4)")
+    own.add_argument("--n-per", type=int, default=2,
+                     help="benchmark images per artifact kind and severity (default 2: 54 with artifacts)")
+    own.add_argument("--shap-samples", type=int, default=200, help="KernelSHAP coalitions when calibrating explainers")
+    own.add_argument("--seed", type=int, default=0)
+    own.set_defaults(func=_cmd_train_profile)
+
+    generated = sub.add_parser("make-generated-set",
+                               help="sample the demo's generated set from the trained DDPM generator and the VAE")
+    generated.add_argument("--reference", type=Path, default=Path("data/reference"))
+    generated.add_argument("--generator", type=Path, default=None, help="default models/generator_mri_t1.pt")
+    generated.add_argument("--vae", type=Path, default=None, help="default models/vae_mri_t1.pt")
+    generated.add_argument("--out", type=Path, default=None, help="default demo/generated_mri_t1")
+    generated.add_argument("--seed", type=int, default=404)
+    generated.set_defaults(func=_cmd_make_generated_set)
+
     turing = sub.add_parser("make-turing-set", help="real and diffusion-model (SDEdit) slices for a visual Turing test")
     turing.add_argument("--reference", type=Path, default=Path("data/reference"))
     turing.add_argument("--split", default="test")
@@ -402,11 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_option(train)
     train.add_argument("--reference", type=Path, help="reference slices (default: the profile's)")
     train.add_argument("--out", type=Path, help="weights file (default models/<model>_<profile>.pt)")
-    train.add_argument("--steps", type=int, help="optimiser steps (autoencoder 1500, diffusion 1500, vae 1500)")
+    train.add_argument("--steps", type=int, help="optimiser steps (1500 for every model)")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--learning-rate", type=float,
-                       help="peak learning rate (autoencoder 1e-3, diffusion 5e-4, vae 1e-3)")
-    train.add_argument("--seed", type=int, default=0)
+                       help="peak learning rate (autoencoder 1e-3, diffusion and generator 5e-4, vae 1e-3)")
+    train.add_argument("--seed", type=int, help="default 0 (generator: 1)")
     train.set_defaults(func=_cmd_train)
 
     cal = sub.add_parser("calibrate", help="fit calibration on real calib slices; choose alpha on validation")
@@ -438,9 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--method", default="safegen", choices=_method_names(),
                        help="detector: safegen (default) or a baseline, fitted on the reference slices first "
                             "(README, Baselines side by side)")
-    score.add_argument("--profile", default="auto", choices=["auto", *_profile_names()],
-                       help="modality profile whose models score the files: auto (default: from each file's "
-                            "modality, brain MRI T1 when none fits) or a profile name")
+    score.add_argument("--profile", default="auto",
+                       help="profile whose models score the files: auto (default: from each file's modality, "
+                            "brain MRI T1 when none fits), mri_t1, ct_head, or a user profile's name or folder")
     score.add_argument("--reference", type=Path, default=None,
                        help="reference slices a baseline is fitted on (default data/reference; built if missing)")
     score.set_defaults(func=_cmd_score)

@@ -14,12 +14,19 @@ NIfTI's intensity range: values below -500 are HU, so CT); ``--profile`` and the
 
 There is no X-ray profile: one real chest radiograph installs offline (pydicom-data), not enough to
 learn what normal radiographs look like. Radiographs are scored with the brain MRI profile and a
-warning; ``python -m core.cli build-reference --profile ...`` on a user's own folder is the way in.
+warning; ``python -m core.cli train-profile`` on a user's own folder of images is the way in.
+
+**User profiles** (:mod:`core.user_profile`) are trained on a folder of a user's own real images.
+Each lives in a folder of its own, ``profiles/<name>/`` by default: ``profile.json`` (this class,
+written by :meth:`Profile.save`), its weights and calibrations, and its reference slices and
+benchmarks under ``data/``. :func:`get_profile` finds one by name under ``profiles/`` or by the
+folder's path, and :func:`all_profiles` lists the built-in and user profiles together.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.reference import KNOWN_SUBJECTS, AugmentParams, ReferenceSubject
@@ -27,6 +34,8 @@ from core.resources import PROJECT_ROOT
 from core.types import Modality, Window
 
 MODELS_DIR = PROJECT_ROOT / "models"
+USER_PROFILES_DIR = PROJECT_ROOT / "profiles"  # user profiles, one folder each (git-ignored)
+PROFILE_FILE = "profile.json"
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class Profile:
         augment: the augmentation ranges of its reference set.
         data_suffix: ``""`` for ``data/reference`` etc., else ``_<name>``.
         about: one line for the UI and the model card: what the detectors saw.
+        home: a user profile's folder (its models, calibrations and ``data/``); None for the built-in
+            profiles, whose models are in ``models/`` and data in ``data/``.
     """
 
     name: str
@@ -52,41 +63,84 @@ class Profile:
     augment: AugmentParams
     data_suffix: str
     about: str
+    home: Path | None = None
 
-    def model_file(self, kind: str, models_dir: Path = MODELS_DIR) -> Path:
-        """``models/<kind>_<name>.pt`` (kind: diffusion, autoencoder, vae)."""
-        return Path(models_dir) / f"{kind}_{self.name}.pt"
+    def models_dir(self, models_dir: Path | None = None) -> Path:
+        """Where its files are: ``models_dir`` when given, else its home (user profile) or ``models/``."""
+        return Path(models_dir) if models_dir is not None else (self.home or MODELS_DIR)
 
-    def calibration_file(self, models_dir: Path = MODELS_DIR) -> Path:
-        return Path(models_dir) / f"calibration_{self.name}.json"
+    def model_file(self, kind: str, models_dir: Path | None = None) -> Path:
+        """``models/<kind>_<name>.pt`` (kind: diffusion, autoencoder, vae, generator)."""
+        return self.models_dir(models_dir) / f"{kind}_{self.name}.pt"
 
-    def explainer_file(self, models_dir: Path = MODELS_DIR) -> Path:
-        return Path(models_dir) / f"explainers_{self.name}.json"
+    def calibration_file(self, models_dir: Path | None = None) -> Path:
+        return self.models_dir(models_dir) / f"calibration_{self.name}.json"
+
+    def explainer_file(self, models_dir: Path | None = None) -> Path:
+        return self.models_dir(models_dir) / f"explainers_{self.name}.json"
+
+    def _data(self, kind: str) -> Path:
+        if self.home is not None:
+            return self.home / "data" / kind
+        return Path("out" if kind == "evaluation" else "data") / f"{kind}{self.data_suffix}"
 
     @property
     def reference_dir(self) -> Path:
-        return Path(f"data/reference{self.data_suffix}")
+        return self._data("reference")
 
     @property
     def validation_dir(self) -> Path:
-        return Path(f"data/benchmark_val{self.data_suffix}")
+        return self._data("benchmark_val")
 
     @property
     def benchmark_dir(self) -> Path:
-        return Path(f"data/benchmark{self.data_suffix}")
+        return self._data("benchmark")
 
     @property
     def evaluation_dir(self) -> Path:
-        return Path(f"out/evaluation{self.data_suffix}")
+        return self._data("evaluation")
 
     def available_subjects(self) -> list[ReferenceSubject]:
-        return [s for s in self.subjects if s.path is not None and s.path.is_file()]
+        return [s for s in self.subjects if s.path is not None and s.path.exists()]  # a file, or a slices folder
 
-    def is_trained(self, models_dir: Path = MODELS_DIR) -> bool:
+    def is_trained(self, models_dir: Path | None = None) -> bool:
         """Its detectors and calibration are on disk."""
         files = (self.model_file("diffusion", models_dir), self.model_file("autoencoder", models_dir),
                  self.calibration_file(models_dir))
         return all(f.is_file() for f in files)
+
+    def save(self) -> Path:
+        """Write a user profile's ``profile.json`` in its home; returns the file."""
+        if self.home is None:
+            raise ValueError(f"{self.name} is a built-in profile; only user profiles are saved")
+        self.home.mkdir(parents=True, exist_ok=True)
+        fields = asdict(self)
+        fields.pop("home")
+        fields["modality"] = self.modality.value
+        fields["window"] = None if self.window is None else asdict(self.window)
+        fields["subjects"] = [{**asdict(s), "path": str(s.path)} for s in self.subjects]
+        path = self.home / PROFILE_FILE
+        path.write_text(json.dumps(fields, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, home: Path) -> "Profile":
+        """The user profile saved in folder ``home`` (:meth:`save`)."""
+        home = Path(home)
+        path = home / PROFILE_FILE
+        try:
+            raw = json.loads(path.read_text())
+            return cls(
+                name=raw["name"], title=raw["title"], modality=Modality(raw["modality"]),
+                subjects=tuple(ReferenceSubject(**{**s, "path": Path(s["path"])}) for s in raw["subjects"]),
+                window=None if raw["window"] is None else Window(**raw["window"]),
+                augment=AugmentParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["augment"].items()}),
+                data_suffix="", about=raw["about"], home=home,
+            )
+        except FileNotFoundError:
+            raise ValueError(f"{home} is not a profile folder: it has no {PROFILE_FILE}") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path} is not a valid profile: {error}") from None
 
 
 MRI_T1 = Profile(
@@ -129,22 +183,46 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (MRI_T1, CT_HEAD)}
 DEFAULT_PROFILE = MRI_T1
 
 
-def get_profile(name: str | Profile) -> Profile:
-    """The profile called ``name`` (a :class:`Profile` is returned as it is)."""
+def user_profiles(root: Path | None = None) -> dict[str, Profile]:
+    """The user profiles saved under ``root`` (default ``profiles/``, one folder each), by name;
+    unreadable ones are skipped."""
+    found = {}
+    for home in sorted(Path(root or USER_PROFILES_DIR).glob(f"*/{PROFILE_FILE}")):
+        try:
+            profile = Profile.load(home.parent)
+        except ValueError:
+            continue
+        if profile.name not in PROFILES:
+            found[profile.name] = profile
+    return found
+
+
+def all_profiles(root: Path | None = None) -> dict[str, Profile]:
+    """The built-in profiles, then the user profiles under ``root``."""
+    return {**PROFILES, **user_profiles(root)}
+
+
+def get_profile(name: str | Path | Profile) -> Profile:
+    """The profile called ``name``: a built-in one, a user profile under ``profiles/``, or the user
+    profile in the folder ``name`` (a :class:`Profile` is returned as it is)."""
     if isinstance(name, Profile):
         return name
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}") from None
+    if str(name) in PROFILES:
+        return PROFILES[str(name)]
+    for home in (USER_PROFILES_DIR / str(name), Path(name)):
+        if (home / PROFILE_FILE).is_file():
+            return Profile.load(home)
+    raise ValueError(f"unknown profile {str(name)!r}; choose from {', '.join(all_profiles())} "
+                     "or give a profile folder (python -m core.cli train-profile makes one)")
 
 
 def profile_for(modality: Modality) -> Profile | None:
-    """The profile made for scans of ``modality`` (None: no profile fits, e.g. radiographs)."""
+    """The built-in profile made for scans of ``modality`` (None: none fits, e.g. radiographs).
+    User profiles are never picked automatically: they are chosen by name."""
     return next((p for p in PROFILES.values() if p.modality is Modality(modality)), None)
 
 
-def auto_profile(modality: Modality, models_dir: Path = MODELS_DIR) -> Profile:
+def auto_profile(modality: Modality, models_dir: Path | None = None) -> Profile:
     """The profile that scores a scan of ``modality`` under ``auto``: the one made for it when its
     models are trained, else the default (brain MRI T1; the scan then carries an out-of-domain warning)."""
     match = profile_for(modality)

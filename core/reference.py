@@ -160,6 +160,8 @@ def subject_slices(subject: ReferenceSubject, *, modality: Modality = Modality.M
     percentiles inside the head, CT by the HU ``window``; the foreground is the modality's
     (:func:`core.preprocess.foreground_mask`: for CT the body above -500 HU).
     """
+    if Path(subject.path).is_dir():
+        return folder_slices(subject, modality=modality, window=window)
     volume = load_volume(subject.path, modality=modality)
     zoom = np.asarray(volume.spacing, dtype=float) / REFERENCE_SPACING_MM
     if not np.allclose(zoom, 1.0):
@@ -177,6 +179,54 @@ def subject_slices(subject: ReferenceSubject, *, modality: Modality = Modality.M
     volume_norm = volume.with_array(normalised)
     images = [to_model_grid(volume_norm.display_slice(int(k)), GRID_SIZE)[0] for k in keep]
     return SubjectSlices(subject.name, np.stack(images).astype(np.float32), keep.astype(np.int32))
+
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".png", ".jpg", ".jpeg", ".inv3")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, in file-name order."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def folder_slices(subject: ReferenceSubject, *, modality: Modality, window: Window | None) -> SubjectSlices:
+    """A "slices" subject: every 2-D image file in the folder ``subject.path``, in file-name order.
+
+    Each image is normalised exactly as it will be when it is scored
+    (:func:`core.scoring.normalise_for_models` of the file as loaded, so a PNG keeps its own scale)
+    and put on the model grid. Blank images are dropped, and so are 3-D files (each volume is a
+    subject of its own). ``modality`` and ``window`` are the profile's.
+    """
+    from core.profiles import Profile
+    from core.scoring import normalise_for_models
+
+    stand_in = Profile(name="folder", title="", modality=modality, subjects=(), window=window,
+                       augment=AugmentParams(), data_suffix="", about="")
+    images, kept = [], []
+    for index, path in enumerate(image_files(subject.path)):
+        volume = load_volume(path)
+        if volume.is_3d:
+            continue
+        normalised = normalise_for_models(volume, stand_in).array
+        if not np.ptp(normalised) > 0:
+            continue
+        images.append(to_model_grid(normalised, GRID_SIZE)[0])
+        kept.append(index)
+    if not images:
+        raise ValueError(f"{subject.path} holds no usable 2-D images")
+    return SubjectSlices(subject.name, np.stack(images).astype(np.float32), np.asarray(kept, dtype=np.int32))
+
+
+def _subject_sha256(path: Path) -> str:
+    """SHA-256 of a volume file, or of a slices folder's files (names and bytes, in order)."""
+    path = Path(path)
+    if not path.is_dir():
+        return _file_sha256(path)
+    digest = hashlib.sha256()
+    for file in image_files(path):
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
 
 
 def assign_splits(n_slices: int, *, block: int = 8, gap: int = 2) -> np.ndarray:
@@ -263,7 +313,7 @@ def build_reference(
         block=block,
         gap=gap,
         subjects=[
-            {**{k: str(v) for k, v in asdict(s).items()}, "sha256": _file_sha256(s.path), "n_slices": len(ps.images)}
+            {**{k: str(v) for k, v in asdict(s).items()}, "sha256": _subject_sha256(s.path), "n_slices": len(ps.images)}
             for s, ps in zip(subjects, per_subject, strict=True)
         ],
         augment_params=asdict(profile.augment),
@@ -280,6 +330,10 @@ def build_reference(
                 subject_names.append(ps.subject)
                 indices.append(index)
                 augmentations.append(a)
+        if not images:
+            usable = sum(len(ps.images) for ps in per_subject)
+            raise ValueError(f"the {split} split is empty: the subjects give {usable} usable slices, and each "
+                             f"subject needs at least {len(SPLITS) * block} (one block of {block} per split)")
         np.savez_compressed(
             out_dir / f"{split}.npz",
             images=np.stack(images).astype(np.float16),

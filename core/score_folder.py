@@ -22,6 +22,9 @@ For every ``.nii``, ``.nii.gz``, ``.png``, ``.dcm`` and ``.inv3`` (InVesalius) f
   Their arrays have the input's array shape and index order (see :func:`core.io.to_file_layout`);
   for a NIfTI input they also carry its affine, so they overlay it in any viewer.
 
+When INPUT_DIR holds a ``manifest.csv`` with ``file`` and ``group`` columns (the demo's generated
+set, :mod:`core.generated_set`, or a user's own), ``OUT_DIR/groups.csv`` adds scores and flags per group.
+
 Exit status: 0 when at least one file was scored, 2 when none could be.
 """
 
@@ -99,8 +102,8 @@ def score_folder(
     ``scorer``: score every file with it (``profile`` is then ignored).
     """
     from core.baselines import SAFEGEN, method_choices
-    from core.profiles import DEFAULT_PROFILE, PROFILES, auto_profile, get_profile
-    from core.scoring import MODELS_DIR, Scorer
+    from core.profiles import DEFAULT_PROFILE, auto_profile, get_profile
+    from core.scoring import Scorer
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
@@ -113,14 +116,18 @@ def score_folder(
     if method not in method_choices():
         print(f"error: unknown method {method!r}; choose from {', '.join(method_choices())}", file=sys.stderr)
         return EXIT_NOTHING_SCORED
-    if profile != "auto" and profile not in PROFILES:
-        print(f"error: unknown profile {profile!r}; choose from auto, {', '.join(PROFILES)}", file=sys.stderr)
-        return EXIT_NOTHING_SCORED
+    named = None  # the named profile; None: each file's modality picks one ("auto")
+    if profile != "auto":
+        try:
+            named = get_profile(profile)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_NOTHING_SCORED
     fixed = scorer  # one scorer for every file
     if method != SAFEGEN:
-        if profile not in ("auto", DEFAULT_PROFILE.name):
+        if named not in (None, DEFAULT_PROFILE):
             print(f"error: the baselines are fitted on the {DEFAULT_PROFILE.title} reference only; "
-                  f"--profile {profile} applies to SAFEGEN's score", file=sys.stderr)
+                  f"--profile {named.name} applies to SAFEGEN's score", file=sys.stderr)
             return EXIT_NOTHING_SCORED
         if (explainer not in (None, "residual")) or alpha is not None or shap_samples is not None:
             print(f"error: --explainer, --alpha and --shap-samples apply to SAFEGEN's score; the {method} "
@@ -139,15 +146,16 @@ def score_folder(
         if method != SAFEGEN:
             return fixed, None
         if fixed is not None:
-            name = fixed.profile.name
-        elif profile == "auto":
-            name = DEFAULT_PROFILE.name if volume is None else auto_profile(volume.modality, models_dir or MODELS_DIR).name
+            target = fixed.profile
+        elif named is None:
+            target = DEFAULT_PROFILE if volume is None else auto_profile(volume.modality, models_dir)
         else:
-            name = profile
+            target = named
+        name = target.name
         if name not in loaded:
             from core.explain import DEFAULT_EXPLAINER, Explainer
 
-            model = fixed or Scorer.from_folder(models_dir or MODELS_DIR, profile=get_profile(name), device=device,
+            model = fixed or Scorer.from_folder(models_dir, profile=target, device=device,
                                                 alpha=alpha, tau=tau, false_alarm_rate=false_alarm_rate,
                                                 batch_size=batch_size)
             overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
@@ -208,4 +216,23 @@ def score_folder(
     flagged = sum(r["flag"] == "1" for r in rows)
     print(f"scored {n_scored} of {len(files)} files ({flagged} flagged, {len(files) - n_scored} errors); "
           f"wrote {out_dir / 'scores.csv'}", file=sys.stderr)
+    _write_group_summary(input_dir, out_dir, rows)
     return 0 if n_scored else EXIT_NOTHING_SCORED
+
+
+def _write_group_summary(input_dir: Path, out_dir: Path, rows: list[dict]) -> None:
+    """When INPUT_DIR has a ``manifest.csv`` with ``file`` and ``group`` columns (a generated set,
+    :mod:`core.generated_set`), write ``OUT_DIR/groups.csv`` and print it: scores and flags per group."""
+    import pandas as pd
+
+    from core.generated_set import group_summary, read_manifest
+
+    manifest = read_manifest(input_dir)
+    if manifest is None:
+        return
+    table = pd.DataFrame(rows)
+    table["score"] = pd.to_numeric(table["score"], errors="coerce")
+    table["flag"] = table["flag"] == "1"
+    summary = group_summary(table, manifest)
+    summary.to_csv(out_dir / "groups.csv", index=False, float_format="%.4f")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

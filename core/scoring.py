@@ -385,9 +385,10 @@ class Scorer:
         )
 
     @classmethod
-    def from_folder(cls, models_dir: Path = MODELS_DIR, *, profile: Profile | str | None = None,
+    def from_folder(cls, models_dir: Path | None = None, *, profile: Profile | str | None = None,
                     **settings) -> "Scorer":
-        """:meth:`load` with the profile's three files under their usual names in ``models_dir``."""
+        """:meth:`load` with the profile's three files under their usual names in ``models_dir``
+        (default: the profile's own folder, ``models/`` for the built-in profiles)."""
         profile = get_profile(profile or DEFAULT_PROFILE)
         files = (profile.model_file("diffusion", models_dir), profile.model_file("autoencoder", models_dir),
                  profile.calibration_file(models_dir))

@@ -51,6 +51,9 @@ class Window:
         return self.center + self.width / 2.0
 
 
+PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # the RAS array axis each plane cuts across
+
+
 def to_display(axial_ras: np.ndarray) -> np.ndarray:
     """Turn an axial RAS slice ``(X, Y)`` into a radiological display slice ``(Y, X)``.
 
@@ -128,6 +131,34 @@ class Volume:
         """Every display slice of ``array`` (on this volume's grid), stacked: ``(n_slices, rows, columns)``."""
         shown = self.with_array(np.asarray(array))
         return np.stack([shown.display_slice(i) for i in range(self.n_slices)])
+
+    def plane_count(self, plane: str) -> int:
+        """Number of display slices of a 3-D volume in ``plane`` ("axial", "coronal" or "sagittal")."""
+        return self.array.shape[PLANE_AXIS[plane]]
+
+    def plane_slice_of(self, array: np.ndarray, plane: str, index: int) -> np.ndarray:
+        """Display slice ``index`` of ``array`` (this volume's grid) in ``plane``, radiological view.
+
+        * axial: as :meth:`display_slice` (anterior at the top, the patient's right on the left);
+        * coronal (index along posterior -> anterior): superior at the top, the patient's right on the left;
+        * sagittal (index along left -> right): superior at the top, anterior on the left.
+        """
+        if not self.is_3d:
+            raise ValueError("only 3-D volumes have coronal and sagittal views")
+        if plane == "axial":
+            return self.with_array(np.asarray(array)).display_slice(index)
+        axis = PLANE_AXIS[plane]
+        if not 0 <= index < array.shape[axis]:
+            raise IndexError(f"{plane} slice {index} outside 0..{array.shape[axis] - 1}")
+        cut = np.take(np.asarray(array), index, axis=axis)  # (X, Z) coronal, (Y, Z) sagittal
+        return cut.T[::-1, ::-1]
+
+    def plane_spacing(self, plane: str) -> tuple[float, float]:
+        """Pixel size (row, column) in mm of a display slice in ``plane``."""
+        if plane == "axial":
+            return self.display_spacing()
+        x, y, z = (float(v) for v in self.spacing)
+        return (z, x) if plane == "coronal" else (z, y)
 
     def display_spacing(self) -> tuple[float, float]:
         """Pixel size (row, column) in mm of a display slice."""

@@ -12,10 +12,10 @@ st.caption(
     "and rank them, "
     "worst first. Each file is scored once per click; nothing is written on the server."
 )
-items, label = batch_inputs()
+items, label, manifest = batch_inputs()
 method = method_choice()
 profile = batch_profile_choice() if method == "safegen" else "mri_t1"
 if st.button(f"Score {label}", key=Keys.BATCH_RUN, disabled=not items, type="primary"):
-    run_screening(items, method, profile)
+    run_screening(items, method, profile, manifest)
 if st.session_state.get(Keys.BATCH_RESULT) is not None:
-    show_screening(st.session_state[Keys.BATCH_RESULT])
+    show_screening(st.session_state[Keys.BATCH_RESULT], st.session_state.get(Keys.BATCH_MANIFEST))

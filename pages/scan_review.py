@@ -14,6 +14,7 @@ from ui.review import (
     explainer_choice,
     heatmap_controls,
     make_overlay,
+    make_plane_overlay,
     mask_download,
     method_choice,
     panels,
@@ -23,7 +24,7 @@ from ui.review import (
     verdict,
 )
 from ui.state import SOURCE_DEMO, SOURCE_UPLOAD, Keys
-from ui.viewer import slice_viewer, volume_facts
+from ui.viewer import orthogonal_views, slice_viewer, volume_facts
 
 st.title("Scan review")
 
@@ -71,13 +72,16 @@ if volume is not None:
             st.error(f"This explainer is not available, the residual map is shown: {error}")
 
     if result is None:
-        slice_viewer(volume)
+        index = slice_viewer(volume)
+        if volume.is_3d:
+            orthogonal_views(volume, index)
     else:
         show, tau, opacity, cmap = heatmap_controls(result, f"{scan_key}|{result.method}|{result.profile}")
         verdict(result, tau)
         apply_chart_pick(volume.n_slices)
         index = slice_viewer(volume, make_overlay(result, volume, tau, opacity, cmap) if show else None)
         if volume.is_3d:
+            orthogonal_views(volume, index, make_plane_overlay(result, volume, tau, opacity, cmap) if show else None)
             slice_score_chart(result, tau, index)
         window = window_presets(volume)[st.session_state[Keys.WINDOW]]
         panels(result, volume, index, apply_window(volume.display_slice(index), window), tau, cmap)

@@ -289,3 +289,19 @@ def test_evaluation_page_reruns_a_small_set_and_plots_what_it_wrote(monkeypatch,
     assert table.loc["padim", "auroc"] == 0.46
     assert any("**blur**: spectral 0.64 vs SAFEGEN 0.55" in m.value for m in at.markdown)
     assert not any("**dropout**" in m.value for m in at.markdown)  # SAFEGEN leads there
+
+
+def test_a_volume_opens_coronal_and_sagittal_views_without_rescoring(app, counted_scoring):
+    _run(app)  # the default demo, MNI152 (197 x 233 x 189 voxels)
+    runs = len(counted_scoring)
+    shut = len(app.get("image"))  # the axial slice and the panels below it
+    app.toggle(key=Keys.PLANES).set_value(True)
+    _run(app)
+    assert len(app.get("image")) == shut + 2
+    captions = [i.captions[0] for i in app.get("image")]
+    assert captions[1].startswith("Coronal 117 of 233 · superior at the top, the patient's right on the left")
+    assert captions[2].startswith("Sagittal 99 of 197 · superior at the top, anterior on the left")
+    app.slider(key=Keys.CORONAL).set_value(60)
+    _run(app)
+    assert app.get("image")[1].captions[0].startswith("Coronal 60 of 233")
+    assert len(counted_scoring) == runs  # moving through the views re-runs no model

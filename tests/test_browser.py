@@ -153,6 +153,7 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     page.get_by_role("heading", name="Scan review").wait_for()
     page.get_by_role("link", name=re.compile("Batch screening")).click()
     page.get_by_role("heading", name="Batch screening").wait_for()
+    page.get_by_text("Upload files", exact=True).click()  # the page opens on the generated demo set
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(files=[
         {"name": "dropout.png", "mimeType": "image/png", "buffer": buffer.getvalue()},
         {"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n not really"},

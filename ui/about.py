@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 import pandas as pd
 
 from core.demo import DEMO_CASES
-from core.profiles import PROFILES
+from core.profiles import all_profiles
 from core.scoring import Calibration
 
 _PACKAGES = ("torch", "monai", "streamlit", "nibabel", "pydicom", "nilearn", "captum", "shap", "SQLAlchemy")
@@ -23,7 +23,7 @@ def data_sources_table() -> pd.DataFrame:
             "installed by": s.provenance,
             "present": s.path is not None and s.path.is_file(),
         }
-        for profile in PROFILES.values()
+        for profile in all_profiles().values()
         for s in profile.subjects
     ]
     rows += [
@@ -54,7 +54,7 @@ def models_table() -> pd.DataFrame:
     rows = []
     networks = (("autoencoder", "MONAI AutoEncoder (denoising, no skips)"),
                 ("diffusion", "MONAI DiffusionModelUNet + DDPM/DDIM schedulers"))
-    for weights, network in ((p.model_file(kind), net) for p in PROFILES.values() for kind, net in networks):
+    for weights, network in ((p.model_file(kind), net) for p in all_profiles().values() for kind, net in networks):
         sidecar = weights.with_suffix(".json")
         if not sidecar.is_file():
             rows.append({"model": weights.name, "network": network, "trained with": "missing"})
@@ -76,7 +76,7 @@ def models_table() -> pd.DataFrame:
 def calibration_facts() -> dict[str, str]:
     """Per profile, the calibrated settings a reader of a score needs: alpha, tau, the false-alarm rate and its basis."""
     facts = {}
-    for profile in PROFILES.values():
+    for profile in all_profiles().values():
         if not profile.calibration_file().is_file():
             continue
         calibration = Calibration.load(profile.calibration_file())

@@ -5,46 +5,65 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from core.io import load_upload, load_volume
 from core.score_folder import find_inputs
 from core.baselines import SAFEGEN
+from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest
 from core.screening import Screening, screen
 from ui.analysis import load_baseline, load_scorer
 from ui.review import METHOD_LABELS
-from ui.state import BATCH_FOLDER, BATCH_UPLOAD, Keys
+from ui.state import BATCH_DEMO, BATCH_FOLDER, BATCH_UPLOAD, Keys
 
 TYPES = ["nii", "gz", "dcm", "png", "jpg", "jpeg"]
 
 
-def batch_inputs() -> tuple[list, str]:
-    """The chosen files as ``(name, loader)`` items, and a label for the button."""
-    source = st.radio("Images from", [BATCH_UPLOAD, BATCH_FOLDER], key=Keys.BATCH_SOURCE, horizontal=True)
-    items = []
+def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
+    """The chosen files as ``(name, loader)`` items, a label for the button, and the folder's
+    ``manifest.csv`` (groups of a generated set, :mod:`core.generated_set`) where it has one."""
+    source = st.radio("Images from", [BATCH_DEMO, BATCH_UPLOAD, BATCH_FOLDER], key=Keys.BATCH_SOURCE,
+                      horizontal=True)
+    items, manifest = [], None
     if source == BATCH_UPLOAD:
         uploads = st.file_uploader("Generated images", type=TYPES, accept_multiple_files=True, key=Keys.BATCH_UPLOADS)
         for upload in uploads or []:
             items.append((upload.name, lambda u=upload: load_upload(u.name, u.getvalue())))
+        return items, f"{len(items)} file(s)", None
+    if source == BATCH_DEMO:
+        root, recursive = GENERATED_SET_DIR, False
+        st.caption(DEMO_SET_ABOUT)
     else:
         folder = st.text_input("Folder on the server", key=Keys.BATCH_FOLDER,
                                placeholder="/path/to/generated/images")
         recursive = st.checkbox("Include sub-folders", key=Keys.BATCH_RECURSIVE)
-        if folder:
-            root = Path(folder).expanduser()
-            if not root.is_dir():
-                st.error(f"**{folder}** is not a folder on this server.")
-            else:
-                paths = find_inputs(root, recursive=recursive)
-                if not paths:
-                    st.warning(f"**{folder}** holds no .nii, .nii.gz, .png or .dcm files.")
-                for path in paths:
-                    items.append((str(path.relative_to(root)), lambda p=path: load_volume(p)))
-    return items, f"{len(items)} file(s)"
+        if not folder:
+            return items, "0 file(s)", None
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            st.error(f"**{folder}** is not a folder on this server.")
+            return items, "0 file(s)", None
+    paths = find_inputs(root, recursive=recursive)
+    if not paths:
+        st.warning(f"**{root}** holds no .nii, .nii.gz, .png or .dcm files.")
+    for path in paths:
+        items.append((str(path.relative_to(root)), lambda p=path: load_volume(p)))
+    return items, f"{len(items)} file(s)", read_manifest(root)
 
 
-def run_screening(items: list, method: str = SAFEGEN, profile: str = "mri_t1") -> None:
+DEMO_SET_ABOUT = (
+    "Brain MRI slices made by two generators trained on SAFEGEN's real reference slices (two brains: MNI152 "
+    "and Colin27): a MONAI DDPM sampled three ways (ancestral DDPM with 1000 steps; DDIM with 50 and with 10 "
+    "steps) and a small VAE (blurry by nature), plus two groups of real held-out slices as controls. "
+    "Seeds and sampler settings are in `demo/generated_mri_t1/manifest.csv`; "
+    "`python -m core.cli make-generated-set` rebuilds it."
+)
+
+
+def run_screening(items: list, method: str = SAFEGEN, profile: str = "mri_t1",
+                  manifest: pd.DataFrame | None = None) -> None:
     try:
         scorer = load_scorer(profile) if method == SAFEGEN else load_baseline(method)
     except FileNotFoundError as error:
@@ -56,6 +75,7 @@ def run_screening(items: list, method: str = SAFEGEN, profile: str = "mri_t1") -
         bar.progress(done / len(items), text=f"Scored {done} of {len(items)}: {name}")
 
     st.session_state[Keys.BATCH_RESULT] = screen(items, scorer, progress=advance)
+    st.session_state[Keys.BATCH_MANIFEST] = manifest
     bar.empty()
 
 
@@ -73,7 +93,20 @@ def score_histogram(screening: Screening, tau: float, reference: np.ndarray) -> 
     return fig
 
 
-def show_screening(screening: Screening) -> None:
+def show_groups(screening: Screening, manifest: pd.DataFrame) -> None:
+    """Scores and flags per group of the folder's manifest (e.g. generator and sampler settings)."""
+    summary = group_summary(screening.table, manifest)
+    if summary.empty:
+        return
+    st.subheader("By group (manifest.csv)")
+    st.dataframe(summary, hide_index=True, key="batch.groups", column_config={
+        "median score": st.column_config.NumberColumn(format="%.2f"),
+        "max score": st.column_config.NumberColumn(format="%.2f"),
+        "flagged share": st.column_config.NumberColumn(format="percent"),
+    })
+
+
+def show_screening(screening: Screening, manifest: pd.DataFrame | None = None) -> None:
     table = screening.table
     n_error = int((table["error"] != "").sum())
     if screening.method != SAFEGEN:
@@ -85,6 +118,8 @@ def show_screening(screening: Screening) -> None:
     cols[2].metric("Errors", n_error)
     cols[3].metric("τ (5 % of real slices flagged)", f"{screening.tau:.2f}")
     st.plotly_chart(score_histogram(screening, screening.tau, screening.reference), key="batch.histogram")
+    if manifest is not None:
+        show_groups(screening, manifest)
     flagged_only = st.checkbox("Show flagged files only", key=Keys.BATCH_FLAGGED_ONLY)
     shown = table[table["flag"]] if flagged_only else table
     st.dataframe(shown, hide_index=True, column_config={

@@ -13,7 +13,7 @@ from scipy import ndimage
 from core.baselines import SAFEGEN, factories
 from core.explain import DEFAULT_EXPLAINER
 from core.masks import unsafe_mask
-from core.profiles import PROFILES, auto_profile, get_profile
+from core.profiles import all_profiles, auto_profile, get_profile
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.scoring import ScanResult
 from core.summary import summary_page
@@ -114,23 +114,23 @@ def profile_choice(volume: Volume) -> str:
     ``Auto`` takes the profile made for the scan's modality (DICOM tag, or HU values in a NIfTI)
     when its models are trained, else brain MRI T1 (the scan then carries an out-of-domain warning).
     """
-    auto = auto_profile(volume.modality).name
-    labels = {AUTO_PROFILE: f"Auto: {PROFILES[auto].title} (from the {volume.modality.value} scan)",
-              **{name: p.title for name, p in PROFILES.items() if p.is_trained()}}
+    auto = auto_profile(volume.modality)
+    labels = {AUTO_PROFILE: f"Auto: {auto.title} (from the {volume.modality.value} scan)",
+              **{name: p.title for name, p in all_profiles().items() if p.is_trained()}}
     with st.sidebar:
         chosen = st.selectbox(
             "Profile", list(labels), format_func=labels.get, key=Keys.PROFILE,
             help="Which detectors score the scan: each profile was trained on real scans of one modality "
                  "(README, Profiles). Auto follows the scan's modality.",
         )
-    return auto if chosen == AUTO_PROFILE else chosen
+    return auto.name if chosen == AUTO_PROFILE else chosen
 
 
 def batch_profile_choice() -> str:
     """Sidebar choice of the profile that scores a batch (generated pictures carry no modality)."""
-    trained = [name for name, p in PROFILES.items() if p.is_trained()]
+    trained = {name: p for name, p in all_profiles().items() if p.is_trained()}
     with st.sidebar:
-        return st.selectbox("Profile", trained, format_func=lambda n: PROFILES[n].title, key=Keys.BATCH_PROFILE,
+        return st.selectbox("Profile", list(trained), format_func=lambda n: trained[n].title, key=Keys.BATCH_PROFILE,
                             help="Which detectors score the batch: pick the modality the images were generated "
                                  "for (README, Profiles).")
 
@@ -181,6 +181,22 @@ def make_overlay(result: ScanResult, volume: Volume, tau: float, opacity: float,
         heat = heat_slice(result, volume, index)
         mask = unsafe_mask(heat, tau, flags[index : index + 1]).astype(bool)
         return overlay_heatmap(gray, heat, low=tau, high=max(high, tau + 1.0), opacity=opacity, cmap=cmap, mask=mask)
+
+    return draw
+
+
+def make_plane_overlay(result: ScanResult, volume: Volume, tau: float, opacity: float, cmap: str):
+    """The ``overlay`` of :func:`ui.viewer.orthogonal_views`: the same colours and mask outline as the
+    axial overlay, cut through the coronal or sagittal plane."""
+    _, high = heatmap_range(result)
+    masks: list[np.ndarray] = []  # the whole-volume mask, made on the first call only (the views may stay shut)
+
+    def draw(plane: str, index: int, gray: np.ndarray) -> np.ndarray:
+        if not masks:
+            masks.append(result.mask_at(tau))
+        heat = volume.plane_slice_of(result.heatmap, plane, index)
+        cut = volume.plane_slice_of(masks[0], plane, index).astype(bool)
+        return overlay_heatmap(gray, heat, low=tau, high=max(high, tau + 1.0), opacity=opacity, cmap=cmap, mask=cut)
 
     return draw
 

@@ -12,6 +12,9 @@ class Keys:
     UPLOADED_VOLUME = "scan.uploaded_volume"  # (file id, Volume) of the last good upload
     SLICE = "scan.slice"  # display slice number, 1-based as on screen
     WINDOW = "scan.window"  # name of the chosen display window preset
+    PLANES = "scan.planes"  # show the coronal and sagittal views of a volume
+    CORONAL = "scan.coronal"  # coronal slice number (1-based, posterior -> anterior)
+    SAGITTAL = "scan.sagittal"  # sagittal slice number (1-based, patient's left -> right)
     RESULTS = "scan.results"  # {scan key: ScanResult} of this session's upload
     TAU = "review.tau"  # the tolerance slider (calibrated z units)
     OPACITY = "review.opacity"  # heatmap opacity slider
@@ -78,12 +81,13 @@ class Keys:
     ADMIN_EXPORT_DOWNLOAD = "admin.export_download"
     RESULTS_STUDY = "results.study"
     RESULTS_COVARIANCE = "results.covariance"
-    BATCH_SOURCE = "batch.source"  # "Upload files" or "Server folder"
+    BATCH_SOURCE = "batch.source"  # "Upload files", "Server folder" or "Generated demo set"
     BATCH_UPLOADS = "batch.uploads"  # the multi-file uploader
     BATCH_FOLDER = "batch.folder"  # a folder on the server
     BATCH_RECURSIVE = "batch.recursive"  # include sub-folders
     BATCH_RUN = "batch.run"  # the "Score" button
     BATCH_RESULT = "batch.result"  # the last Screening of this session
+    BATCH_MANIFEST = "batch.manifest"  # the scored folder's manifest.csv (core.generated_set), or None
     BATCH_FLAGGED_ONLY = "batch.flagged_only"  # table filter
 
 
@@ -92,3 +96,4 @@ SOURCE_UPLOAD = "Upload"
 
 BATCH_UPLOAD = "Upload files"
 BATCH_FOLDER = "Server folder"
+BATCH_DEMO = "Generated demo set"

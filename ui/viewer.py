@@ -78,6 +78,48 @@ def slice_viewer(volume: Volume, overlay: Callable[[int, np.ndarray], np.ndarray
     return index
 
 
+PlaneOverlay = Callable[[str, int, np.ndarray], np.ndarray]
+
+
+def orthogonal_views(volume: Volume, axial_index: int, overlay: PlaneOverlay | None = None) -> None:
+    """Coronal and sagittal views of a volume, crossing the axial slice shown (a line marks it).
+
+    Args:
+        volume: a 3-D scan.
+        axial_index: the axial slice of the main viewer (0-based).
+        overlay: optional ``(plane, index, windowed uint8 slice) -> RGB uint8``, the heatmap drawn
+            on each view (:func:`ui.review.make_plane_overlay`).
+    """
+    if not st.toggle("Coronal and sagittal views", key=Keys.PLANES,
+                     help="Cut the volume front-to-back and side-to-side; the yellow line is the axial slice above."):
+        return
+    window = window_presets(volume)[st.session_state[Keys.WINDOW]]
+    columns = st.columns(2)
+    for column, plane, key, label in ((columns[0], "coronal", Keys.CORONAL, "Coronal slice (posterior → anterior)"),
+                                      (columns[1], "sagittal", Keys.SAGITTAL, "Sagittal slice (left → right)")):
+        n = volume.plane_count(plane)
+        current = int(st.session_state.get(key, n // 2 + 1))
+        st.session_state[key] = min(max(current, 1), n)
+        with column:
+            st.slider(label, 1, n, key=key)
+            index = int(st.session_state[key]) - 1
+            gray = apply_window(volume.plane_slice_of(volume.array, plane, index), window)
+            shown = overlay(plane, index, gray) if overlay is not None else np.repeat(gray[..., None], 3, axis=-1)
+            shown = mark_row(shown, volume.n_slices - 1 - axial_index)  # superior at the top
+            row_mm, col_mm = volume.plane_spacing(plane)
+            side = "the patient's right on the left" if plane == "coronal" else "anterior on the left"
+            st.image(fit_for_screen(square_pixels(shown, (row_mm, col_mm))), clamp=True,
+                     caption=f"{plane.capitalize()} {index + 1} of {n} · superior at the top, {side}")
+
+
+def mark_row(rgb: np.ndarray, row: int, colour: tuple[int, int, int] = (255, 214, 0)) -> np.ndarray:
+    """``rgb`` with row ``row`` drawn in ``colour`` (a copy): where the axial slice cuts this view."""
+    marked = np.array(rgb, copy=True)
+    if 0 <= row < marked.shape[0]:
+        marked[row] = colour
+    return marked
+
+
 def volume_facts(volume: Volume) -> None:
     """A compact table of what was loaded, and any loader warnings."""
     shape = " x ".join(str(s) for s in volume.array.shape)
