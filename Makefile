@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
 PORT ?= 8501
 
-.PHONY: setup system-deps run test reference benchmark models evaluate bench clean reference-ct benchmark-ct models-ct
+.PHONY: setup system-deps run test reference benchmark models evaluate bench clean reference-ct benchmark-ct models-ct generated-set
 
 setup: $(STAMP) system-deps
 
@@ -71,6 +71,13 @@ models-ct: benchmark-ct
 	$(BIN)/python -m core.cli train vae --profile ct_head
 	$(BIN)/python -m core.cli calibrate --profile ct_head
 	$(BIN)/python -m core.cli calibrate-explainers --profile ct_head
+
+# The demo's generated set (core/generated_set.py): train the DDPM generator (seed 1, CPU, about
+# 21 min), then sample demo/generated_mri_t1 (about 4 min) and score it (groups.csv per generator).
+generated-set: reference
+	$(BIN)/python -m core.cli train generator
+	$(BIN)/python -m core.cli make-generated-set
+	$(BIN)/python -m core.cli score demo/generated_mri_t1 --out out/generated --profile mri_t1
 
 bench: benchmark
 	$(BIN)/python -m core.cli bench

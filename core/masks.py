@@ -79,9 +79,13 @@ def summarise_mask(mask: np.ndarray, spacing: tuple[float, ...]) -> MaskSummary:
     volume = volume[..., None] if volume.ndim == 2 else volume
     pixel_mm2 = float(spacing[0]) * float(spacing[1])
     area = volume.sum(axis=(0, 1)) * pixel_mm2
-    regions = np.array([ndimage.label(volume[..., s], structure=np.ones((3, 3)))[1] for s in range(volume.shape[2])])
+    occupied = np.flatnonzero(area > 0)  # empty slices have no regions: label only the others
+    regions = np.zeros(volume.shape[2], dtype=int)
+    for s in occupied:
+        regions[s] = ndimage.label(volume[..., s], structure=np.ones((3, 3)))[1]
     if volume.shape[2] > 1:
-        n_regions = int(ndimage.label(volume, structure=np.ones((3, 3, 3)))[1])
+        span = volume[..., occupied.min():occupied.max() + 1] if occupied.size else volume[..., :0]
+        n_regions = int(ndimage.label(span, structure=np.ones((3, 3, 3)))[1]) if occupied.size else 0
         volume_ml = float(volume.sum() * pixel_mm2 * float(spacing[2]) / 1000.0)
     else:
         n_regions, volume_ml = int(regions.sum()), 0.0

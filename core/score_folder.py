@@ -5,7 +5,7 @@ For every ``.nii``, ``.nii.gz``, ``.png``, ``.dcm`` and ``.inv3`` (InVesalius) f
 
 * a row of ``OUT_DIR/scores.csv``: ``file,score,flag`` then ``p_value, score_diffusion,
   score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, method, profile, explainer,
-  unsafe_area_mm2, unsafe_regions, seconds, warnings, error``. ``score``: higher = more likely
+  unsafe_area_mm2, unsafe_regions, unsafe_volume_ml, seconds, warnings, error``. ``score``: higher = more likely
   unsafe; ``flag``: 0/1 at tau. A file that cannot be scored gets an empty score and flag and its
   message in ``error``; the run goes on.
 * ``--method NAME`` scores with a baseline instead of SAFEGEN (:mod:`core.baselines.scorer`: fitted
@@ -45,7 +45,7 @@ SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm", ".inv3")
 COLUMNS = (
     "file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
     "flagged_slices", "scored_slices", "alpha", "tau", "method", "profile", "explainer", "unsafe_area_mm2",
-    "unsafe_regions",
+    "unsafe_regions", "unsafe_volume_ml",
     "seconds", "warnings", "error",
 )
 EXIT_NOTHING_SCORED = 2
@@ -200,6 +200,7 @@ def score_folder(
                 method=result.method, profile=result.profile if result.method == SAFEGEN else "",
                 explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
                 unsafe_regions=str(summary.n_regions),
+                unsafe_volume_ml=_fmt(summary.volume_ml, 3) if volume.n_slices > 1 else "",
                 warnings=" | ".join(result.warnings),
             )
             n_scored += 1

@@ -112,9 +112,10 @@ def make_user_profile(name: str, images: Path, *, home: Path | None = None, moda
     else:
         augment = AugmentParams()
     n_volumes = sum(1 for s in subjects if s.name != "slices")
-    about = (f"{modality.value} images of the user's folder {Path(images).name} ({n_volumes} volume(s)"
-             f"{', and a folder of 2-D slices' if any(s.name == 'slices' for s in subjects) else ''}), "
-             "with augmentation")
+    n_slices = sum(len(image_files(s.path)) for s in subjects if s.name == "slices")
+    # The first clause (up to the comma) is what an out-of-domain warning quotes.
+    about = (f"{modality.value} images from the folder {Path(images).name} ({n_volumes} volume(s) and "
+             f"{n_slices} file(s) of 2-D slices), with augmentation standing in for normal variation")
     profile = Profile(name=name, title=title or f"{name} (user profile)", modality=modality,
                       subjects=tuple(subjects), window=window, augment=augment, data_suffix="", about=about,
                       home=Path(home) if home is not None else profiles_module.USER_PROFILES_DIR / name)

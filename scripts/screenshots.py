@@ -3,7 +3,10 @@
     .venv/bin/python scripts/screenshots.py [URL]   # default http://127.0.0.1:8501
 
 Writes docs/scan_review.png (the MNI152 demo on its worst slice), docs/scan_review_tau.png
-(the CT demo with tau lowered to 0) and docs/evaluation*.png (the Evaluation page on out/evaluation). Uses Debian's Chromium, as the browser tests do.
+(the CT demo with tau lowered to 0), docs/evaluation*.png (the Evaluation page on out/evaluation),
+docs/head_ct_planes.png (the head-CT volume under its own profile, with the coronal and sagittal
+views) and docs/batch_generated.png (Batch screening of the generated demo set). Uses Debian's
+Chromium, as the browser tests do.
 """
 
 import re
@@ -59,5 +62,27 @@ with sync_playwright() as p:
     page.get_by_role("tab", name="Localisation (explainers)").click()
     page.wait_for_timeout(2500)
     page.screenshot(path=str(DOCS / "evaluation_explainers.png"))
+    # The head-CT volume, scored by the head-CT profile (Auto), with the coronal and sagittal views.
+    page.set_viewport_size({"width": 1400, "height": 1900})
+    page.get_by_role("link", name="Scan review").click()
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Demo scan").click()
+    page.get_by_role("option", name=re.compile("Head CT — InVesalius")).click()
+    page.get_by_text(re.compile(r"Cranium\.inv3 · CT")).wait_for()
+    page.get_by_text("Score (worst slice)").wait_for()
+    idle(page)
+    page.get_by_text("Coronal and sagittal views").click()
+    page.get_by_text(re.compile(r"^Coronal \d+ of")).wait_for()
+    idle(page)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(DOCS / "head_ct_planes.png"))
+    # Batch screening of the generated demo set, with the per-group summary.
+    page.set_viewport_size({"width": 1400, "height": 1700})
+    page.get_by_role("link", name="Batch screening").click()
+    page.get_by_role("button", name=re.compile(r"Score 56 file")).click()
+    page.get_by_text("By group (manifest.csv)").wait_for(timeout=300_000)
+    idle(page)
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(DOCS / "batch_generated.png"))
     browser.close()
-print(f"wrote scan_review.png, scan_review_tau.png, evaluation.png and evaluation_explainers.png in {DOCS}")
+print(f"wrote scan_review.png, scan_review_tau.png, evaluation.png, evaluation_explainers.png, head_ct_planes.png "
+      f"and batch_generated.png in {DOCS}")

@@ -55,7 +55,8 @@ def test_about_page_lists_the_real_data_sources():
     assert bool(table.loc[table["name"] == "mni152", "present"].iloc[0])
     models = at.dataframe[1].value  # the model card, read from the committed sidecars
     assert list(models["model"]) == ["autoencoder_mri_t1.pt", "diffusion_mri_t1.pt", "autoencoder_ct_head.pt",
-                                     "diffusion_ct_head.pt"]
+                                     "diffusion_ct_head.pt", "generator_mri_t1.pt"]
+    assert models["trained with"].iloc[4].startswith("`python -m core.cli train generator` (seed 1, 1500 steps)")
     assert models["training images"].iloc[0] == "240 slices of mni152, colin27"
     assert models["training images"].iloc[2] == "150 slices of invesalius_cranium"
     assert models["final val loss"].iloc[0] == pytest.approx(0.0246, abs=5e-4)
@@ -305,3 +306,30 @@ def test_a_volume_opens_coronal_and_sagittal_views_without_rescoring(app, counte
     _run(app)
     assert app.get("image")[1].captions[0].startswith("Coronal 60 of 233")
     assert len(counted_scoring) == runs  # moving through the views re-runs no model
+
+
+def test_a_flagged_volume_states_its_unsafe_volume_in_ml(app):
+    import re
+
+    _run(app)  # MNI152, 1 mm voxels
+    app.slider(key=Keys.TAU).set_value(0.0)  # everything above 0 z is unsafe: the volume is flagged
+    _run(app)
+    found = re.search(r"Unsafe volume (\d+\.\d\d) ml in (\d+) region\(s\)", app.error[0].value)
+    assert found and float(found[1]) > 0 and int(found[2]) >= 1, app.error[0].value
+
+
+def test_the_unsafe_extent_is_the_masks_voxels_times_the_voxel_volume():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ui.review import unsafe_extent
+
+    mask = np.zeros((10, 10, 6), np.uint8)
+    mask[1:3, 1:3, 1:3] = 1  # 8 voxels
+    mask[6:9, 6:9, 4] = 1  # 9 voxels, a second region
+    result = SimpleNamespace(heatmap=np.zeros((10, 10, 6)), pixel_maps=True, spacing=(2.0, 2.0, 5.0),
+                             mask_at=lambda tau: mask)
+    assert unsafe_extent(result, 1.0) == " Unsafe volume 0.34 ml in 2 region(s)."  # 17 x 20 mm3
+    assert unsafe_extent(SimpleNamespace(**{**vars(result), "heatmap": np.zeros((10, 10))}), 1.0) == ""
+    assert unsafe_extent(SimpleNamespace(**{**vars(result), "pixel_maps": False}), 1.0) == ""

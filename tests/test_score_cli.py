@@ -130,6 +130,12 @@ def test_rows_name_the_explainer_and_the_unsafe_area_of_its_mask(scored):
         assert (int(rows[name]["unsafe_regions"]) > 0) == (float(rows[name]["unsafe_area_mm2"]) > 0)
         if rows[name]["flag"] == "0":
             assert int(rows[name]["unsafe_regions"]) == 0  # masks are drawn on flagged slices only
+        if name == "hole_spl.nii.gz":  # the only volume: voxels x voxel volume, in ml
+            voxel_ml = float(np.prod(mask.header.get_zooms()[:3])) / 1000.0
+            assert float(rows[name]["unsafe_volume_ml"]) == pytest.approx(
+                np.asarray(mask.dataobj).sum() * voxel_ml, abs=1e-3)
+        else:
+            assert rows[name]["unsafe_volume_ml"] == ""
     assert float(rows["dropout.png"]["unsafe_area_mm2"]) > 0  # flagged, with a mask
 
 

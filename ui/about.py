@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 import pandas as pd
 
 from core.demo import DEMO_CASES
-from core.profiles import all_profiles
+from core.profiles import MRI_T1, all_profiles
 from core.scoring import Calibration
 
 _PACKAGES = ("torch", "monai", "streamlit", "nibabel", "pydicom", "nilearn", "captum", "shap", "SQLAlchemy")
@@ -54,7 +54,11 @@ def models_table() -> pd.DataFrame:
     rows = []
     networks = (("autoencoder", "MONAI AutoEncoder (denoising, no skips)"),
                 ("diffusion", "MONAI DiffusionModelUNet + DDPM/DDIM schedulers"))
-    for weights, network in ((p.model_file(kind), net) for p in all_profiles().values() for kind, net in networks):
+    listed = [(p.model_file(kind), net) for p in all_profiles().values() for kind, net in networks]
+    generator = MRI_T1.model_file("generator")
+    if generator.is_file():  # not a detector: the DDPM that made the batch page's generated demo set
+        listed.append((generator, "MONAI DiffusionModelUNet, DDPM generator of the demo's generated set"))
+    for weights, network in listed:
         sidecar = weights.with_suffix(".json")
         if not sidecar.is_file():
             rows.append({"model": weights.name, "network": network, "trained with": "missing"})

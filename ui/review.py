@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from core.baselines import SAFEGEN, factories
 from core.explain import DEFAULT_EXPLAINER
-from core.masks import unsafe_mask
+from core.masks import summarise_mask, unsafe_mask
 from core.profiles import all_profiles, auto_profile, get_profile
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.scoring import ScanResult
@@ -39,13 +39,23 @@ MODEL_SCOPE = {
 }
 
 
+def unsafe_extent(result: ScanResult, tau: float) -> str:
+    """" Unsafe volume X ml in N region(s)." for a volume with pixel maps (the mask at ``tau`` times the
+    voxel volume; regions connected in 3-D), else ""."""
+    if result.heatmap.ndim != 3 or not result.pixel_maps:
+        return ""
+    totals = summarise_mask(result.mask_at(tau), result.spacing)
+    return f" Unsafe volume {totals.volume_ml:.2f} ml in {totals.n_regions} region(s)."
+
+
 def verdict(result: ScanResult, tau: float) -> None:
     """The image-level verdict at the tolerance ``tau``: flag, score, p-value, components, warnings."""
     flags = result.flags_at(tau)
     flagged = bool(flags.any())
     n_scored = int(np.isfinite(result.slice_scores).sum())
     if flagged:
-        st.error(f"**Possibly unsafe**: {int(flags.sum())} of {n_scored} scored slice(s) above τ = {tau:.2f}.",
+        extent = unsafe_extent(result, tau)
+        st.error(f"**Possibly unsafe**: {int(flags.sum())} of {n_scored} scored slice(s) above τ = {tau:.2f}.{extent}",
                  icon=":material/warning:")
     else:
         st.success(f"**No artifact found** above τ = {tau:.2f} in {n_scored} scored slice(s).",
