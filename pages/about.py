@@ -39,8 +39,12 @@ slice the heatmap ranks artifact pixels well (pixel AUROC 0.84) but its τ masks
 poorly (Dice 0.03). Severe dropouts, ghosting and bias spots are found best; checkerboards, noise
 patches, ringing, blur and duplication are not. The head-CT profile, learned from one real scan,
 reaches image AUROC 0.60 on its own benchmark and did not flag a visibly abnormal head CT of another
-patient. Radiographs have no profile and lie outside every model's domain.
-The **Evaluation** page shows the full figures.
+patient. **Radiographs have no profile**: one real chest radiograph installs offline, too few to learn
+normal radiographs from, so they lie outside every shipped model's domain. A group with its own normal
+images (radiographs included: MONOCHROME1 is inverted on load) trains a profile on them with
+`python -m core.cli train-profile NAME --images FOLDER`; it then appears in the Profile choices.
+The generated demo set on **Batch screening** comes from a DDPM and a VAE trained here on the same two
+brains (README, Screening a real generator's images). The **Evaluation** page shows the full figures.
 """
 )
 st.subheader("Software versions")
