@@ -174,3 +174,25 @@ def test_train_profile_end_to_end_on_a_folder_of_png_slices(tmp_path, monkeypatc
     scores = pd.read_csv(tmp_path / "scored" / "scores.csv")
     assert len(scores) == 3 and set(scores["profile"]) == {"byod_e2e"} and scores["error"].isna().all()
     assert scores["tau"].nunique() == 1  # the profile's own calibrated tau
+
+    # The dashboard lists it and screens with it.
+    from streamlit.testing.v1 import AppTest
+
+    from ui.state import BATCH_FOLDER, Keys
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.session_state[Keys.BATCH_SOURCE] = BATCH_FOLDER
+    at.session_state[Keys.BATCH_FOLDER] = str(few)
+    at.run()
+    at.switch_page("pages/batch_screening.py")
+    at.run()
+    choice = at.selectbox(key=Keys.BATCH_PROFILE)
+    assert choice.options == ["Brain MRI T1", "Head CT (brain window)", "byod_e2e (user profile)"]
+    choice.set_value("byod_e2e")
+    at.run()
+    at.button(key=Keys.BATCH_RUN).click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    ranked = at.dataframe[0].value.set_index("file")
+    for name in ("mni_000.png", "mni_017.png", "mni_035.png"):  # the same models and calibration as score's
+        assert ranked.loc[name, "score"] == pytest.approx(scores.set_index("file").loc[name, "score"], abs=1e-3)
