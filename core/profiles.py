@@ -212,6 +212,9 @@ def get_profile(name: str | Path | Profile) -> Profile:
     for home in (USER_PROFILES_DIR / str(name), Path(name)):
         if (home / PROFILE_FILE).is_file():
             return Profile.load(home)
+    found = user_profiles().get(str(name))  # a profile saved under profiles/ in a folder of another name
+    if found is not None:
+        return found
     raise ValueError(f"unknown profile {str(name)!r}; choose from {', '.join(all_profiles())} "
                      "or give a profile folder (python -m core.cli train-profile makes one)")
 

@@ -66,7 +66,7 @@ def test_bad_or_taken_names_are_refused(name):
         check_name(name)
 
 
-def test_the_saved_profile_is_found_by_folder_and_round_trips(folder, tmp_path):
+def test_the_saved_profile_is_found_by_folder_and_round_trips(folder, tmp_path, monkeypatch):
     home = tmp_path / "profiles" / "mine_mr"
     profile = make_user_profile("mine_mr", folder, home=home, modality=Modality.MR)
     assert (home / "profile.json").is_file()
@@ -78,6 +78,11 @@ def test_the_saved_profile_is_found_by_folder_and_round_trips(folder, tmp_path):
     assert MRI_T1.reference_dir == Path("data/reference")  # the built-in profiles keep their paths
     assert MRI_T1.model_file("autoencoder").parent.name == "models"
     assert "mine_mr" in all_profiles(tmp_path / "profiles") and "mine_mr" not in all_profiles(tmp_path / "none")
+    import core.profiles
+
+    renamed = make_user_profile("other_name", folder, home=tmp_path / "profiles" / "folder_x", modality=Modality.MR)
+    monkeypatch.setattr(core.profiles, "USER_PROFILES_DIR", tmp_path / "profiles")
+    assert get_profile("other_name") == renamed and get_profile("mine_mr") == profile  # by name, any folder
     ct = make_user_profile("mine_ct", folder, home=tmp_path / "ct", modality=Modality.CT,
                            window=Window(50.0, 400.0, "user"))
     assert get_profile(str(tmp_path / "ct")).window == Window(50.0, 400.0, "user")
