@@ -210,7 +210,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or profile.model_file(args.model)
     detector, history = trainer(
         train.images, val_images=val_real, steps=steps, batch_size=args.batch_size,
-        learning_rate=learning_rate, seed=args.seed,
+        learning_rate=learning_rate, seed=args.seed, augment_params=profile.augment,
     )
     manifest = json.loads((Path(args.reference) / "manifest.json").read_text())
     detector.save(
@@ -223,6 +223,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "learning_rate": learning_rate,
             "train_images": int(len(train.images)),
             "profile": profile.name,
+            "augment_params": asdict(profile.augment),
             "reference_subjects": [s["name"] for s in manifest["subjects"]],
             "history": asdict(history),
         },

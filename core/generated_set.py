@@ -215,11 +215,15 @@ def _shown(path: Path) -> str:
 
 
 def read_manifest(folder: Path) -> pd.DataFrame | None:
-    """The ``manifest.csv`` of a generated set in ``folder`` (``file`` and ``group`` columns), or None."""
+    """The ``manifest.csv`` of a generated set in ``folder`` (``file`` and ``group`` columns), or None
+    (also for a file that is not a readable CSV: the group summary is an extra, never a failure)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
-    table = pd.read_csv(path, dtype={"file": str, "group": str}, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, dtype={"file": str, "group": str}, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):  # EmptyDataError is a ValueError
+        return None
     return table if {"file", "group"} <= set(table.columns) else None
 
 

@@ -61,7 +61,7 @@ def test_about_page_lists_the_real_data_sources():
     assert models["training images"].iloc[2] == "150 slices of invesalius_cranium"
     assert models["final val loss"].iloc[0] == pytest.approx(0.0246, abs=5e-4)
     assert any("4.706 z" in m.value for m in at.markdown)  # the default tau, from the calibration file
-    assert any("Head CT (brain window): τ" in m.value and "5.975 z" in m.value for m in at.markdown)
+    assert any("Head CT (brain window): τ" in m.value and "4.445 z" in m.value for m in at.markdown)
 
 
 # ---------------------------------------------------------------------------------------------

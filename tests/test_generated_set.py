@@ -108,6 +108,18 @@ def test_group_summary_counts_flags_per_group_in_manifest_order():
     assert summary["flagged share"].tolist() == [0.5, 0.5]
 
 
+def test_a_manifest_that_is_not_a_readable_csv_is_ignored(tmp_path):
+    assert read_manifest(tmp_path) is None
+    (tmp_path / "manifest.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    assert read_manifest(tmp_path) is None
+    (tmp_path / "manifest.csv").write_text("")
+    assert read_manifest(tmp_path) is None
+    (tmp_path / "manifest.csv").write_text("name,kind\na.png,x\n")  # no file / group columns
+    assert read_manifest(tmp_path) is None
+    (tmp_path / "manifest.csv").write_text("file,group\na.png,x\n")
+    assert read_manifest(tmp_path)["group"].tolist() == ["x"]
+
+
 def test_a_small_set_is_written_with_its_settings_and_reproduced_byte_for_byte(tmp_path):
     from core.profiles import MRI_T1
     from tests.test_turing_set import tiny_reference

@@ -139,3 +139,26 @@ def test_score_with_a_named_profile_and_a_baseline_refusing_a_profile(tmp_path, 
     assert score_folder(tmp_path / "in", tmp_path / "padim", method="padim", profile="ct_head") == 2
     assert "Brain MRI T1 reference only" in capsys.readouterr().err
     assert not (tmp_path / "padim").exists()  # refused before anything was written
+
+
+def test_training_batches_use_the_profiles_augmentation_ranges():
+    """An identity augmentation (no rotation, scale, shift, gamma, bias or noise) returns the slices as
+    they are; the default (brain MRI) ranges change them. The committed head-CT models record theirs."""
+    import json
+
+    import numpy as np
+
+    from core.detectors.training import sample_batch
+    from core.reference import AugmentParams
+
+    images = np.random.default_rng(0).uniform(0.1, 1.0, size=(3, 16, 16)).astype(np.float32)
+    identity = AugmentParams(rotation_deg=0.0, scale=(1.0, 1.0), translate_px=0.0, gamma=(1.0, 1.0),
+                             bias_amplitude=0.0, noise_sigma=(0.0, 0.0))
+    same = sample_batch(images, np.random.default_rng(1), 4, True, identity)
+    picks = np.random.default_rng(1).integers(0, 3, size=4)
+    np.testing.assert_allclose(same[:, 0].numpy(), images[picks], atol=1e-6)
+    changed = sample_batch(images, np.random.default_rng(1), 4, True)
+    assert np.abs(changed[:, 0].numpy() - images[picks]).max() > 0.05
+    for kind in ("autoencoder", "diffusion", "vae"):
+        sidecar = json.loads(CT_HEAD.model_file(kind).with_suffix(".json").read_text())
+        assert sidecar["augment_params"]["noise"] == "gaussian" and sidecar["augment_params"]["bias_amplitude"] == 0.0

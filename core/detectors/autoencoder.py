@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from monai.networks.nets import AutoEncoder
 
 from core.detectors.base import AnomalyMaps, top_fraction_mean
+from core.reference import AugmentParams
 from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 
@@ -160,6 +161,7 @@ def train_autoencoder(
     learning_rate: float = 1e-3,
     seed: int = 0,
     augment_images: bool = True,
+    augment_params: AugmentParams | None = None,
     log_every: int = 50,
     progress: bool = True,
 ) -> tuple[AutoencoderDetector, TrainingHistory]:
@@ -172,6 +174,7 @@ def train_autoencoder(
         steps, batch_size, learning_rate: the optimisation (Adam).
         seed: seeds torch, the batch sampler, the augmentations and the noise.
         augment_images: apply :func:`core.reference.augment` to every sampled slice.
+        augment_params: its ranges (the profile's; default brain MRI's).
         log_every: steps between history entries.
         progress: show a tqdm progress bar.
 
@@ -187,7 +190,7 @@ def train_autoencoder(
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
 
     def train_step() -> float:
-        clean = sample_batch(train_images, rng, batch_size, augment_images)
+        clean = sample_batch(train_images, rng, batch_size, augment_images, augment_params)
         noisy = clean + coarse_noise(clean.shape, config.noise_std, config.noise_resolution, noise_generator)
         # The background stays exactly zero in real skull-stripped slices; keep it so in the input.
         noisy = torch.where(clean > 0, noisy, torch.zeros_like(noisy)).clamp(0.0, 1.0)

@@ -40,6 +40,7 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from core.detectors.autoencoder import smooth
 from core.detectors.base import AnomalyMaps, top_fraction_mean
+from core.reference import AugmentParams
 from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 MapKind = Literal["reconstruction", "nll"]
@@ -297,6 +298,7 @@ def train_diffusion(
     learning_rate: float = 5e-4,
     seed: int = 0,
     augment_images: bool = True,
+    augment_params: AugmentParams | None = None,
     log_every: int = 50,
     progress: bool = True,
 ) -> tuple[DiffusionDetector, TrainingHistory]:
@@ -305,7 +307,7 @@ def train_diffusion(
     Args:
         train_images: ``(N, H, W)`` float32 in [0, 1] on the model grid (shrunk to ``config.image_size``).
         val_images: optional clean slices for the logged validation loss.
-        config, steps, batch_size, learning_rate, seed, augment_images, log_every, progress:
+        config, steps, batch_size, learning_rate, seed, augment_images, augment_params, log_every, progress:
             as in :func:`core.detectors.autoencoder.train_autoencoder`.
 
     Returns:
@@ -330,7 +332,8 @@ def train_diffusion(
         val = to_diffusion_grid(torch.from_numpy(val_images[:, None].astype(np.float32)), config.image_size)
 
     def train_step() -> float:
-        x0 = to_diffusion_grid(sample_batch(train_images, rng, batch_size, augment_images), config.image_size)
+        batch = sample_batch(train_images, rng, batch_size, augment_images, augment_params)
+        x0 = to_diffusion_grid(batch, config.image_size)
         noise = torch.randn_like(x0)
         t = torch.randint(0, config.num_train_timesteps, (batch_size,))
         loss = F.mse_loss(inferer(inputs=x0, diffusion_model=model, noise=noise, timesteps=t), noise)

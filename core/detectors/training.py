@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from core.reference import augment
+from core.reference import AugmentParams, augment
 
 
 @dataclass
@@ -23,10 +23,13 @@ class TrainingHistory:
     seconds: float = 0.0
 
 
-def sample_batch(images: np.ndarray, rng: np.random.Generator, size: int, augment_images: bool) -> torch.Tensor:
-    """``size`` slices drawn with replacement (freshly augmented if asked), as ``(size, 1, H, W)`` float32."""
+def sample_batch(images: np.ndarray, rng: np.random.Generator, size: int, augment_images: bool,
+                 params: AugmentParams | None = None) -> torch.Tensor:
+    """``size`` slices drawn with replacement (freshly augmented with ``params``, the profile's ranges,
+    default brain MRI's, if asked), as ``(size, 1, H, W)`` float32."""
     picks = rng.integers(0, len(images), size=size)
-    batch = [augment(images[i], rng) if augment_images else images[i] for i in picks]
+    params = params or AugmentParams()
+    batch = [augment(images[i], rng, params) if augment_images else images[i] for i in picks]
     return torch.from_numpy(np.stack(batch)[:, None].astype(np.float32))
 
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.reference import AugmentParams
 from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 VAE_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "vae_mri_t1.pt"
@@ -143,6 +144,7 @@ def train_vae(
     learning_rate: float = 1e-3,
     seed: int = 0,
     augment_images: bool = True,
+    augment_params: AugmentParams | None = None,
     log_every: int = 50,
     progress: bool = True,
 ) -> tuple[VAE, TrainingHistory]:
@@ -155,6 +157,7 @@ def train_vae(
         steps, batch_size, learning_rate: the optimisation (Adam).
         seed: seeds torch (initial weights), the batch sampler, the augmentations and the latent noise.
         augment_images: apply :func:`core.reference.augment` to every sampled slice.
+        augment_params: its ranges (the profile's; default brain MRI's).
         log_every: steps between history entries.
         progress: show a tqdm progress bar.
 
@@ -172,7 +175,8 @@ def train_vae(
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
 
     def train_step() -> float:
-        loss = vae_loss(model, sample_batch(train_images, rng, batch_size, augment_images), noise_generator)
+        batch = sample_batch(train_images, rng, batch_size, augment_images, augment_params)
+        loss = vae_loss(model, batch, noise_generator)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
