@@ -54,11 +54,10 @@ TRAIN_DEFAULTS = {
 
 
 def _shown(path: Path) -> str:
-    """A path as recorded in sidecar files: relative to the project when inside it (no machine paths)."""
-    from core.resources import PROJECT_ROOT
+    """A path as recorded in sidecar files (:func:`core.resources.shown_path`)."""
+    from core.resources import shown_path
 
-    path = Path(path)
-    return str(path.relative_to(PROJECT_ROOT)) if path.is_absolute() and path.is_relative_to(PROJECT_ROOT) else str(path)
+    return shown_path(path)
 
 
 def _profile(args: argparse.Namespace):

@@ -85,7 +85,7 @@ def summarise_mask(mask: np.ndarray, spacing: tuple[float, ...]) -> MaskSummary:
         regions[s] = ndimage.label(volume[..., s], structure=np.ones((3, 3)))[1]
     if volume.shape[2] > 1:
         span = volume[..., occupied.min():occupied.max() + 1] if occupied.size else volume[..., :0]
-        n_regions = int(ndimage.label(span, structure=np.ones((3, 3, 3)))[1]) if occupied.size else 0
+        n_regions = int(ndimage.label(span, structure=np.ones((3, 3, 3)))[1])
         volume_ml = float(volume.sum() * pixel_mm2 * float(spacing[2]) / 1000.0)
     else:
         n_regions, volume_ml = int(regions.sum()), 0.0

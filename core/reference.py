@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from core.io import load_volume
-from core.resources import package_file
+from core.resources import file_sha256, package_file
 from core.preprocess import foreground_mask, normalize_intensity, to_model_grid
 from core.types import Modality, Window
 
@@ -222,7 +222,7 @@ def _subject_sha256(path: Path) -> str:
     """SHA-256 of a volume file, or of a slices folder's files (names and bytes, in order)."""
     path = Path(path)
     if not path.is_dir():
-        return _file_sha256(path)
+        return file_sha256(path)
     digest = hashlib.sha256()
     for file in image_files(path):
         digest.update(file.name.encode() + b"\0" + file.read_bytes())
@@ -255,10 +255,6 @@ class ReferenceManifest:
     counts: dict[str, int] = field(default_factory=dict)
     augment_params: dict = field(default_factory=dict)
     profile: str = "mri_t1"
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _iter_split_images(

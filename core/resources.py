@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shown_path(path: Path) -> str:
+    """A path as recorded in sidecar files and manifests: relative to the project when inside it (no
+    machine paths); a relative path is kept as given."""
+    path = Path(path)
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_absolute() and path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def package_file(module: str, *parts: str) -> Path | None:

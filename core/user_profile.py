@@ -29,8 +29,8 @@ from pathlib import Path
 
 from core.io import load_volume
 from core import profiles as profiles_module
-from core.profiles import PROFILES, Profile
-from core.reference import AugmentParams, ReferenceSubject, image_files
+from core.profiles import CT_HEAD, MRI_T1, PROFILES, Profile
+from core.reference import ReferenceSubject, image_files
 from core.types import Modality, Window
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -106,18 +106,16 @@ def make_user_profile(name: str, images: Path, *, home: Path | None = None, moda
     modality = Modality(modality) if modality is not None else found.pop()
     if window is not None and modality is not Modality.CT:
         raise ValueError("--window applies to CT profiles only (MR and pictures use robust percentiles)")
-    if modality is Modality.CT:
-        window = window or Window(40.0, 80.0, "Brain")
-        augment = AugmentParams(gamma=(0.9, 1.1), bias_amplitude=0.0, noise="gaussian")
-    else:
-        augment = AugmentParams()
+    # The built-in profile of the same kind gives the normalisation and augmentation ranges.
+    built_in = CT_HEAD if modality is Modality.CT else MRI_T1
+    window = window or built_in.window
     n_volumes = sum(1 for s in subjects if s.name != "slices")
-    n_slices = sum(len(image_files(s.path)) for s in subjects if s.name == "slices")
+    n_slices = len(image_files(images)) - n_volumes  # every other image file is a 2-D slice
     # The first clause (up to the comma) is what an out-of-domain warning quotes.
     about = (f"{modality.value} images from the folder {Path(images).name} ({n_volumes} volume(s) and "
              f"{n_slices} file(s) of 2-D slices), with augmentation standing in for normal variation")
     profile = Profile(name=name, title=title or f"{name} (user profile)", modality=modality,
-                      subjects=tuple(subjects), window=window, augment=augment, data_suffix="", about=about,
+                      subjects=tuple(subjects), window=window, augment=built_in.augment, data_suffix="", about=about,
                       home=Path(home) if home is not None else profiles_module.USER_PROFILES_DIR / name)
     profile.save()
     return profile

@@ -146,7 +146,7 @@ def test_a_small_set_is_written_with_its_settings_and_reproduced_byte_for_byte(t
 
 
 def test_the_committed_set_matches_its_manifest_and_the_committed_generator():
-    from core.generated_set import sha256
+    from core.resources import file_sha256 as sha256
     from core.profiles import MRI_T1
 
     manifest = read_manifest(GENERATED_SET_DIR)

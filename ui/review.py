@@ -5,6 +5,8 @@ Everything here renders from a stored :class:`ScanResult`; nothing runs a model.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -199,13 +201,11 @@ def make_plane_overlay(result: ScanResult, volume: Volume, tau: float, opacity: 
     """The ``overlay`` of :func:`ui.viewer.orthogonal_views`: the same colours and mask outline as the
     axial overlay, cut through the coronal or sagittal plane."""
     _, high = heatmap_range(result)
-    masks: list[np.ndarray] = []  # the whole-volume mask, made on the first call only (the views may stay shut)
+    whole_mask = functools.cache(lambda: result.mask_at(tau))  # made on the first call only: the views may stay shut
 
     def draw(plane: str, index: int, gray: np.ndarray) -> np.ndarray:
-        if not masks:
-            masks.append(result.mask_at(tau))
         heat = volume.plane_slice_of(result.heatmap, plane, index)
-        cut = volume.plane_slice_of(masks[0], plane, index).astype(bool)
+        cut = volume.plane_slice_of(whole_mask(), plane, index).astype(bool)
         return overlay_heatmap(gray, heat, low=tau, high=max(high, tau + 1.0), opacity=opacity, cmap=cmap, mask=cut)
 
     return draw

@@ -37,6 +37,16 @@ def fit_for_screen(image_u8: np.ndarray, max_px: int = MAX_DISPLAY_PX) -> np.nda
     return np.asarray(Image.fromarray(image_u8).resize(size, Image.Resampling.LANCZOS))
 
 
+def clamp_slice_number(key: str, n: int) -> None:
+    """Keep the slider state ``key`` within ``1..n`` (middle slice if unset) before the slider is built.
+
+    Slices are numbered from 1 on screen, as on a scanner console; a new scan can have fewer slices
+    than the last one.
+    """
+    current = int(st.session_state.get(key, n // 2 + 1))
+    st.session_state[key] = min(max(current, 1), n)
+
+
 def slice_viewer(volume: Volume, overlay: Callable[[int, np.ndarray], np.ndarray] | None = None) -> int:
     """Show one display slice of ``volume`` with its controls; return the slice index shown.
 
@@ -49,10 +59,7 @@ def slice_viewer(volume: Volume, overlay: Callable[[int, np.ndarray], np.ndarray
     if st.session_state.get(Keys.WINDOW) not in presets:
         st.session_state[Keys.WINDOW] = next(iter(presets))
     n = volume.n_slices
-    # Slices are numbered from 1 on screen, as on a scanner console. A new scan can have fewer
-    # slices than the last one: clamp before the slider is built.
-    current = int(st.session_state.get(Keys.SLICE, n // 2 + 1))
-    st.session_state[Keys.SLICE] = min(max(current, 1), n)
+    clamp_slice_number(Keys.SLICE, n)
 
     controls, view = st.columns([1, 3])
     with controls:
@@ -98,8 +105,7 @@ def orthogonal_views(volume: Volume, axial_index: int, overlay: PlaneOverlay | N
     for column, plane, key, label in ((columns[0], "coronal", Keys.CORONAL, "Coronal slice (posterior → anterior)"),
                                       (columns[1], "sagittal", Keys.SAGITTAL, "Sagittal slice (left → right)")):
         n = volume.plane_count(plane)
-        current = int(st.session_state.get(key, n // 2 + 1))
-        st.session_state[key] = min(max(current, 1), n)
+        clamp_slice_number(key, n)
         with column:
             st.slider(label, 1, n, key=key)
             index = int(st.session_state[key]) - 1
