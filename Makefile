@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
 PORT ?= 8501
 
-.PHONY: setup system-deps run test reference benchmark models evaluate bench clean reference-ct benchmark-ct models-ct generated-set
+.PHONY: setup system-deps run test reference benchmark models head realistic-benchmark evaluate bench clean reference-ct benchmark-ct models-ct generated-set
 
 setup: $(STAMP) system-deps
 
@@ -50,7 +50,20 @@ models: benchmark
 	$(BIN)/python -m core.cli calibrate
 	$(BIN)/python -m core.cli calibrate-explainers
 
-evaluate: benchmark benchmark-ct
+# The segmentation head (core/detectors/head.py), fed by the two models above: train it on corrupted
+# real slices under normal variation (seeded, CPU, resumable with `train-head --resume`; about 45 min
+# on 2 cores), then its slice / volume thresholds and its explainers' scale (about 10 min).
+head: setup
+	$(BIN)/python -m core.cli train-head
+	$(BIN)/python -m core.cli calibrate-head
+
+# Real slices under normal variation, half with one artifact, from the training subjects' test split
+# and from the held-out subject (core/realistic_benchmark.py); plus 12 clean varied held-out volumes.
+realistic-benchmark: setup
+	$(BIN)/python -m core.cli make-realistic-benchmark --out data/realistic_benchmark --seed 505
+
+evaluate: benchmark benchmark-ct realistic-benchmark
+	$(BIN)/python -m core.cli evaluate-realistic --baselines spectral_local,padim
 	$(BIN)/python -m core.cli evaluate --out out/evaluation
 	$(BIN)/python -m core.cli evaluate --methods all --out out/evaluation
 	$(BIN)/python -m core.cli evaluate --profile ct_head
@@ -84,5 +97,5 @@ bench: benchmark
 	$(BIN)/python scripts/bench_dashboard.py
 
 clean:
-	rm -rf $(VENV) data/reference data/benchmark data/benchmark_val data/turing out .pytest_cache \
+	rm -rf $(VENV) data/reference data/benchmark data/benchmark_val data/turing data/realistic_benchmark out .pytest_cache \
 		data/reference_ct_head data/benchmark_ct_head data/benchmark_val_ct_head

@@ -9,6 +9,9 @@ Commands:
     train diffusion        train the diffusion model on the reference train split (seeded, CPU)
     train vae              train the small VAE behind the latent_ig explainer (seeded, CPU)
     train generator        train the diffusion model that samples the demo's generated set (seed 1, CPU)
+    train-head             train the anomaly-segmentation head on corrupted real slices (seeded, CPU, --resume)
+    calibrate-head         the head's slice and volume thresholds, and its explainers' scale, from clean calib
+                           slices under normal variation
     train-profile NAME     train a profile on a folder of your own real images (reference, models, calibration)
     make-generated-set     sample the demo's generated set (DDPM generator at three sampler settings, VAE, real controls)
     calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
@@ -16,6 +19,9 @@ Commands:
     score INPUT_DIR        score every image in a folder: scores.csv, masks/, heatmaps/
     evaluate               detection, localisation and explainer metrics on a benchmark, with the ablations
                            (--methods all: SAFEGEN against every baseline, one table)
+    make-realistic-benchmark  real slices under normal variation, half with one artifact (+ held-out subject)
+    evaluate-realistic     the head, the seed's scores and baselines on the realistic benchmark; unseen-subject
+                           false alarms for slices and volumes
     bench                  timings on this machine
 
 Every command that builds, trains, calibrates, scores or evaluates takes ``--profile`` (core.profiles:
@@ -184,6 +190,67 @@ def _cmd_make_generated_set(args: argparse.Namespace) -> int:
                                seed=args.seed, progress=report)
     counts = table.groupby("group", sort=False).size().to_dict()
     print(f"{len(table)} images {counts}; wrote {_shown(out)} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _cmd_train_head(args: argparse.Namespace) -> int:
+    import torch
+
+    from core.detectors.autoencoder import AutoencoderDetector
+    from core.detectors.diffusion import DiffusionDetector
+    from core.detectors.head import HeadConfig, Reconstructor
+    from core.detectors.head_training import HeadTrainingConfig, train_head
+    from core.profiles import MRI_T1
+
+    torch.set_num_threads(args.threads)
+    inputs = tuple(k.strip() for k in args.inputs.split(","))
+    config = HeadTrainingConfig(head=HeadConfig(inputs=inputs, seed=args.seed), steps=args.steps, seed=args.seed)
+    reconstruct = Reconstructor(
+        AutoencoderDetector.load(MRI_T1.model_file("autoencoder")) if "autoencoder" in inputs else None,
+        DiffusionDetector.load(MRI_T1.model_file("diffusion")) if "diffusion" in inputs else None,
+        diffusion_level=config.head.diffusion_level,
+    )
+    out = args.out or MRI_T1.model_file("head")
+    checkpoint = args.checkpoint or Path("out") / "head_training" / f"{Path(out).stem}.ckpt"
+    command = "python -m core.cli " + " ".join(a for a in sys.argv[1:] if a != "--resume")
+    head = train_head(config, reconstruct, out, checkpoint=checkpoint, resume=args.resume,
+                      log=lambda line: print(line, flush=True), command=command)
+    curve = head.metadata["validation_curve"]
+    print(f"wrote {_shown(out)}: kept step {head.metadata['training']['kept_step']}, last validation "
+          f"pixel AUROC {curve['pixel_auroc'][-1]}, Dice {curve['dice'][-1]}, image AUROC {curve['image_auroc'][-1]} "
+          f"({head.metadata['training']['seconds']:.0f} s)")
+    return 0
+
+
+def _cmd_calibrate_head(args: argparse.Namespace) -> int:
+    from core.detectors.head import HeadDetector
+    from core.head_scoring import HeadCalibration, HeadScorer, fit_head_calibration, head_calibration_file, head_file
+    from core.profiles import MRI_T1
+    from core.scoring import Scorer
+
+    start = time.perf_counter()
+    head = HeadDetector.load(head_file(MRI_T1))
+    placeholder = HeadCalibration(np.zeros(1))  # thresholds are not used while fitting
+    scorer = HeadScorer(head, Scorer.load(profile=MRI_T1), placeholder)
+    with _progress(args.n, "calibrate-head") as bar:
+        calibration = fit_head_calibration(scorer, n=args.n, seed=args.seed, false_alarm_rate=args.false_alarm_rate,
+                                           progress=bar.update)
+    out = head_calibration_file(MRI_T1)
+    calibration.save(out)
+    print(f"score window {calibration.score_window} (val image AUROC per window "
+          f"{calibration.metadata['score_window_val_auroc']}); slice tau {calibration.slice_tau():.4f}; volume tau (155 slices) {calibration.volume_tau(155):.4f} at "
+          f"{calibration.false_alarm_rate:.0%}; wrote {_shown(out)} in {time.perf_counter() - start:.0f} s")
+    from core.head_explain import fit_head_explainer_calibration, head_explainer_file
+    from core.head_scoring import clean_variants
+
+    start = time.perf_counter()
+    channels = scorer.inputs(clean_variants("calib", args.n_explain, args.seed + 1))
+    with _progress(3 * len(channels), "calibrate head explainers") as bar:
+        explainers = fit_head_explainer_calibration(
+            head, channels, window=calibration.score_window, progress=bar.update,
+            metadata={"split": "calib", "seed": args.seed + 1, "head": _shown(head_file(MRI_T1))})
+    explainers.save(head_explainer_file(MRI_T1))
+    print(f"wrote {_shown(head_explainer_file(MRI_T1))} in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -362,6 +429,70 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_realistic_benchmark(args: argparse.Namespace) -> int:
+    from core.realistic_benchmark import make_realistic_benchmark, make_unseen_volumes
+
+    start = time.perf_counter()
+    table = make_realistic_benchmark(args.out, n_seen=args.n_seen, n_unseen=args.n_unseen, seed=args.seed)
+    volumes = make_unseen_volumes(args.out, n=args.n_volumes, seed=args.seed + 101)
+    print(table.groupby(["source", "label"]).size().to_string())
+    print(f"wrote {len(table)} images and {len(volumes)} clean volumes to {_shown(args.out)} in "
+          f"{time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from core.evaluation import markdown_table
+    from core.head_evaluation import false_alarms, run_method, summarise
+    from core.head_scoring import HeadScorer
+
+    if not (args.benchmark / "labels.csv").is_file():
+        print(f"error: {args.benchmark}/labels.csv not found; run `python -m core.cli make-realistic-benchmark`",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    table = pd.read_csv(args.benchmark / "labels.csv", keep_default_na=False)
+    head = HeadScorer.load()
+    scorers = {"head": head, "seed": head.seed}
+    for name in [m for m in args.baselines.split(",") if m]:
+        from core.baselines.scorer import BaselineScorer
+
+        scorers[name] = BaselineScorer.fit(name, args.reference)
+    start = time.perf_counter()
+    runs = []
+    for name, scorer in scorers.items():
+        with _progress(len(table), name) as bar:
+            runs.append(run_method(name, scorer, args.benchmark, table, progress=bar.update))
+    tables = summarise(runs, table, args.benchmark)
+    volume_paths = sorted((args.benchmark / "volumes").glob("*.nii.gz"))
+    volume_rows = []
+    for path in volume_paths:
+        volume = load_volume(path)
+        t0 = time.perf_counter()
+        result = head.score_volume(volume)
+        volume_rows.append({"file": path.name, "flag": result.flag, "tau": result.tau, "score": result.score,
+                            "scored_slices": int(np.isfinite(result.slice_scores).sum()),
+                            "flagged_slices": len(result.flagged_slices), "seconds": time.perf_counter() - t0})
+    volumes = pd.DataFrame(volume_rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for key, frame in {**tables, "unseen_volumes": volumes}.items():
+        frame.to_csv(args.out / f"{key}.csv", index=False)
+    lines = [f"# Realistic benchmark ({len(table)} images; `python -m core.cli evaluate-realistic`)", ""]
+    for key in ("overall", "by_source", "by_kind", "by_severity"):
+        lines += [f"## {key}", "", markdown_table(tables[key].set_index("method")), ""]
+    if len(volumes):
+        rate, low, high = false_alarms(volumes["flag"].to_numpy())
+        lines += ["## unseen-subject clean volumes", "",
+                  f"{int(volumes['flag'].sum())} of {len(volumes)} flagged ({rate:.1%}, 95 % CI {low:.1%}-{high:.1%}); "
+                  f"median {volumes['seconds'].median():.1f} s per volume of {int(volumes['scored_slices'].median())} "
+                  "scored slices", ""]
+    (args.out / "report.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {_shown(args.out)} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def _compare_methods(args: argparse.Namespace) -> int:
     from core.comparison import method_names, run_comparison
     from core.evaluation import load_benchmark
@@ -492,6 +623,25 @@ def build_parser() -> argparse.ArgumentParser:
     turing.add_argument("--levels", default="150,500", help="DDPM timesteps the synthetic images start from")
     turing.set_defaults(func=_cmd_make_turing_set)
 
+    head = sub.add_parser("train-head", help="train the anomaly-segmentation head (CPU, seeded, resumable)")
+    head.add_argument("--inputs", default="image,autoencoder,diffusion",
+                      help="input channels, comma-separated: image, autoencoder, diffusion")
+    head.add_argument("--steps", type=int, default=14000)
+    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--threads", type=int, default=2, help="torch threads")
+    head.add_argument("--out", type=Path, default=None, help="default models/head_mri_t1.pt")
+    head.add_argument("--checkpoint", type=Path, default=None, help="default out/head_training/<out name>.ckpt")
+    head.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    head.set_defaults(func=_cmd_train_head)
+
+    cal_head = sub.add_parser("calibrate-head", help="the head's thresholds from clean calib slices under variation")
+    cal_head.add_argument("--n", type=int, default=2000, help="clean calibration slices (each a fresh variation)")
+    cal_head.add_argument("--n-explain", type=int, default=40,
+                          help="clean slices that put the explainers on the probability scale")
+    cal_head.add_argument("--seed", type=int, default=7)
+    cal_head.add_argument("--false-alarm-rate", type=float, default=0.05)
+    cal_head.set_defaults(func=_cmd_calibrate_head)
+
     train = sub.add_parser("train", help="train a detector on real normal slices (CPU, seeded)")
     train.add_argument("model", choices=sorted(TRAIN_DEFAULTS))
     _add_profile_option(train)
@@ -555,6 +705,21 @@ def build_parser() -> argparse.ArgumentParser:
                          "spectral, spectral_local); writes methods.md / methods*.csv to --out")
     _add_scorer_options(ev)
     ev.set_defaults(func=_cmd_evaluate)
+
+    rb = sub.add_parser("make-realistic-benchmark", help="real slices under normal variation, half with an artifact")
+    rb.add_argument("--out", type=Path, default=Path("data/realistic_benchmark"))
+    rb.add_argument("--n-seen", type=int, default=216, help="images from the training subjects' test split")
+    rb.add_argument("--n-unseen", type=int, default=216, help="images from the held-out subject")
+    rb.add_argument("--n-volumes", type=int, default=12, help="clean varied volumes of the held-out subject")
+    rb.add_argument("--seed", type=int, default=505)
+    rb.set_defaults(func=_cmd_make_realistic_benchmark)
+
+    er = sub.add_parser("evaluate-realistic", help="the head, the seed's scores and baselines on the realistic benchmark")
+    er.add_argument("--benchmark", type=Path, default=Path("data/realistic_benchmark"))
+    er.add_argument("--out", type=Path, default=Path("out/evaluation_realistic"))
+    er.add_argument("--baselines", default="", help="comma list of baselines (score --method names) to add")
+    er.add_argument("--reference", type=Path, default=Path("data/reference"), help="the baselines' reference slices")
+    er.set_defaults(func=_cmd_evaluate_realistic)
 
     cx = sub.add_parser("calibrate-explainers", help="quantile-match every explainer to the score's scale")
     cx.add_argument("--reference", type=Path, help="default: the profile's (data/reference for mri_t1)")

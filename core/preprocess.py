@@ -453,3 +453,48 @@ def maps_to_volume(
         )
     back = mask_from_model_grid if as_mask else from_model_grid
     return volume.stack_display_slices([back(m, t) for m, t in zip(maps, transforms, strict=True)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The segmentation head's normalisation: robust, and keeping the bright tail
+# ---------------------------------------------------------------------------------------------
+
+# Values above the tissue's 99th percentile are kept up to this many times it: a hyperintense
+# lesion (or a hallucinated bright blob) must stay brighter than white matter, not be clipped to it.
+TAIL_MAX = 3.0
+
+
+def robust_scale(image: np.ndarray, modality: Modality = Modality.MR, *,
+                 foreground: np.ndarray | None = None) -> tuple[float, float]:
+    """``(low, high)`` of :func:`robust_normalize`: the image's 0.5th percentile (the background
+    level, noise included) and the 99th percentile of the foreground (:func:`foreground_mask`)."""
+    values = _checked_float(image)
+    foreground = foreground_mask(values, modality) if foreground is None else np.asarray(foreground, dtype=bool)
+    if foreground.shape != values.shape or not foreground.any():
+        raise ValueError("the foreground mask must have the image's shape and hold at least one pixel")
+    low = float(np.percentile(values, 0.5))
+    high = float(np.percentile(values[foreground], 99.0))
+    if not high > low:
+        raise EmptyImageError("the tissue is no brighter than the background: there is no contrast to normalise")
+    return low, high
+
+
+def robust_normalize(image: np.ndarray, modality: Modality = Modality.MR, *,
+                     scale: tuple[float, float] | None = None) -> np.ndarray:
+    """``(x - low) / (high - low)`` clipped to ``[0, TAIL_MAX]`` (:func:`robust_scale`).
+
+    Unlike :func:`normalize_intensity` this does not clip at the 99th percentile, so a region
+    brighter than any normal tissue keeps its contrast. For a 3-D volume pass the whole volume
+    (one scale for every slice).
+
+    Args:
+        image: ``(H, W)`` or ``(X, Y, Z)`` in the file's units.
+        modality: picks the foreground rule.
+        scale: a ``(low, high)`` measured elsewhere (e.g. on the whole volume) instead.
+
+    Returns:
+        float32 of ``image.shape``; tissue in about [0, 1].
+    """
+    low, high = robust_scale(image, modality) if scale is None else scale
+    out = (np.asarray(image, dtype=np.float32) - low) / (high - low)
+    return np.clip(out, 0.0, TAIL_MAX, out=out).astype(np.float32, copy=False)

@@ -103,7 +103,7 @@ def score_folder(
     """
     from core.baselines import SAFEGEN, method_choices
     from core.profiles import DEFAULT_PROFILE, auto_profile, get_profile
-    from core.scoring import Scorer
+    from core.head_scoring import HeadScorer, load_detector
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
@@ -153,19 +153,26 @@ def score_folder(
             target = named
         name = target.name
         if name not in loaded:
-            from core.explain import DEFAULT_EXPLAINER, Explainer
+            from core.explain import DEFAULT_EXPLAINER
+            from core.head_explain import load_explainer
 
-            model = fixed or Scorer.from_folder(models_dir, profile=target, device=device,
-                                                alpha=alpha, tau=tau, false_alarm_rate=false_alarm_rate,
-                                                batch_size=batch_size)
+            model = fixed or load_detector(models_dir, profile=target, device=device, alpha=alpha, tau=tau,
+                                           false_alarm_rate=false_alarm_rate, batch_size=batch_size)
             overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
-            loaded[name] = model, Explainer.load(model, explainer or DEFAULT_EXPLAINER, **overrides)
+            if isinstance(model, HeadScorer) and alpha is not None:
+                raise ValueError("--alpha weighs the reconstruction scores of the seed detector; the segmentation "
+                                 "head weighs E_AE and S_diffusion itself, pixel by pixel")
+            loaded[name] = model, load_explainer(model, explainer or DEFAULT_EXPLAINER, **overrides)
         return loaded[name]
 
     if method == SAFEGEN and fixed is None:
         # the named (or, for auto, the default) profile's models load here: missing files fail
         # before any output is written
-        scorer_for(None)
+        try:
+            scorer_for(None)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_NOTHING_SCORED
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
 

@@ -208,6 +208,8 @@ class ScanResult:
             and an image-level baseline's heatmap and mask are all zero).
         pixel_maps: False for an image-level method: no heatmap, and every mask is empty.
         profile: the modality profile whose models scored it (:mod:`core.profiles`).
+        head: True when the segmentation head scored it (:mod:`core.head_scoring`): ``tau`` and the
+            heatmap are anomaly probabilities, and the component scores and ``alpha`` are NaN.
     """
 
     source: str
@@ -230,6 +232,7 @@ class ScanResult:
     method: str = "safegen"
     pixel_maps: bool = True
     profile: str = "mri_t1"
+    head: bool = False
 
     @property
     def flagged_slices(self) -> np.ndarray:
@@ -257,6 +260,9 @@ class ScanResult:
         """One line on what made the score, for captions and summaries."""
         if self.method != "safegen":
             return f"baseline {self.method} (its own map and threshold; README, Baselines side by side)"
+        if self.head:
+            return ("SAFEGEN segmentation head: per-pixel anomaly probability from the slice and its E_AE and "
+                    "S_diffusion reconstructions")
         return (f"SAFEGEN: S_diffusion {self.score_diffusion:.2f} · E_AE {self.score_autoencoder:.2f} · "
                 f"α = {self.alpha:.2f} · heatmap: {self.explainer}")
 

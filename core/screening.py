@@ -95,8 +95,12 @@ def screen(
 
 
 def reference_scores(scorer) -> np.ndarray:
-    """Slice scores of the real clean calibration slices (at the scorer's alpha for SAFEGEN; a baseline's
-    own calibration scores): the histogram's reference."""
+    """Slice scores of the clean calibration slices (the head's, under normal variation; the seed's at
+    its alpha; a baseline's own calibration scores): the histogram's reference."""
+    from core.head_scoring import HeadScorer
+
+    if isinstance(scorer, HeadScorer):
+        return np.asarray(scorer.calibration.calibrator.scores, dtype=float)
     if isinstance(scorer, Scorer):
         return np.asarray(scorer.calibration.calibrator(scorer.alpha).scores, dtype=float)
     return np.asarray(scorer.calibrated.calib_scores, dtype=float)

@@ -8,6 +8,7 @@ reference volume (brain MRI T1: the MNI152 template from nilearn; head CT: the I
   2-D image (load excluded, maps back on the image included);
 * a volume of (at most) its central 155 axial slices, end to end;
 * each explainer of :mod:`core.explain` on one slice (SHAP at its calibrated sample count);
+* the segmentation head's score (:mod:`core.head_scoring`) of the same slice and volume;
 * DDIM against the full-step ancestral DDPM reconstruction from the same level on the same slices,
   in the same run: time per slice, their ratio, and how close the two maps are and how well each
   separates clean from corrupted slices of the validation benchmark.
@@ -72,15 +73,37 @@ def run_bench(scorer: Scorer, validation_dir: Path | None, *, repeats: int = 5, 
     slice_volume = Volume(np.ascontiguousarray(mid), volume.display_spacing(), np.eye(4), volume.modality)
     rows.append(("whole score of a 2-D slice (both models, calibration, maps back)",
                  f"{_median_seconds(lambda: scorer.score_volume(slice_volume), repeats) * 1e3:.0f} ms"))
+    rows.append(_volume_row(scorer, volume, f"{volume.n_slices}-slice volume {volume.array.shape}, end to end"))
+    rows.extend(_explainer_rows(scorer, grid[len(grid) // 2 : len(grid) // 2 + 1], repeats))
+    rows.extend(_head_rows(scorer, volume, slice_volume, repeats))
+    rows.extend(_ddim_vs_ddpm(scorer, validation_dir, ddpm_slices, ddpm_level))
+    return rows
+
+
+def _head_rows(scorer: Scorer, volume: Volume, one: Volume, repeats: int) -> list[tuple[str, str]]:
+    """The segmentation head's score (:mod:`core.head_scoring`) of the same slice and volume."""
+    from core.head_scoring import HeadCalibration, HeadScorer, head_calibration_file, head_file
+
+    if not (head_file(scorer.profile).is_file() and head_calibration_file(scorer.profile).is_file()):
+        return [("segmentation head", f"skipped: no head for {scorer.profile.name} (train-head, calibrate-head)")]
+    from core.detectors.head import HeadDetector
+
+    head = HeadScorer(HeadDetector.load(head_file(scorer.profile)), scorer,
+                      HeadCalibration.load(head_calibration_file(scorer.profile)))
+    rows = [("head: whole score of a 2-D slice at 1 mm (both reconstructions, head, maps back)",
+             f"{_median_seconds(lambda: head.score_volume(one), repeats) * 1e3:.0f} ms")]
+    rows.append(_volume_row(head, volume, f"head: {volume.n_slices}-slice volume end to end"))
+    return rows
+
+
+def _volume_row(scorer, volume: Volume, what: str) -> tuple[str, str]:
+    """One timed ``score_volume`` of ``volume``: ``(what (n slices scored), seconds)``."""
     start = time.perf_counter()
     result = scorer.score_volume(volume)
     seconds = time.perf_counter() - start
     scored = int(np.isfinite(result.slice_scores).sum())
-    rows.append((f"{volume.n_slices}-slice volume {volume.array.shape}, end to end ({scored} slices with tissue scored)",
-                 f"{seconds:.1f} s ({seconds / max(1, scored) * 1e3:.0f} ms per scored slice)"))
-    rows.extend(_explainer_rows(scorer, grid[len(grid) // 2 : len(grid) // 2 + 1], repeats))
-    rows.extend(_ddim_vs_ddpm(scorer, validation_dir, ddpm_slices, ddpm_level))
-    return rows
+    return (f"{what} ({scored} slices with tissue scored)",
+            f"{seconds:.1f} s ({seconds / max(1, scored) * 1e3:.0f} ms per scored slice)")
 
 
 def _explainer_rows(scorer: Scorer, one: np.ndarray, repeats: int) -> list[tuple[str, str]]:

@@ -110,7 +110,9 @@ class Case(Base):
 
     ``display_shape`` is ``[rows, columns, slices]`` of the scan's display slices (a drawn mask
     must match it); ``ai_heatmap_path`` is SAFEGEN's heatmap (a ``.npy`` of the scan's array
-    shape), shown only to readers in the AI arm. ``truth`` is what the case is known to be
+    shape), shown only to readers in the AI arm, with the tolerance ``ai_tau``, profile ``ai_profile``
+    and per-display-slice flags ``ai_flags`` it was scored with (its mask is
+    :func:`core.masks.unsafe_mask` of the heatmap at that tau on those slices). ``truth`` is what the case is known to be
     (``"real"`` / ``"synthetic"`` in a visual Turing test, ``"artifact"`` / ``"clean"`` otherwise),
     never shown to readers; ``truth_mask_path`` a ``.npy`` boolean ``(slices, rows, columns)`` stack
     of the display slices (e.g. the artifact simulator's mask) that readers' masks are scored against.
@@ -127,6 +129,9 @@ class Case(Base):
     display_shape: Mapped[list] = mapped_column(JSON)
     ai_heatmap_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     ai_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ai_tau: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ai_profile: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ai_flags: Mapped[list | None] = mapped_column(JSON, nullable=True)
     truth: Mapped[str | None] = mapped_column(String(16), nullable=True)
     truth_mask_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 

@@ -103,6 +103,9 @@ class CaseSpec:
     display_shape: tuple[int, int, int]  # rows, columns, slices
     ai_heatmap_path: str | None = None
     ai_score: float | None = None
+    ai_tau: float | None = None  # the tolerance, profile and slice flags the heatmap was scored with
+    ai_profile: str | None = None
+    ai_flags: list[bool] | None = None
     truth: str | None = None  # one of TRUTHS
     truth_mask_path: str | None = None  # .npy boolean (slices, rows, columns)
 
@@ -222,7 +225,8 @@ def create_study(
         rows, cols, slices = (int(v) for v in spec.display_shape)
         session.add(Case(study_id=study.id, position=position, name=spec.name, scan_path=spec.scan_path,
                          display_shape=[rows, cols, slices], ai_heatmap_path=spec.ai_heatmap_path,
-                         ai_score=spec.ai_score, truth=spec.truth, truth_mask_path=spec.truth_mask_path))
+                         ai_score=spec.ai_score, ai_tau=spec.ai_tau, ai_profile=spec.ai_profile,
+                         ai_flags=spec.ai_flags, truth=spec.truth, truth_mask_path=spec.truth_mask_path))
     session.flush()
     case_ids = [c.id for c in session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.position))]
     for reader_id, first in readers.items():

@@ -45,7 +45,7 @@ from core.study_stats import (
     turing_frame,
     visual_turing,
 )
-from db.models import Arm, Reader, Role, Study, StudyKind
+from db.models import Arm, Case, Reader, Role, Study, StudyKind
 from db.repository import TRUTHS, CaseSpec, StudyError, answers_table, create_study, study_masks
 
 def default_studies_dir() -> Path:
@@ -100,19 +100,21 @@ def create_study_from_files(
         stored = deidentify_file(Path(path), folder, pseudonym)
         volume = load_volume(stored)
         rows, cols = volume.display_slice(0).shape
-        heatmap_path, score = None, None
+        heatmap_path, score, ai = None, None, {}
         if scorer is not None:
             result = scorer.score_volume(volume)
             heatmap_path = folder / f"{pseudonym}_heatmap.npy"
             np.save(heatmap_path, result.heatmap.astype(np.float32))
             score = float(result.score)
+            ai = {"ai_tau": float(result.tau), "ai_profile": result.profile,
+                  "ai_flags": [bool(f) for f in result.flags_at(result.tau)]}
         mask_path = None
         if truth_mask is not None:
             mask_path = folder / f"{pseudonym}_truth_mask.npy"
             np.save(mask_path, display_mask(volume, load_mask(Path(truth_mask), volume)))
         specs.append(CaseSpec(pseudonym, str(stored), (rows, cols, volume.n_slices),
-                              None if heatmap_path is None else str(heatmap_path), score, truth,
-                              None if mask_path is None else str(mask_path)))
+                              None if heatmap_path is None else str(heatmap_path), score, truth=truth,
+                              truth_mask_path=None if mask_path is None else str(mask_path), **ai))
         if progress is not None:
             progress(1)
     return create_study(session, admin, title, specs, readers, instructions=instructions, questions=questions,
@@ -207,7 +209,9 @@ def analyse_study(session: Session, requester: Reader, study_id: int, *, tau: fl
     a reader gets their own answers only (no truth: no accuracy, ROC or agreement).
 
     Args:
-        tau: SAFEGEN's tolerance for its masks (None: no comparison with SAFEGEN's mask).
+        tau: SAFEGEN's tolerance for the masks of cases made before each case stored its own (the
+            committed calibration's; None: no comparison with SAFEGEN's mask for such cases). A case
+            that stored its tau and slice flags is compared at those.
         covariance: the MRMC covariance estimator, ``jackknife`` or ``delong``.
         load_scan, load_array: read a case's scan, and its stored heatmap or truth mask (``.npy``),
             from their paths (the dashboard passes its cached loaders, so a rerun of the Results page
@@ -278,12 +282,13 @@ def _mask_sections(session: Session, admin: Reader, study: Study, report: StudyR
             table = mask_dice_between_readers({(c, r): m for (c, r, a), m in masks.items() if arm in ("all", a)})
             per_arm.append(table.assign(arm=arm))
         report.masks_between = pd.concat(per_arm, ignore_index=True)
-        if tau is not None:
-            reference = {cid: safegen_mask(load_scan(case.scan_path), load_array(case.ai_heatmap_path), tau)
-                         for cid, case in cases.items() if case.ai_heatmap_path}
-            if reference:
-                flat = {(c, f"{r} ({a})" if crossed else r): m for (c, r, a), m in masks.items()}
-                report.masks_vs_safegen = mask_dice_against(flat, reference)
+        reference = {cid: safegen_mask(load_scan(case.scan_path), load_array(case.ai_heatmap_path),
+                                       *case_ai_settings(case, tau))
+                     for cid, case in cases.items()
+                     if case.ai_heatmap_path and case_ai_settings(case, tau)[0] is not None}
+        if reference:
+            flat = {(c, f"{r} ({a})" if crossed else r): m for (c, r, a), m in masks.items()}
+            report.masks_vs_safegen = mask_dice_against(flat, reference)
     truth_masks = {cid: load_array(case.truth_mask_path) for cid, case in cases.items() if case.truth_mask_path}
     if truth_masks or any(case.truth == "clean" for case in cases.values()):
         report.masks_vs_truth, report.masks_vs_truth_per_reader = mask_accuracy(
@@ -299,11 +304,20 @@ def stack_masks(slices: dict[int, np.ndarray], display_shape: list[int]) -> np.n
     return out
 
 
-def safegen_mask(volume, heatmap: np.ndarray, tau: float) -> np.ndarray:
-    """SAFEGEN's mask of a case's scan and stored heatmap at ``tau``, as display slices like the readers'."""
+def case_ai_settings(case: Case, tau: float | None = None) -> tuple[float | None, np.ndarray | None]:
+    """The tolerance and slice flags a case's AI heatmap was scored with; a case made before they were
+    stored gets ``tau`` (the committed calibration's, from the caller) and no flags."""
+    if case.ai_tau is not None:
+        return float(case.ai_tau), None if case.ai_flags is None else np.asarray(case.ai_flags, dtype=bool)
+    return tau, None
+
+
+def safegen_mask(volume, heatmap: np.ndarray, tau: float, flags: np.ndarray | None = None) -> np.ndarray:
+    """SAFEGEN's mask of a case's scan and stored heatmap at ``tau`` on the flagged slices
+    (:func:`core.masks.unsafe_mask`, the one mask rule), as display slices like the readers'."""
     from core.masks import unsafe_mask
 
-    return np.stack([unsafe_mask(h, tau).astype(bool) for h in volume.display_slices_of(heatmap)])
+    return volume.display_slices_of(unsafe_mask(heatmap, tau, flags)).astype(bool)
 
 
 def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, *,

@@ -67,7 +67,7 @@ if volume is not None:
         st.sidebar.caption("A baseline shows its own map; the explainers explain SAFEGEN's score.")
     elif result is not None:
         try:
-            result = explained_result(scan_key, volume, result, explainer_choice(), shared=source == SOURCE_DEMO)
+            result = explained_result(scan_key, volume, result, explainer_choice(result), shared=source == SOURCE_DEMO)
         except FileNotFoundError as error:
             st.error(f"This explainer is not available, the residual map is shown: {error}")
 

@@ -12,14 +12,14 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def _run(at: AppTest) -> AppTest:
-    at.run(timeout=60)
+    at.run(timeout=120)  # the first run scores the default MNI152 volume (about 30 s on 2 idle cores)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
 @pytest.fixture
 def app():
-    return _run(AppTest.from_file(APP, default_timeout=60))
+    return _run(AppTest.from_file(APP, default_timeout=120))
 
 
 def test_scan_review_shows_the_default_demo_scan_slice_by_slice(app):
@@ -55,13 +55,20 @@ def test_about_page_lists_the_real_data_sources():
     assert bool(table.loc[table["name"] == "mni152", "present"].iloc[0])
     models = at.dataframe[1].value  # the model card, read from the committed sidecars
     assert list(models["model"]) == ["autoencoder_mri_t1.pt", "diffusion_mri_t1.pt", "autoencoder_ct_head.pt",
-                                     "diffusion_ct_head.pt", "generator_mri_t1.pt"]
+                                     "diffusion_ct_head.pt", "generator_mri_t1.pt", "head_mri_t1.pt"]
+    head = models.iloc[5]
+    assert "held out: itk_t1" in head["training images"] and "image AUROC" in head["synthetic validation (kept step)"]
     assert models["trained with"].iloc[4].startswith("`python -m core.cli train generator` (seed 1, 1500 steps)")
     assert models["training images"].iloc[0] == "240 slices of mni152, colin27"
     assert models["training images"].iloc[2] == "150 slices of invesalius_cranium"
     assert models["final val loss"].iloc[0] == pytest.approx(0.0246, abs=5e-4)
     assert any("4.706 z" in m.value for m in at.markdown)  # the default tau, from the calibration file
     assert any("Head CT (brain window): τ" in m.value and "4.445 z" in m.value for m in at.markdown)
+    from core.head_scoring import HeadCalibration, head_calibration_file
+    from core.profiles import MRI_T1
+
+    head_tau = HeadCalibration.load(head_calibration_file(MRI_T1)).slice_tau()
+    assert any("head τ (a 2-D image)" in m.value and f"{head_tau:.3f}" in m.value for m in at.markdown)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,17 +78,19 @@ def test_about_page_lists_the_real_data_sources():
 
 @pytest.fixture
 def counted_scoring(monkeypatch):
-    """Counts model runs (Scorer.score_volume calls) from here on; demo results stay shared."""
+    """Counts model runs (score_volume calls of the head or the seed scorer) from here on; demo results stay shared."""
+    from core.head_scoring import HeadScorer
     from core.scoring import Scorer
 
     calls = []
-    original = Scorer.score_volume
+    for cls in (Scorer, HeadScorer):
+        original = cls.score_volume
 
-    def counting(self, volume, **kwargs):
-        calls.append(volume.name)
-        return original(self, volume, **kwargs)
+        def counting(self, volume, _original=original, **kwargs):
+            calls.append(volume.name)
+            return _original(self, volume, **kwargs)
 
-    monkeypatch.setattr(Scorer, "score_volume", counting)
+        monkeypatch.setattr(cls, "score_volume", counting)
     return calls
 
 
@@ -123,15 +132,16 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
 
 def test_the_profile_choice_rescores_a_ct_slice_with_the_brain_mri_models_and_warns(app):
     from core.demo import get_case
+    from core.head_scoring import load_detector
     from core.io import load_volume
-    from core.scoring import Scorer
 
     app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
     _run(app)
     app.selectbox(key=Keys.PROFILE).set_value("mri_t1")
     _run(app)
     case = get_case("ct_small")
-    expected = Scorer.load().score_volume(load_volume(case.path, modality=case.modality))
+    expected = load_detector().score_volume(load_volume(case.path, modality=case.modality))  # the head
+    assert expected.head
     assert _metrics(app)["Score (worst slice)"] == f"{expected.score:.2f}"
     assert app.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))  # the profile's own tau
     assert any("out of their domain" in w.value for w in app.warning)  # a CT slice vs brain-MRI models

@@ -75,7 +75,11 @@ def test_batch_page_scores_a_server_folder(folder):
     import json
 
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert len(figure["data"][0]["x"]) == 45 and len(figure["data"][1]["x"]) == 2  # reference vs this batch
+    from core.head_scoring import HeadCalibration, head_calibration_file
+    from core.profiles import MRI_T1
+
+    n_reference = len(HeadCalibration.load(head_calibration_file(MRI_T1)).calib_scores)  # the head's clean slices
+    assert len(figure["data"][0]["x"]) == n_reference and len(figure["data"][1]["x"]) == 2  # reference vs batch
     at.checkbox(key=Keys.BATCH_FLAGGED_ONLY).check()
     at.run()
     assert at.dataframe[0].value["file"].tolist() == ["dropout.png"]

@@ -74,3 +74,39 @@ def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(
     assert np.array_equal(to_display(voxels[..., 2]), drawn)  # the drawn pixels, back on the scan's grid
     assert "mask:case-001:ann" not in paths and not any(k.startswith("mask:") and "bob" in k for k in paths)
     engine.dispose()
+
+
+def test_a_case_keeps_the_tau_profile_and_slice_flags_its_ai_heatmap_was_scored_with(tmp_path):
+    """The AI arm's mask is the one mask rule at the case's own tau and flags, not a tau read later."""
+    from core.detectors.head import HeadConfig, HeadDetector, build_head
+    from core.head_scoring import HeadCalibration, HeadScorer
+    from core.masks import unsafe_mask
+    from db.studies import case_ai_settings, safegen_mask
+
+    data = np.zeros((40, 44, 3), np.float32)
+    data[8:32, 8:36, :] = 100.0  # a box of "tissue" on every slice
+    nifti = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), nifti)
+    config = HeadConfig(inputs=("image",), channels=(4, 8), strides=(2,), num_res_units=0)
+    scorer = HeadScorer(HeadDetector(build_head(config), config), None,
+                        HeadCalibration(np.linspace(0.0, 1.0, 999), score_window=1), tau=0.5)
+    engine = make_engine(f"sqlite:///{tmp_path / 'study.db'}")
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with session_scope(factory) as s:
+        admin = create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann = create_reader(s, "ann", "ann-password")
+        study = create_study_from_files(s, admin, "AI settings", [nifti], {ann.id: Arm.AI}, scorer=scorer,
+                                        studies_dir=tmp_path / "studies")
+        (case,) = study.cases
+        tau, flags = case_ai_settings(case, tau=99.0)  # the stored tau wins over the caller's
+        heatmap = np.load(case.ai_heatmap_path)
+        profile = case.ai_profile
+    expected = scorer.score_volume(load_volume(nifti))
+    assert tau == 0.5 and profile == "mri_t1"
+    assert flags.tolist() == expected.flags_at(0.5).tolist()
+    volume = load_volume(nifti)
+    reference = safegen_mask(volume, heatmap, tau, flags)
+    assert np.array_equal(reference, volume.display_slices_of(unsafe_mask(heatmap, 0.5, flags)).astype(bool))
+    assert np.array_equal(reference, volume.display_slices_of(expected.mask).astype(bool))
+    engine.dispose()

@@ -74,6 +74,24 @@ def models_table() -> pd.DataFrame:
             "CPU minutes": round(history.get("seconds", 0.0) / 60, 1),
             "size (MB)": round(weights.stat().st_size / 2**20, 2) if weights.is_file() else None,
         })
+    head = MRI_T1.model_file("head")
+    if head.is_file() and head.with_suffix(".json").is_file():  # the segmentation head: the detector
+        meta = json.loads(head.with_suffix(".json").read_text())
+        training, curve = meta["training"], meta["validation_curve"]
+        kept = curve["step"].index(training["kept_step"])
+        rows.append({
+            "model": head.name,
+            "network": "MONAI UNet segmentation head on the slice and its E_AE / S_diffusion reconstructions",
+            "trained with": f"`{meta.get('command', '')}` (seed {training['seed']}, {training['steps']} steps)",
+            "training images": f"{training['pool_size']} varied, corrupted slices at a time of "
+                               f"{', '.join(training['subjects'])} (held out: {training['held_out']})",
+            "final val loss": None,
+            "synthetic validation (kept step)": (f"image AUROC {curve['image_auroc'][kept]:.3f}, Dice "
+                                                 f"{curve['dice'][kept]:.3f}, pixel AUROC {curve['pixel_auroc'][kept]:.3f} "
+                                                 f"(step {training['kept_step']})"),
+            "CPU minutes": round(training["seconds"] / 60, 1),
+            "size (MB)": round(head.stat().st_size / 2**20, 2),
+        })
     return pd.DataFrame(rows)
 
 
@@ -91,4 +109,17 @@ def calibration_facts() -> dict[str, str]:
         facts[f"{profile.title}: τ (default tolerance)"] = (
             f"{calibration.tau(calibration.alpha):.3f} z, flags {calibration.false_alarm_rate:.0%} of "
             f"{meta.get('calib_images')} real clean calibration slices")
+    from core.head_scoring import HeadCalibration, head_calibration_file
+
+    for profile in all_profiles().values():
+        path = head_calibration_file(profile)
+        if not path.is_file():
+            continue
+        head = HeadCalibration.load(path)
+        facts[f"{profile.title}: head τ (a 2-D image)"] = (
+            f"{head.slice_tau():.3f} (anomaly probability), flags {head.false_alarm_rate:.0%} of "
+            f"{len(head.calib_scores)} clean calibration slices under normal variation")
+        facts[f"{profile.title}: head τ (a volume of 150 slices)"] = (
+            f"{head.volume_tau(150):.3f}: any slice above it flags the volume, {head.false_alarm_rate:.0%} of "
+            "clean volumes at most (Bonferroni over the slices)")
     return facts

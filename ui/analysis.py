@@ -17,7 +17,9 @@ import streamlit as st
 
 from core.baselines import SAFEGEN
 from core.explain import Explainer, ExplainerName
+from core.head_explain import load_explainer as head_explainer
 from core.profiles import DEFAULT_PROFILE
+from core.head_scoring import HeadScorer, load_detector
 from core.scoring import ScanResult, Scorer
 from core.types import Volume
 from ui.state import Keys
@@ -27,10 +29,11 @@ if TYPE_CHECKING:
 
 
 @st.cache_resource(show_spinner="Loading the SAFEGEN models ...")
-def load_scorer(profile: str = DEFAULT_PROFILE.name) -> Scorer:
-    """A profile's committed models (default brain MRI T1), once per server process. Raises
-    FileNotFoundError naming the command that makes them."""
-    return Scorer.load(profile=profile)
+def load_scorer(profile: str = DEFAULT_PROFILE.name) -> Scorer | HeadScorer:
+    """A profile's committed SAFEGEN scorer (:func:`core.head_scoring.load_detector`: the segmentation
+    head where the profile has one), once per server process. Raises FileNotFoundError naming the
+    command that makes a missing file."""
+    return load_detector(profile=profile)
 
 
 def progress_bar(total: int, first_text: str, label: str, unit: str = "slices"):
@@ -96,8 +99,9 @@ def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SA
 
 @st.cache_resource(show_spinner=False)
 def load_explainer(name: str, profile: str = DEFAULT_PROFILE.name) -> Explainer:
-    """An explainer of a profile's committed models with its committed calibration."""
-    return Explainer.load(load_scorer(profile), name)
+    """An explainer of a profile's committed scorer with its committed calibration (the head's own
+    explainers where the profile has a head)."""
+    return head_explainer(load_scorer(profile), name)
 
 
 @st.cache_resource
@@ -127,7 +131,10 @@ def explained_result(scan_key: str, volume: Volume, result: ScanResult, explaine
 
 
 def heatmap_range(result: ScanResult) -> tuple[float, float]:
-    """Colour-map limits for a scan: from 0 z to its hottest pixel (at least tau + 1)."""
+    """Colour-map limits for a scan: from 0 z to its hottest pixel (at least tau + 1); the head's
+    probabilities from 0 to 1."""
+    if getattr(result, "head", False):
+        return 0.0, 1.0
     top = float(np.nanmax(result.heatmap)) if result.heatmap.size else result.tau + 1.0  # no copy: it runs per rerun
     return 0.0, max(top if np.isfinite(top) else result.tau + 1.0, result.tau + 1.0)
 

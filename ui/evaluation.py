@@ -17,7 +17,7 @@ import streamlit as st
 from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark, load_evaluation, run_evaluation
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
-from ui.analysis import load_explainer, load_scorer, progress_bar
+from ui.analysis import load_scorer, progress_bar
 from ui.resources import data_dirs
 from ui.state import Keys
 
@@ -47,14 +47,20 @@ def load_run(folder: Path) -> dict | None:
 
 
 def quick_rerun() -> None:
-    """Score a small balanced subset of the test benchmark now (about a minute) into a session folder."""
+    """Score a small balanced subset of the test benchmark now (about a minute) into a session folder.
+
+    It re-runs the seed's reconstruction score (S_diffusion, E_AE and their alpha-combination on the
+    128 grid) and its explainers: the segmentation head's figures come from ``evaluate-realistic``."""
+    from core.explain import Explainer
+
     scorer = load_scorer()
+    scorer = getattr(scorer, "seed", None) or scorer  # the head's seed detectors, or the seed scorer itself
     reference_dir, benchmark_dir = data_dirs()
     with st.spinner("Preparing the benchmark (first time only) ..."):
         ensure_benchmark(reference_dir, benchmark_dir)
     bench = load_benchmark(benchmark_dir, small=True)
     clean = clean_test_slices(reference_dir)
-    explainers = [load_explainer(name) for name in QUICK_EXPLAINERS]
+    explainers = [Explainer.load(scorer, name) for name in QUICK_EXPLAINERS]
     total = len(bench["images"]) + len(clean) + len(explainers) * (int(bench["labels"].sum()) + len(clean))
     bar, advance = progress_bar(total, f"Evaluating {len(bench['images'])} benchmark slices ...", "Evaluating",
                                 "slice passes")

@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from core.baselines import SAFEGEN, factories
 from core.explain import DEFAULT_EXPLAINER
+from core.head_explain import HEAD_EXPLAINERS
 from core.masks import summarise_mask, unsafe_mask
 from core.profiles import all_profiles, auto_profile, get_profile
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
@@ -24,6 +25,12 @@ from ui.analysis import heatmap_range, mask_nifti_bytes
 from ui.state import Keys
 
 TAU_MAX = 20.0  # z units; above this every model map here is far outside normal variation
+HEAD_TAU_STEP = 0.01  # the head's tau is a probability in [0, 1]
+
+
+def tau_unit(result: ScanResult) -> str:
+    """What tau and the heatmap are measured in, for labels."""
+    return "anomaly probability" if result.head else "z units"
 
 MODEL_SCOPE = {
     "mri_t1": (
@@ -62,9 +69,11 @@ def verdict(result: ScanResult, tau: float) -> None:
     else:
         st.success(f"**No artifact found** above τ = {tau:.2f} in {n_scored} scored slice(s).",
                    icon=":material/check_circle:")
-    safegen = result.method == SAFEGEN
+    safegen = result.method == SAFEGEN and not result.head
     cols = st.columns(5 if safegen else 3)
-    cols[0].metric("Score (worst slice)", f"{result.score:.2f}", help="Calibrated z units; higher = more likely unsafe.")
+    score_help = ("The head's anomaly probability, averaged over the worst 7x7-pixel region of the worst slice."
+                  if result.head else "Calibrated z units; higher = more likely unsafe.")
+    cols[0].metric("Score (worst slice)", f"{result.score:.2f}", help=score_help)
     cols[1].metric("p-value vs real slices", f"{result.p_value:.3f}",
                    help="Share of real clean calibration slices that score at least as high (conformal).")
     cols[2].metric("Worst slice", f"{result.worst_slice + 1}")
@@ -73,7 +82,16 @@ def verdict(result: ScanResult, tau: float) -> None:
         cols[4].metric("Autoencoder (E_AE)", f"{result.score_autoencoder:.2f}")
     with st.expander(f"About these scores ({len(result.warnings)} note(s))", icon=":material/info:"):
         seconds = f"Scored in {result.seconds.get('total', 0.0):.1f} s."
-        if safegen:
+        if result.head:
+            where = ("a volume is flagged when any slice is above the volume τ, set so that 5 % of clean volumes "
+                     "of this many slices are flagged" if result.heatmap.ndim == 3 and result.heatmap.shape[2] > 1
+                     else "it flags 5 % of clean calibration slices under normal variation")
+            st.markdown("A segmentation head (a small MONAI U-Net) sees the slice at about 1 mm with its E_AE and "
+                        "S_diffusion reconstructions and outputs an anomaly probability per pixel; the heatmap is "
+                        f"that probability. The default τ = {result.tau:.2f}: {where}. {seconds}")
+            st.markdown(f"Profile: **{get_profile(result.profile).title}**. "
+                        + MODEL_SCOPE.get(result.profile, get_profile(result.profile).about))
+        elif safegen:
             st.markdown(f"S = α·S_diffusion + (1 − α)·E_AE with α = {result.alpha:.2f}; the default τ = "
                         f"{result.tau:.2f} flags 5 % of real clean calibration slices. {seconds}")
             st.markdown(f"Profile: **{get_profile(result.profile).title}**. "
@@ -91,13 +109,14 @@ def heatmap_controls(result: ScanResult, scan_key: str) -> tuple[bool, float, fl
     """Sidebar controls: overlay on/off, tau (live mask), opacity, colour map."""
     if st.session_state.get(Keys.TAU_SCAN) != scan_key:  # a new scan opens at its calibrated tau ...
         st.session_state[Keys.TAU_SCAN] = scan_key
-        st.session_state[Keys.TAU] = min(round(float(result.tau), 2), TAU_MAX)
+        st.session_state[Keys.TAU] = min(round(float(result.tau), 2), 1.0 if result.head else TAU_MAX)
         st.session_state[Keys.SLICE] = result.worst_slice + 1  # ... on its worst slice
     with st.sidebar:
         st.subheader("Heatmap")
         show = st.toggle("Show heatmap overlay", value=True, key=Keys.SHOW_HEATMAP)
         # Fixed limits keep the widget's identity across scans (a changing max re-mounts it).
-        tau = st.slider("Tolerance τ (z units)", 0.0, TAU_MAX, step=0.05, key=Keys.TAU,
+        top, step = (1.0, HEAD_TAU_STEP) if result.head else (TAU_MAX, 0.05)
+        tau = st.slider(f"Tolerance τ ({tau_unit(result)})", 0.0, top, step=step, key=Keys.TAU,
                         help="Pixels and slices above τ are marked unsafe. Moving it re-draws; no model runs.")
         opacity = st.slider("Opacity", 0.0, 1.0, 0.55, step=0.05, key=Keys.OPACITY)
         cmap = st.selectbox("Colour map", HEATMAP_COLORMAPS, key=Keys.COLORMAP,
@@ -167,11 +186,15 @@ EXPLAINER_LABELS = {
 }
 
 
-def explainer_choice() -> str:
-    """Sidebar choice of the heatmap's explainer (all on the same calibrated scale, so one τ)."""
+def explainer_choice(result: ScanResult | None = None) -> str:
+    """Sidebar choice of the heatmap's explainer (all on the same calibrated scale, so one τ); the
+    segmentation head's results offer the head's explainers (:data:`core.head_explain.HEAD_EXPLAINERS`)."""
+    names = list(EXPLAINER_LABELS)
+    if result is not None and result.head:
+        names = [n for n in names if n in {e.value for e in HEAD_EXPLAINERS}]
     with st.sidebar:
         return st.selectbox(
-            "Heatmap explainer", list(EXPLAINER_LABELS), index=list(EXPLAINER_LABELS).index(DEFAULT_EXPLAINER),
+            "Heatmap explainer", names, index=names.index(DEFAULT_EXPLAINER),
             format_func=EXPLAINER_LABELS.get, key=Keys.EXPLAINER,
             help="Every explainer's map is matched to the residual map's scale on real images, so τ means the "
                  "same for all. Scores and flags do not change; only the heatmap and mask do. "
@@ -263,7 +286,8 @@ def panels(result: ScanResult, volume: Volume, index: int, gray: np.ndarray, tau
         recon = volume.display_slice_of(result.reconstruction, index)
         cols[1].image(np.clip(recon, 0.0, 1.0), caption="Reconstruction (autoencoder, normalised)", clamp=True,
                       width="stretch")
-    cols[2].image(heat_rgb, caption=f"Heatmap ({result.explainer}), 0 to {high:.1f} z", width="stretch")
+    cols[2].image(heat_rgb, caption=f"Heatmap ({result.explainer}), 0 to {high:.1f} ({tau_unit(result)})",
+                  width="stretch")
     cols[3].image((mask * 255).astype(np.uint8),
                   caption=f"Unsafe mask at τ = {tau:.2f} ({int(mask.sum())} px, {regions} region(s))",
                   width="stretch")

@@ -125,14 +125,17 @@ def canvas_to_mask(rgba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized) >= 128
 
 
-def slice_picture(volume: Volume, index: int, window_name: str, heatmap: np.ndarray | None, tau: float) -> Image.Image:
-    """The display slice as an RGB picture, with SAFEGEN's heatmap above tau when given."""
+def slice_picture(volume: Volume, index: int, window_name: str, heatmap: np.ndarray | None, tau: float,
+                  flagged: bool | None = None) -> Image.Image:
+    """The display slice as an RGB picture, with SAFEGEN's heatmap above tau when given (only on a
+    flagged slice when the case stored its slice flags: :func:`core.masks.unsafe_mask`)."""
     gray = apply_window(volume.display_slice(index), window_presets(volume)[window_name])
     if heatmap is None:
         return Image.fromarray(gray).convert("RGB")
     heat = volume.display_slice_of(heatmap, index)
-    mask = unsafe_mask(heat, tau).astype(bool)
-    high = max(float(np.nanmax(heatmap)), tau + 1.0)
+    mask = unsafe_mask(heat, tau, None if flagged is None else np.array([flagged])).astype(bool)
+    peak = float(np.nanmax(heatmap))
+    high = 1.0 if peak <= 1.0 else max(peak, tau + 1.0)  # probabilities (the head) or z units
     return Image.fromarray(overlay_heatmap(gray, heat, low=tau, high=high, opacity=0.5, mask=mask))
 
 

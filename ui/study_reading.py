@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.render import window_presets
 from db.models import Arm, Case, Reader, Study
+from db.studies import case_ai_settings
 from db.repository import (
     StudyError,
     assignment,
@@ -134,6 +135,7 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
         stored_masks = read_masks(read)
         case = s.get(Case, case_id)
         scan_path, heatmap_path, name = case.scan_path, case.ai_heatmap_path, case.name
+        ai_tau, ai_flags = case_ai_settings(case)
     read_key = (case_id, arm.value)
     reading_seconds(read_key)  # start the clock on first view
     volume = case_volume(scan_path)
@@ -147,7 +149,9 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
         if study.shows_ai and heatmap_path:  # blinded arms never reach this line
             if st.toggle("Show SAFEGEN heatmap", value=True, key=Keys.STUDY_SHOW_AI):
                 heatmap = case_heatmap(heatmap_path)
-        picture = slice_picture(volume, index, window, heatmap, default_tau() if heatmap is not None else 0.0)
+        tau = (default_tau() if ai_tau is None else ai_tau) if heatmap is not None else 0.0
+        flagged = None if ai_flags is None else bool(ai_flags[index])
+        picture = slice_picture(volume, index, window, heatmap, tau, flagged)
         rows, cols = volume.display_slice(index).shape
         key = (case_id, arm.value, index)
         cleared = st.session_state.setdefault(Keys.STUDY_CLEARED, {})

@@ -1,0 +1,161 @@
+"""Figures on the realistic benchmark (:mod:`core.realistic_benchmark`), any scorer side by side.
+
+Every image goes through the same path as ``python -m core.cli score``: :func:`core.io.load_volume`
+of the file, then the scorer's ``score_volume``. Per method:
+
+* detection: image AUROC and AUPRC of the scan score, F1 of the method's own flag, and the share of
+  clean images flagged with its 95 % Clopper-Pearson interval (the configured rate is 5 %);
+* localisation: Dice of the method's mask at its own tau with the exact artifact mask (mean over
+  corrupted images), pixel AUROC (pooled, every pixel of every corrupted and clean image) and AUPRO
+  (FPR up to 0.3) of its heatmap;
+* the same per source (``seen`` / ``unseen`` subject), per artifact kind and per severity (AUROC
+  of that group's corrupted images against all clean images of the same sources).
+
+Component scores (``score_diffusion``, ``score_autoencoder``) of the seed's reconstruction scorer
+give the S_diffusion and E_AE rows (image level only: their per-pixel maps are not kept).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from core.io import load_volume
+from core.metrics import _area_up_to, dice, image_auprc, image_auroc, pixel_auroc, pro_curve_points
+from core.realistic_benchmark import read_mask
+
+
+@dataclass
+class MethodRun:
+    """One method's outputs on every benchmark image, in ``labels.csv`` order."""
+
+    name: str
+    scores: np.ndarray
+    flags: np.ndarray
+    maps: list[np.ndarray | None]  # display-view heatmaps (None: image-level method)
+    masks: list[np.ndarray | None]
+    seconds: np.ndarray
+    components: dict[str, np.ndarray]
+
+
+def run_method(name: str, scorer, benchmark_dir: Path, table: pd.DataFrame, *, progress=None) -> MethodRun:
+    """Score every benchmark file with ``scorer`` (anything with ``score_volume``)."""
+    scores, flags, maps, masks, seconds = [], [], [], [], []
+    components: dict[str, list] = {"score_diffusion": [], "score_autoencoder": []}
+    for file in table["file"]:
+        volume = load_volume(Path(benchmark_dir) / file)
+        start = time.perf_counter()
+        result = scorer.score_volume(volume)
+        seconds.append(time.perf_counter() - start)
+        scores.append(result.score)
+        flags.append(result.flag)
+        maps.append(volume.display_slice_of(result.heatmap, 0) if result.pixel_maps else None)
+        masks.append(volume.display_slice_of(result.mask, 0).astype(bool) if result.pixel_maps else None)
+        components["score_diffusion"].append(result.score_diffusion)
+        components["score_autoencoder"].append(result.score_autoencoder)
+        if progress is not None:
+            progress(1)
+    return MethodRun(name, np.asarray(scores, dtype=float), np.asarray(flags, dtype=bool), maps, masks,
+                     np.asarray(seconds), {k: np.asarray(v, dtype=float) for k, v in components.items()})
+
+
+def false_alarms(flags: np.ndarray) -> tuple[float, float, float]:
+    """Share flagged and its 95 % Clopper-Pearson interval."""
+    n, k = len(flags), int(np.sum(flags))
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    ci = binomtest(k, n).proportion_ci(0.95, method="exact")
+    return k / n, float(ci.low), float(ci.high)
+
+
+def aupro_ragged(maps: list[np.ndarray], masks: list[np.ndarray], fpr_limit: float = 0.3) -> float:
+    """:func:`core.metrics.aupro` of images of different sizes.
+
+    They are padded to one shape with a map value below every real one, and the false-positive rate
+    is rescaled to the real normal pixels (padding is never predicted anomalous above that value).
+    """
+    h = max(m.shape[0] for m in maps)
+    w = max(m.shape[1] for m in maps)
+    floor = min(float(np.min(m)) for m in maps) - 1.0
+    padded = np.stack([np.pad(m, ((0, h - m.shape[0]), (0, w - m.shape[1])), constant_values=floor) for m in maps])
+    truth = np.stack([np.pad(g, ((0, h - g.shape[0]), (0, w - g.shape[1]))) for g in masks])
+    fpr, pro, _ = pro_curve_points(padded, truth)
+    real_normal = sum(int((~g).sum()) for g in masks)
+    fpr = np.minimum(fpr * int((~truth).sum()) / real_normal, 1.0)
+    return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+def _detection(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray | None) -> dict[str, float]:
+    row = {"n_clean": int((labels == 0).sum()), "n_artifact": int((labels == 1).sum()),
+           "image_auroc": image_auroc(labels, scores), "image_auprc": image_auprc(labels, scores)}
+    if flags is not None:
+        tp = int(np.sum(flags & (labels == 1)))
+        fp, fn = int(np.sum(flags & (labels == 0))), int(np.sum(~flags & (labels == 1)))
+        row["f1"] = 2 * tp / max(2 * tp + fp + fn, 1)
+        rate, low, high = false_alarms(flags[labels == 0])
+        row.update(false_alarm=rate, false_alarm_ci_low=low, false_alarm_ci_high=high)
+    return row
+
+
+def _localisation(run: MethodRun, gts: list[np.ndarray], labels: np.ndarray, rows: np.ndarray,
+                  rng: np.random.Generator) -> dict[str, float]:
+    if run.maps[0] is None:
+        return {}
+    corrupted = [i for i in rows if labels[i] == 1]
+    dices = [dice(run.masks[i], gts[i]) for i in corrupted]
+    # pooled pixels of every image in ``rows``, subsampled per image to keep it fast
+    values, truth = [], []
+    for i in rows:
+        flat_map, flat_gt = run.maps[i].ravel(), gts[i].ravel()
+        pick = rng.choice(flat_map.size, size=min(4000, flat_map.size), replace=False)
+        pick = np.union1d(pick, np.flatnonzero(flat_gt))  # every artifact pixel
+        values.append(flat_map[pick])
+        truth.append(flat_gt[pick])
+    pro = aupro_ragged([run.maps[i] for i in rows], [gts[i] for i in rows]) if corrupted else float("nan")
+    return {"dice_at_tau": float(np.mean(dices)) if dices else float("nan"),
+            "pixel_auroc": pixel_auroc(np.concatenate(values), np.concatenate(truth)), "aupro": pro}
+
+
+def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The tables of the module docstring: ``overall``, ``by_source``, ``by_kind``, ``by_severity``."""
+    labels = table["label"].to_numpy().astype(int)
+    gts = [read_mask(benchmark_dir, f) for f in table["file"]]
+    rng = np.random.default_rng(seed)
+    overall, by_source, by_kind, by_severity = [], [], [], []
+    for run in runs:
+        series = [(run.name, run.scores, run.flags)]
+        if run.name == "seed" and np.isfinite(run.components["score_diffusion"]).all():
+            series += [("seed: S_diffusion", run.components["score_diffusion"], None),
+                       ("seed: E_AE", run.components["score_autoencoder"], None)]
+        for name, scores, flags in series:
+            everything = np.arange(len(labels))
+            row = {"method": name, **_detection(labels, scores, flags)}
+            if flags is not None:
+                row.update(_localisation(run, gts, labels, everything, rng))
+                row["seconds_per_image"] = float(np.median(run.seconds))
+            overall.append(row)
+            for source, part in table.groupby("source"):
+                rows = part.index.to_numpy()
+                entry = {"method": name, "source": source, **_detection(labels[rows], scores[rows],
+                                                                         None if flags is None else flags[rows])}
+                if flags is not None:
+                    entry.update(_localisation(run, gts, labels, rows, rng))
+                by_source.append(entry)
+            clean = labels == 0
+            for column, sink in (("kind", by_kind), ("severity", by_severity)):
+                for value, part in table[labels == 1].groupby(column):
+                    rows = np.concatenate([part.index.to_numpy(), np.flatnonzero(clean)])
+                    entry = {"method": name, column: value, "n": len(part),
+                             "image_auroc": image_auroc(labels[rows], scores[rows])}
+                    if flags is not None:
+                        entry["recall_at_tau"] = float(np.mean(flags[part.index.to_numpy()]))
+                        if run.maps[0] is not None:
+                            entry["dice_at_tau"] = float(np.mean([dice(run.masks[i], gts[i]) for i in part.index]))
+                    sink.append(entry)
+    return {"overall": pd.DataFrame(overall), "by_source": pd.DataFrame(by_source),
+            "by_kind": pd.DataFrame(by_kind), "by_severity": pd.DataFrame(by_severity)}

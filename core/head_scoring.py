@@ -1,0 +1,373 @@
+"""SAFEGEN's score with the segmentation head: scans in, :class:`~core.scoring.ScanResult` out.
+
+Data flow for one scan::
+
+    Volume --robust_normalize (whole scan: one scale)--> display slices at about 1 mm
+      --E_AE and S_diffusion reconstruct each slice on the 128 grid, put back on its pixels-->
+      [image, AE reconstruction, diffusion reconstruction] --head--> probability map per pixel
+      slice score = max of the box-averaged probability (core.detectors.head.slice_score; the box
+      side is chosen on synthetic validation slices by calibrate-head)
+      flag: slice score > tau; mask: core.masks.unsafe_mask(probability, tau, flags)
+      maps resampled to the scan's own pixels and array layout
+
+**One tau, two uses.** ``tau`` is a probability. A 2-D image is flagged when its slice score is
+above the slice threshold, the conformal ``1 - rate`` quantile of clean calibration slices under
+normal variation (:class:`HeadCalibration`). A volume of ``n`` scored slices is flagged when any
+slice is above the **volume threshold**, the same quantile at ``rate / n`` (Bonferroni: at most
+``rate`` of clean volumes flagged whatever the correlation between slices). The mask is the
+probability above the result's tau on its flagged slices, so a flagged slice always shows where.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from skimage.transform import resize
+
+from core.calibration import ConformalCalibrator
+from core.detectors.head import HeadDetector, Reconstructor, slice_score
+from core.masks import unsafe_mask
+from core.preprocess import robust_normalize, robust_scale
+from core.profiles import DEFAULT_PROFILE, Profile, get_profile
+from core.scoring import DEFAULT_FALSE_ALARM_RATE, ScanResult, Scorer, scored_slices
+from core.types import Modality, Volume
+
+HEAD_SPACING_MM = 1.0
+# Slices whose pixel size is within this ratio of 1 mm are scored as they are (no resampling).
+SPACING_TOLERANCE = 1.25
+
+
+def head_file(profile: Profile, models_dir: Path | None = None) -> Path:
+    return profile.model_file("head", models_dir)
+
+
+def head_calibration_file(profile: Profile, models_dir: Path | None = None) -> Path:
+    return profile.models_dir(models_dir) / f"head_calibration_{profile.name}.json"
+
+
+@dataclass(frozen=True)
+class HeadCalibration:
+    """Slice scores of clean calibration slices under normal variation, and the default rate.
+
+    Attributes:
+        calib_scores: ``(N,)`` slice scores of clean ``calib``-split slices, each under a fresh draw
+            of :func:`core.variation.vary`.
+        false_alarm_rate: the configured share of clean slices (2-D) or volumes (3-D) flagged.
+        metadata: how it was made.
+        score_window: the side of the box whose mean probability, at its maximum, is the slice score
+            (:func:`core.detectors.head.slice_score`), chosen on synthetic validation slices.
+    """
+
+    calib_scores: np.ndarray
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
+    metadata: dict = field(default_factory=dict)
+    score_window: int = 7
+
+    @property
+    def calibrator(self) -> ConformalCalibrator:
+        return ConformalCalibrator(self.calib_scores)
+
+    def slice_tau(self, rate: float | None = None) -> float:
+        return self.calibrator.threshold(rate or self.false_alarm_rate)
+
+    def volume_tau(self, n_slices: int, rate: float | None = None) -> float:
+        """The per-slice threshold that flags at most ``rate`` of clean volumes of ``n_slices`` slices."""
+        return self.calibrator.threshold((rate or self.false_alarm_rate) / max(int(n_slices), 1))
+
+    def save(self, path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({"false_alarm_rate": self.false_alarm_rate,
+                                          "score_window": self.score_window,
+                                          "calib_scores": np.round(np.sort(self.calib_scores), 6).tolist(),
+                                          "metadata": self.metadata}, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "HeadCalibration":
+        raw = json.loads(Path(path).read_text())
+        return cls(np.asarray(raw["calib_scores"], dtype=np.float64), float(raw["false_alarm_rate"]),
+                   raw.get("metadata", {}), int(raw["score_window"]))
+
+
+def to_head_resolution(image: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """A display slice resampled to about 1 mm pixels (unchanged when already within 1/1.25-1.25 mm)."""
+    ratios = np.asarray(spacing, dtype=float) / HEAD_SPACING_MM
+    if np.all((ratios <= SPACING_TOLERANCE) & (ratios >= 1 / SPACING_TOLERANCE)):
+        return image
+    shape = tuple(max(8, int(round(n * r))) for n, r in zip(image.shape, ratios, strict=True))
+    return resize(image, shape, order=1, preserve_range=True, anti_aliasing=bool(np.any(ratios < 1))).astype(np.float32)
+
+
+def back_to_slice(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A map on the head's pixels put back on the slice's ``shape``."""
+    if prob.shape == tuple(shape):
+        return prob
+    return resize(prob, shape, order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
+
+
+@dataclass
+class HeadScan:
+    """A scan made ready for the head.
+
+    Attributes:
+        normalised: the scan, :func:`core.preprocess.robust_normalize` with one scale for all slices.
+        slices: per scored display slice, the slice at about 1 mm.
+        scored: bool per display slice (:func:`core.scoring.scored_slices`).
+        warnings: what a user should know.
+    """
+
+    normalised: Volume
+    slices: list[np.ndarray]
+    scored: np.ndarray
+    warnings: list[str]
+
+    @classmethod
+    def of(cls, volume: Volume, profile: Profile) -> "HeadScan":
+        warnings: list[str] = []
+        if volume.modality is not Modality.OTHER and volume.modality is not profile.modality:
+            warnings.append(f"the models ({profile.title}) were trained on {profile.about.split(',')[0]}; this "
+                            f"{volume.modality.value} scan is out of their domain, so its scores say little")
+        normalised = volume.with_array(robust_normalize(volume.array, scale=robust_scale(volume.array, Modality.MR)))
+        scored = scored_slices(volume)
+        if not scored.all():
+            warnings.append(f"{int((~scored).sum())} of {len(scored)} slices hold too little tissue to compare "
+                            "with the reference slices and were not scored")
+        spacing = volume.display_spacing()
+        slices = [to_head_resolution(normalised.display_slice(int(k)), spacing) for k in np.flatnonzero(scored)]
+        return cls(normalised, slices, scored, warnings + list(volume.warnings))
+
+
+class HeadScorer:
+    """The head, the two detectors that feed it, and its calibration (see the module docstring).
+
+    Args:
+        head: the trained head.
+        seed: the reconstruction scorer whose E_AE and S_diffusion make the head's input channels
+            (its own alpha-combined score is the ``seed`` ablation of the evaluation); None for a head
+            that sees the image alone.
+        calibration: the head's :class:`HeadCalibration`.
+        tau: a fixed tolerance (probability) instead of the calibrated thresholds.
+        false_alarm_rate: the rate the thresholds are set for (default: the calibration's).
+    """
+
+    def __init__(self, head: HeadDetector, seed: Scorer | None, calibration: HeadCalibration, *,
+                 tau: float | None = None, false_alarm_rate: float | None = None,
+                 profile: Profile | str | None = None, batch_size: int = 16) -> None:
+        if seed is None and tuple(head.config.inputs) != ("image",):
+            raise ValueError(f"a head with inputs {head.config.inputs} needs the seed's detectors")
+        self.head = head
+        self.seed = seed
+        self.calibration = calibration
+        self.profile = get_profile(profile or (seed.profile if seed is not None else DEFAULT_PROFILE))
+        self.false_alarm_rate = false_alarm_rate or calibration.false_alarm_rate
+        self.fixed_tau = None if tau is None else float(tau)
+        self.reconstruct = Reconstructor(seed and seed.autoencoder, seed and seed.diffusion,
+                                         diffusion_level=head.config.diffusion_level)
+        self.batch_size = seed.batch_size if seed is not None else batch_size
+        self.window = calibration.score_window
+
+    @property
+    def tau(self) -> float:
+        """The threshold of a 2-D image (a volume's depends on its slice count: :meth:`tau_for`)."""
+        return self.fixed_tau if self.fixed_tau is not None else self.calibration.slice_tau(self.false_alarm_rate)
+
+    def tau_for(self, volume: Volume, n_scored: int) -> float:
+        if self.fixed_tau is not None:
+            return self.fixed_tau
+        if not volume.is_3d:
+            return self.calibration.slice_tau(self.false_alarm_rate)
+        return self.calibration.volume_tau(n_scored, self.false_alarm_rate)
+
+    @classmethod
+    def load(cls, models_dir: Path | None = None, *, profile: Profile | str | None = None, device: str = "cpu",
+             tau: float | None = None, false_alarm_rate: float | None = None, **seed_settings) -> "HeadScorer":
+        """A profile's committed head, calibration and the detectors that feed it.
+
+        Raises:
+            FileNotFoundError: a file is missing, naming the command that makes it.
+        """
+        profile = get_profile(profile or DEFAULT_PROFILE)
+        for path, command in ((head_file(profile, models_dir), "train-head"),
+                              (head_calibration_file(profile, models_dir), "calibrate-head")):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli {command}`")
+        seed = Scorer.from_folder(models_dir, profile=profile, device=device, **seed_settings)
+        return cls(HeadDetector.load(head_file(profile, models_dir)), seed,
+                   HeadCalibration.load(head_calibration_file(profile, models_dir)), tau=tau,
+                   false_alarm_rate=false_alarm_rate, profile=profile)
+
+    def inputs(self, slices: list[np.ndarray], *, progress=None) -> list[np.ndarray]:
+        """The head's input channels ``(C, H, W)`` of each slice (already normalised, at about 1 mm)."""
+        out = []
+        for start in range(0, len(slices), self.batch_size):
+            part = slices[start : start + self.batch_size]
+            out.extend(self.reconstruct(part, self.head.config.inputs))
+            if progress is not None:
+                progress(len(part))
+        return out
+
+    def score_slices(self, slices: list[np.ndarray]) -> np.ndarray:
+        """Slice scores of normalised 1 mm slices (calibration and evaluation use this)."""
+        probs = self.head.probability(self.inputs(slices))
+        return np.array([slice_score(p, self.window) for p in probs])
+
+    @staticmethod
+    def scored_slices(volume: Volume) -> np.ndarray:
+        return scored_slices(volume)
+
+    def _explained(self, explainer, channels: list[np.ndarray], probs: list[np.ndarray], progress=None) -> list:
+        """The maps the result shows: the probabilities, or ``explainer``'s maps on their scale."""
+        if explainer is None or str(explainer.name) == "residual":
+            return probs
+        if not hasattr(explainer, "maps_of"):
+            raise ValueError(f"the {explainer.name} explainer explains the reconstruction score, not the head; "
+                             "load the head's (core.head_explain.load_explainer)")
+        if not channels:
+            return []
+        return list(explainer.maps_of(np.stack(channels), progress=progress))
+
+    def _to_scan(self, volume: Volume, scan: HeadScan, slice_maps: list[np.ndarray]) -> np.ndarray:
+        shown_shape = scan.normalised.display_slice(0).shape
+        display_maps = np.zeros((volume.n_slices, *shown_shape), dtype=np.float32)
+        for k, m in zip(np.flatnonzero(scan.scored), slice_maps, strict=True):
+            display_maps[k] = back_to_slice(m, shown_shape)
+        return volume.stack_display_slices(display_maps).astype(np.float32)
+
+    def score_volume(self, volume: Volume, *, explainer=None, progress=None) -> ScanResult:
+        """Score every slice of a scan (see the module docstring).
+
+        Args:
+            volume: the scan.
+            explainer: None (the head's probability map) or a
+                :class:`core.head_explain.HeadExplainer` whose map, on the probability scale, becomes
+                the heatmap and mask.
+            progress: called with the number of slices done, per batch.
+        """
+        start = time.perf_counter()
+        scan = HeadScan.of(volume, self.profile)
+        seconds = {"prepare": time.perf_counter() - start}
+        t0 = time.perf_counter()
+        channels = self.inputs(scan.slices, progress=progress)
+        seconds["reconstruct"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        probs = self.head.probability(channels)
+        seconds["head"] = time.perf_counter() - t0
+        slice_scores = np.full(volume.n_slices, np.nan)
+        slice_scores[scan.scored] = [slice_score(p, self.window) for p in probs]
+        tau = self.tau_for(volume, int(scan.scored.sum()))
+        flags = np.nan_to_num(slice_scores, nan=-np.inf) > tau
+        t0 = time.perf_counter()
+        shown = self._explained(explainer, channels, probs)
+        if explainer is not None and str(explainer.name) != "residual":
+            seconds["explain"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        heatmap = self._to_scan(volume, scan, shown)
+        mask = unsafe_mask(heatmap, tau, flags)
+        reconstruction = None
+        if "autoencoder" in self.head.config.inputs:  # E_AE's pseudo-normal slice, as the head saw it
+            channel = list(self.head.config.inputs).index("autoencoder")
+            reconstruction = self._to_scan(volume, scan, [c[channel] for c in channels])
+        seconds["map_back"] = time.perf_counter() - t0
+        worst = int(np.nanargmax(slice_scores))
+        p_value = float(self.calibration.calibrator.p_value(slice_scores[worst]))
+        if volume.is_3d:  # the Bonferroni p-value of "some slice is unlike clean ones"
+            p_value = min(1.0, p_value * int(scan.scored.sum()))
+        seconds["total"] = time.perf_counter() - start
+        return ScanResult(
+            source=volume.source, score=float(slice_scores[worst]), score_diffusion=float("nan"),
+            score_autoencoder=float("nan"), p_value=p_value, flag=bool(flags.any()), heatmap=heatmap, mask=mask,
+            slice_scores=slice_scores, worst_slice=worst, alpha=float("nan"), tau=float(tau), seconds=seconds,
+            warnings=scan.warnings, explainer="residual" if explainer is None else str(explainer.name),
+            spacing=tuple(float(s) for s in volume.spacing), reconstruction=reconstruction, profile=self.profile.name,
+            head=True,
+        )
+
+    def explain(self, volume: Volume, result: ScanResult, explainer, *, progress=None) -> ScanResult:
+        """``result`` with ``explainer``'s heatmap and mask; only the explainer runs (and the
+        reconstructions it needs), the scores, flags and tau stay."""
+        from dataclasses import replace as _replace
+
+        start = time.perf_counter()
+        scan = HeadScan.of(volume, self.profile)
+        channels = self.inputs(scan.slices)
+        shown = (self.head.probability(channels) if str(explainer.name) == "residual"
+                 else self._explained(explainer, channels, [], progress=progress))
+        heatmap = self._to_scan(volume, scan, shown)
+        mask = unsafe_mask(heatmap, result.tau, result.flags_at(result.tau))
+        seconds = {**result.seconds, "explain": time.perf_counter() - start}
+        return _replace(result, heatmap=heatmap, mask=mask, explainer=str(explainer.name), seconds=seconds)
+
+
+def load_detector(models_dir: Path | None = None, *, profile: Profile | str | None = None, **settings):
+    """The profile's SAFEGEN scorer: the head (:class:`HeadScorer`) where the profile has one trained
+    and calibrated, else the seed's reconstruction scorer (:class:`core.scoring.Scorer`)."""
+    profile = get_profile(profile or DEFAULT_PROFILE)
+    if head_file(profile, models_dir).is_file() and head_calibration_file(profile, models_dir).is_file():
+        head_settings = {k: settings.pop(k) for k in ("tau", "false_alarm_rate", "device") if k in settings}
+        return HeadScorer.load(models_dir, profile=profile, **head_settings, **settings)
+    return Scorer.from_folder(models_dir, profile=profile, **settings)
+
+
+def clean_variants(split: str, n: int, seed: int, *, variation=None) -> list[np.ndarray]:
+    """``n`` clean ``split`` slices of the head's training subjects, each under a fresh draw of
+    normal variation and normalised as the head sees them (no corruption)."""
+    from dataclasses import replace as _replace
+
+    from core.detectors.head_training import HeadTrainingConfig, SampleSource, available_head_subjects, draw_sample, \
+        load_subject
+
+    config = HeadTrainingConfig()
+    variation = variation or config.variation
+    source = SampleSource.of([load_subject(s) for s in available_head_subjects()], split)
+    rng = np.random.default_rng(seed)
+    clean = _replace(config.anomalies, probability=0.0)
+    return [draw_sample(source, rng, variation, clean).image for _ in range(n)]
+
+
+SCORE_WINDOWS = (1, 3, 7, 15, 31)
+
+
+def choose_score_window(scorer: HeadScorer, *, n: int = 400, seed: int = 8,
+                        windows: tuple[int, ...] = SCORE_WINDOWS) -> tuple[int, dict[str, float]]:
+    """The box side whose slice score has the best image AUROC on ``n`` synthetic ``val``-split slices
+    (half with a training corruption), and the AUROC of each candidate."""
+    from dataclasses import replace as _replace
+
+    from core.detectors.head_training import HeadTrainingConfig, SampleSource, available_head_subjects, \
+        draw_sample, load_subject
+    from core.metrics import image_auroc
+
+    config = HeadTrainingConfig()
+    source = SampleSource.of([load_subject(s) for s in available_head_subjects()], "val")
+    rng = np.random.default_rng(seed)
+    samples = [draw_sample(source, rng, config.variation, _replace(config.anomalies, probability=0.5))
+               for _ in range(n)]
+    probs = scorer.head.probability(scorer.inputs([s.image for s in samples]))
+    labels = np.array([s.label.any() for s in samples], dtype=int)
+    aurocs = {str(w): round(float(image_auroc(labels, [slice_score(p, w) for p in probs])), 4) for w in windows}
+    return int(max(windows, key=lambda w: aurocs[str(w)])), aurocs
+
+
+def fit_head_calibration(scorer: HeadScorer, *, n: int = 2000, seed: int = 7,
+                         false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, progress=None) -> HeadCalibration:
+    """The score window (:func:`choose_score_window`, on ``val`` slices), then the slice scores of
+    ``n`` clean ``calib`` slices under normal variation (:func:`clean_variants`).
+
+    Only the training subjects' ``val`` and ``calib`` splits are used: the held-out subject and the
+    benchmark's ``test`` split stay out.
+    """
+    window, aurocs = choose_score_window(scorer, seed=seed + 1)
+    scorer.window = window
+    slices = clean_variants("calib", n, seed)
+    scores = []
+    for start in range(0, n, 64):
+        scores.extend(scorer.score_slices(slices[start : start + 64]))
+        if progress is not None:
+            progress(len(slices[start : start + 64]))
+    metadata = {"split": "calib", "n": n, "seed": seed, "variation": "core.variation.VariationParams() defaults",
+                "head": str(head_file(scorer.profile).name),
+                "score_window_val_auroc": aurocs, "score_window_rule": "best image AUROC on 400 synthetic val slices"}
+    return HeadCalibration(np.asarray(scores, dtype=np.float64), false_alarm_rate, metadata, window)

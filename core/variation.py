@@ -1,0 +1,111 @@
+"""Normal variation: what real slices of healthy heads look like across scanners, sites and files.
+
+The segmentation head (:mod:`core.detectors.head`) must not flag a slice because it is noisier,
+darker, cropped, rotated, saved as 8-bit or shows a skull. Every training image, clean or
+corrupted, and every image of the realistic benchmark (:mod:`core.realistic_benchmark`) gets a
+fresh draw of this variation, and it is **never labelled**: it is what "normal" means.
+
+The input is an axial slice at about 1 mm with its tissue scaled to about [0, 1] (the 99th
+percentile of the head at 1). :func:`vary` applies, in order:
+
+1. geometry: rotation, isotropic scale, left-right flip, and a field of view of random height and
+   width (``fov``, non-square) with a random offset, so crops and partial heads occur;
+2. a smooth multiplicative bias field (exp of a random quadratic surface);
+3. gamma (contrast);
+4. global blur on some images (scanner resolution, mild motion);
+5. Rician noise over a wide range of levels (log-uniform ``noise_sigma``).
+
+:func:`quantise` (8-bit storage, as a PNG would) is applied separately, last, because a file is
+written after any artifact is in the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class VariationParams:
+    """Ranges of the normal variation (see the module docstring)."""
+
+    rotation_deg: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.2)
+    fov: tuple[int, int] = (128, 224)  # output height and width, each drawn in this range (pixels = mm)
+    offset_px: float = 15.0
+    flip_probability: float = 0.5
+    bias_amplitude: tuple[float, float] = (0.0, 0.35)  # peak of the log gain of the bias field
+    gamma: tuple[float, float] = (0.7, 1.5)
+    blur_probability: float = 0.3
+    blur_sigma: tuple[float, float] = (0.3, 1.0)
+    noise_sigma: tuple[float, float] = (0.005, 0.06)  # log-uniform, in units of the tissue's 99th percentile
+    quantise_probability: float = 0.5
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def smooth_field(shape: tuple[int, int], rng: np.random.Generator, *, cells: int = 3) -> np.ndarray:
+    """A smooth random field in about [-1, 1]: a ``cells x cells`` Gaussian grid, cubic-upsampled."""
+    coarse = rng.normal(size=(cells + 1, cells + 1))
+    field = ndimage.zoom(coarse, (shape[0] / (cells + 1), shape[1] / (cells + 1)), order=3, mode="nearest")
+    field = field[: shape[0], : shape[1]]
+    if field.shape != shape:  # zoom rounds; pad the odd row or column
+        field = np.pad(field, ((0, shape[0] - field.shape[0]), (0, shape[1] - field.shape[1])), mode="edge")
+    return field / (np.abs(field).max() + 1e-8)
+
+
+def reframe(image: np.ndarray, rng: np.random.Generator, params: VariationParams, *, order: int = 1) -> np.ndarray:
+    """Rotate, scale, flip and crop ``image`` into a random field of view (step 1 of :func:`vary`)."""
+    h_out, w_out = (int(rng.integers(params.fov[0], params.fov[1] + 1)) for _ in range(2))
+    angle = np.deg2rad(rng.uniform(-params.rotation_deg, params.rotation_deg))
+    scale = rng.uniform(*params.scale)
+    flip = -1.0 if rng.uniform() < params.flip_probability else 1.0
+    # affine_transform maps output coordinates to input coordinates.
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    matrix = np.array([[cos, -sin], [sin, cos]]) @ np.diag([1.0, flip])
+    centre_in = (np.array(image.shape, dtype=float) - 1) / 2 + rng.uniform(-params.offset_px, params.offset_px, 2)
+    centre_out = (np.array([h_out, w_out], dtype=float) - 1) / 2
+    offset = centre_in - matrix @ centre_out
+    out = ndimage.affine_transform(image, matrix, offset=offset, output_shape=(h_out, w_out), order=order,
+                                   mode="constant", cval=0.0)
+    return out.astype(np.float32)
+
+
+def rician(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Magnitude of the image plus complex Gaussian noise of ``sigma`` per channel (MR noise)."""
+    real = image + rng.normal(0.0, sigma, image.shape)
+    imag = rng.normal(0.0, sigma, image.shape)
+    return np.sqrt(real**2 + imag**2).astype(np.float32)
+
+
+def vary(image: np.ndarray, rng: np.random.Generator, params: VariationParams = VariationParams()) -> np.ndarray:
+    """One random, normal-looking variant of a 1 mm slice whose tissue is scaled to about [0, 1].
+
+    Args:
+        image: ``(H, W)`` float, background about 0.
+        rng: the random generator (the caller owns seeding).
+        params: the ranges.
+
+    Returns:
+        ``(h, w)`` float32 with ``h, w`` drawn from ``params.fov``; values >= 0, not clipped above
+        (a bright region stays brighter than the tissue around it).
+    """
+    out = reframe(np.asarray(image, dtype=np.float32), rng, params)
+    bias = rng.uniform(*params.bias_amplitude) * smooth_field(out.shape, rng, cells=2)
+    out = out * np.exp(bias)
+    out = np.clip(out, 0.0, None) ** rng.uniform(*params.gamma)
+    if rng.uniform() < params.blur_probability:
+        out = ndimage.gaussian_filter(out, rng.uniform(*params.blur_sigma))
+    sigma = float(np.exp(rng.uniform(*np.log(params.noise_sigma))))
+    return rician(out, sigma, rng)
+
+
+def quantise(image: np.ndarray, levels: int = 255) -> np.ndarray:
+    """``image`` stored with ``levels + 1`` grey levels from 0 to its maximum (an 8-bit PNG)."""
+    peak = float(np.max(image))
+    if peak <= 0:
+        return np.zeros_like(image, dtype=np.float32)
+    return (np.round(np.clip(image, 0, None) / peak * levels) * (peak / levels)).astype(np.float32)

@@ -1,0 +1,331 @@
+"""The segmentation head and what feeds it: training corruptions, normal variation, the head's
+normalisation, native-resolution scoring, its calibration and the one mask rule."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from core.detectors.head import HeadConfig, HeadDetector, build_head, slice_score
+from core.head_scoring import HeadCalibration, HeadScorer, back_to_slice, to_head_resolution
+from core.masks import unsafe_mask
+from core.preprocess import TAIL_MAX, normalize_intensity, robust_normalize
+from core.training_anomalies import LABEL_SMOOTHING_PX, AnomalyParams, TrainingKind, corrupt, irregular_mask
+from core.types import Modality, Volume
+from core.variation import VariationParams, quantise, vary
+
+
+@cache
+def mni_slice() -> np.ndarray:
+    """A real mid-brain MNI152 axial slice at 1 mm (display view), tissue scaled to about [0, 1]."""
+    from core.detectors.head_training import load_subject
+    from core.reference import KNOWN_SUBJECTS
+
+    stack = load_subject(KNOWN_SUBJECTS[0])
+    return stack.slices[len(stack.slices) // 2]
+
+
+def disc(shape, centre, radius) -> np.ndarray:
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+
+
+# -- training corruptions ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(TrainingKind))
+def test_each_corruption_changes_only_its_label_and_the_label_is_exact(kind):
+    image = mni_slice()
+    other = np.roll(image, 17, axis=0)
+    params = AnomalyParams()
+    for seed in range(4):
+        out = corrupt(image, kind, np.random.default_rng(seed), other=other, params=params)
+        changed = out.image != image
+        assert not (changed & ~out.label).any(), "a pixel outside the label changed"
+        if out.kind:
+            assert out.kind == kind.value
+            change = ndimage.gaussian_filter(np.abs(out.image - image), LABEL_SMOOTHING_PX)
+            # inside the label the change was above tolerance before the pixels outside were restored,
+            # so most of the label still is; and the label is never empty when a kind is reported
+            assert out.label.sum() >= 12
+            assert np.mean(change[out.label] > params.tolerance / 2) > 0.8
+        else:
+            assert not out.label.any() and np.array_equal(out.image, image)
+
+
+def test_irregular_mask_is_local_and_soft():
+    mask = irregular_mask((100, 120), (50.0, 60.0), 10.0, np.random.default_rng(0))
+    assert mask.max() == pytest.approx(1.0)
+    rows, cols = np.nonzero(mask)
+    assert np.hypot(rows - 50, cols - 60).max() <= 16.0 + 1e-6  # zero beyond 1.6 radius
+    assert ((mask > 0) & (mask < 1)).any()  # a feathered edge
+
+
+def test_corruptions_are_seeded():
+    image = mni_slice()
+    a = corrupt(image, "grating", np.random.default_rng(3))
+    b = corrupt(image, "grating", np.random.default_rng(3))
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+
+
+# -- normal variation ----------------------------------------------------------------------------
+
+
+def test_vary_draws_field_of_view_and_keeps_the_tail():
+    params = VariationParams()
+    shapes = {vary(mni_slice(), np.random.default_rng(s), params).shape for s in range(6)}
+    for h, w in shapes:
+        assert params.fov[0] <= h <= params.fov[1] and params.fov[0] <= w <= params.fov[1]
+    assert len(shapes) > 1
+    assert np.array_equal(vary(mni_slice(), np.random.default_rng(1)), vary(mni_slice(), np.random.default_rng(1)))
+
+
+def test_quantise_keeps_256_levels():
+    x = np.linspace(0, 2.0, 1000, dtype=np.float32)
+    q = quantise(x)
+    assert len(np.unique(q)) == 256 and q.max() == pytest.approx(2.0)
+    assert np.abs(q - x).max() <= 2.0 / 255 / 2 + 1e-6
+
+
+# -- the head's normalisation ----------------------------------------------------------------------
+
+
+def test_hyperintense_disc_survives_robust_normalisation_not_the_percentile_clip():
+    image = mni_slice() * 800.0  # scanner units
+    bright = disc(image.shape, (110, 90), 8)
+    image = np.where(bright, 1.8 * np.percentile(image[image > 100], 99), image)
+    clipped = normalize_intensity(image, Modality.MR)
+    robust = robust_normalize(image, Modality.MR)
+    assert clipped[bright].max() == pytest.approx(1.0)  # the old rule: the disc looks like white matter
+    assert robust[bright].mean() > 1.5  # kept brighter than any normal tissue
+    assert robust.max() <= TAIL_MAX and robust.min() >= 0.0
+    assert np.percentile(robust[~bright & (robust > 0.1)], 50) < 1.0
+
+
+# -- native resolution -----------------------------------------------------------------------------
+
+
+def tiny_head() -> HeadDetector:
+    config = HeadConfig(inputs=("image",), channels=(4, 8), strides=(2,), num_res_units=0)
+    return HeadDetector(build_head(config), config)
+
+
+@pytest.mark.parametrize("shape", [(131, 157), (97, 64), (33, 35)])
+def test_head_maps_have_the_input_shape(shape):
+    head = tiny_head()
+    x = np.random.default_rng(0).uniform(size=(1, *shape)).astype(np.float32)
+    (prob,) = head.probability([x])
+    assert prob.shape == shape and ((prob >= 0) & (prob <= 1)).all()
+
+
+def test_scoring_is_at_native_resolution_for_odd_sizes():
+    scorer = HeadScorer(tiny_head(), None, HeadCalibration(np.linspace(0, 1, 99)))
+    image = np.pad(mni_slice(), ((3, 4), (0, 1)))  # odd sizes
+    volume = Volume(image * 500, (1.0, 1.0), np.eye(4), Modality.MR)
+    result = scorer.score_volume(volume)
+    assert result.heatmap.shape == image.shape and result.mask.shape == image.shape
+    assert result.head and np.isnan(result.alpha)
+
+
+def test_coarse_slices_are_resampled_to_1mm_and_back():
+    image = np.random.default_rng(0).uniform(size=(64, 50)).astype(np.float32)
+    fine = to_head_resolution(image, (2.0, 2.0))
+    assert fine.shape == (128, 100)
+    assert to_head_resolution(image, (1.1, 0.9)) is image  # within tolerance: untouched
+    assert back_to_slice(fine, (64, 50)).shape == (64, 50)
+
+
+def test_slice_score_is_the_max_of_the_box_mean():
+    prob = np.zeros((40, 40), np.float32)
+    prob[10:13, 10:13] = 1.0  # 9 pixels: a 3x3 box mean of 1, a 7x7 box mean of 9 / 49
+    assert slice_score(prob, 3) == pytest.approx(1.0)
+    assert slice_score(prob, 7) == pytest.approx(9 / 49, abs=1e-6)
+    assert slice_score(np.stack([prob, 0 * prob]), 3).tolist() == pytest.approx([1.0, 0.0])
+
+
+# -- calibration ---------------------------------------------------------------------------------------
+
+
+def test_calibration_of_a_known_distribution_gives_the_configured_rate():
+    scores = np.random.default_rng(0).uniform(size=4999)
+    calibration = HeadCalibration(scores, 0.05)
+    tau = calibration.slice_tau()
+    assert tau == pytest.approx(0.95, abs=0.01)
+    fresh = np.random.default_rng(1).uniform(size=200_000)
+    assert np.mean(fresh > tau) == pytest.approx(0.05, abs=0.01)
+    # a volume of 10 slices: Bonferroni, 0.5 % per slice
+    assert calibration.volume_tau(10) == pytest.approx(0.995, abs=0.003)
+    maxima = np.random.default_rng(2).uniform(size=(20_000, 10)).max(axis=1)
+    assert np.mean(maxima > calibration.volume_tau(10)) <= 0.05 + 0.005
+
+
+def test_calibration_round_trips(tmp_path):
+    calibration = HeadCalibration(np.array([0.3, 0.1, 0.2]), 0.1, {"n": 3})
+    calibration.save(tmp_path / "c.json")
+    loaded = HeadCalibration.load(tmp_path / "c.json")
+    assert loaded.slice_tau() == calibration.slice_tau() and loaded.metadata == {"n": 3}
+
+
+# -- one mask rule ---------------------------------------------------------------------------------------
+
+
+def test_head_result_mask_is_the_one_mask_rule():
+    head = tiny_head()
+    with torch.no_grad():  # a head that outputs its input: probability = sigmoid(a * x + b)
+        conv = [m for m in head.model.modules() if isinstance(m, torch.nn.Conv2d)]
+        for m in head.model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                m.weight.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
+    scorer = HeadScorer(head, None, HeadCalibration(np.linspace(0, 1, 99), score_window=1), tau=0.4)
+    volume = Volume((mni_slice() * 500).astype(np.float32), (1.0, 1.0), np.eye(4), Modality.MR)
+    result = scorer.score_volume(volume)
+    assert conv  # the model has convolutions to silence
+    assert np.allclose(result.heatmap, 0.5)  # sigmoid(0) everywhere
+    assert result.flag and result.tau == 0.4
+    expected = unsafe_mask(result.heatmap, 0.4, result.flags_at(0.4))
+    assert np.array_equal(result.mask, expected) and np.array_equal(result.mask_at(0.4), expected)
+    assert not result.mask_at(0.6).any()
+
+
+# -- the head's explainers ------------------------------------------------------------------------------
+
+
+def test_the_differentiable_score_equals_the_slice_score():
+    from core.head_explain import HeadScoreModel
+
+    head = tiny_head()
+    x = torch.from_numpy(np.random.default_rng(0).uniform(size=(2, 1, 45, 51)).astype(np.float32))
+    model = HeadScoreModel(head, window=5)
+    probs = head.probability(list(x.numpy()))
+    assert model(x).detach().numpy() == pytest.approx(slice_score(np.stack(probs), 5), abs=1e-5)
+
+
+def test_head_explainers_give_maps_on_the_probability_scale():
+    from core.head_explain import HeadExplainer, fit_head_explainer_calibration
+
+    head = tiny_head()
+    image = mni_slice()[60:140, 40:140]
+    channels = [image[None].astype(np.float32), np.roll(image, 5, axis=1)[None].astype(np.float32)]
+    from core.explain import ExplainerSettings
+
+    settings = ExplainerSettings(gradcam_layer="head.model.1", shap_samples=24)  # the tiny U-Net's middle
+    calibration = fit_head_explainer_calibration(head, channels, window=3, settings=settings)
+    assert set(calibration.maps) == {"saliency", "gradcam", "shap"}
+    for name in ("saliency", "gradcam"):
+        maps = HeadExplainer(head, name, calibration, window=3).maps_of(np.stack(channels))
+        assert maps.shape == (2, *image.shape)
+        probs = np.stack(head.probability(channels))
+        tissue = image > 0.1
+        # quantile-matched: the explainer's median over tissue is the probability map's median
+        assert np.median(maps[:, tissue]) == pytest.approx(np.median(probs[:, tissue]), abs=0.05)
+    with pytest.raises(ValueError, match="not available for the segmentation head"):
+        HeadExplainer(head, "latent_ig")
+
+
+# -- training -------------------------------------------------------------------------------------------
+
+
+def test_training_records_a_validation_curve_and_resumes(tmp_path):
+    from core.detectors.head import Reconstructor
+    from core.detectors.head_training import HeadTrainingConfig, train_head
+
+    config = HeadTrainingConfig(head=HeadConfig(inputs=("image",), channels=(4, 8), strides=(2,), num_res_units=0),
+                                steps=6, pool_size=12, refresh_every=3, refresh_size=4, val_size=8, validate_every=3,
+                                batch_size=4, crop=64)
+    head = train_head(config, Reconstructor(), tmp_path / "head.pt", checkpoint=tmp_path / "c.ckpt", log=lambda _: None)
+    curve = head.metadata["validation_curve"]
+    assert curve["step"] == [3, 6] and set(curve) >= {"pixel_auroc", "dice", "image_auroc", "train_loss"}
+    assert head.metadata["training"]["held_out"] == "itk_t1"
+    assert "itk_t1" not in head.metadata["training"]["subjects"]
+    config.steps = 9
+    resumed = train_head(config, Reconstructor(), tmp_path / "head.pt", checkpoint=tmp_path / "c.ckpt", resume=True,
+                         log=lambda _: None)
+    assert resumed.metadata["validation_curve"]["step"] == [3, 6, 9]
+    loaded = HeadDetector.load(tmp_path / "head.pt")
+    assert loaded.metadata["training"]["steps"] == 9
+
+
+# -- the realistic benchmark ----------------------------------------------------------------------------
+
+
+def test_realistic_benchmark_images_carry_their_exact_masks(tmp_path):
+    import pandas as pd
+
+    from core.detectors.head_training import UNSEEN_SUBJECT
+    from core.io import load_volume
+    from core.realistic_benchmark import make_realistic_benchmark, read_mask
+
+    if not UNSEEN_SUBJECT.path.is_file():
+        pytest.skip(f"{UNSEEN_SUBJECT.path} not installed ({UNSEEN_SUBJECT.provenance})")
+    table = make_realistic_benchmark(tmp_path, n_seen=4, n_unseen=4, seed=3)
+    assert len(table) == 8 and table["label"].sum() == 4
+    assert set(table["source"]) == {"seen", "unseen"} and set(table["format"]) <= {"png", "nifti"}
+    assert (pd.read_csv(tmp_path / "labels.csv")["file"] == table["file"]).all()
+    for row in table.itertuples():
+        volume = load_volume(tmp_path / row.file)
+        shown = volume.display_slice(0)
+        assert shown.shape == (row.height, row.width)
+        mask = read_mask(tmp_path, row.file)
+        assert mask.shape == shown.shape and mask.any() == bool(row.label)
+
+
+# -- the committed head on real slices ------------------------------------------------------------------
+
+
+@cache
+def committed_head() -> HeadScorer:
+    from core.head_scoring import head_file
+    from core.profiles import MRI_T1
+
+    if not head_file(MRI_T1).is_file():
+        pytest.skip("no committed head (python -m core.cli train-head)")
+    return HeadScorer.load()
+
+
+def _painted_disc_results():
+    image = mni_slice() * 600.0  # the template in scanner-like units
+    painted = disc(image.shape, (120, 80), 9)
+    image_with = np.where(painted, 1.6 * np.percentile(image[image > 60], 99), image)
+    scorer = committed_head()
+    clean = scorer.score_volume(Volume(image.astype(np.float32), (1.0, 1.0), np.eye(4), Modality.MR))
+    result = scorer.score_volume(Volume(image_with.astype(np.float32), (1.0, 1.0), np.eye(4), Modality.MR))
+    return painted, clean, result
+
+
+def test_a_bright_disc_painted_into_the_mni152_template_is_found_and_outlined():
+    painted, clean, result = _painted_disc_results()
+    # the disc's pixels: high probability with the disc, low on the same pixels of the clean twin
+    assert result.heatmap[painted].mean() > 0.5 > clean.heatmap[painted].mean()
+    mask = result.mask_at(0.5).astype(bool)  # the head's own probability threshold
+    assert (mask & painted).sum() > 0.9 * painted.sum()  # covered
+
+
+@pytest.mark.xfail(strict=True, reason="issue 21 open: clean slices carry hot spots (the clean template itself "
+                   "scores 0.973), so the 5 % threshold (about 0.977) sits above this disc's score (about 0.972), "
+                   "and at p 0.5 the disc's region joins a hot spot beside it (1035 px for a 253 px disc)")
+def test_a_bright_disc_painted_into_the_mni152_template_is_flagged_at_the_calibrated_tau_and_outlined_tightly():
+    painted, clean, result = _painted_disc_results()
+    assert result.flag and (result.mask.astype(bool) & painted).sum() > 0.5 * result.mask.sum()
+
+
+def test_a_planted_artifact_scores_above_its_clean_twin_on_the_unseen_subject():
+    from core.artifacts import simulate
+    from core.detectors.head_training import UNSEEN_SUBJECT, load_subject
+
+    if not UNSEEN_SUBJECT.path.is_file():
+        pytest.skip(f"{UNSEEN_SUBJECT.path} not installed ({UNSEEN_SUBJECT.provenance})")
+    stack = load_subject(UNSEEN_SUBJECT)
+    clean = stack.slices[len(stack.slices) // 2]
+    clean = clean / clean.max()
+    scorer = committed_head()
+    for kind in ("lesion", "checkerboard", "dropout"):
+        corrupted = simulate(clean, kind, 3, np.random.default_rng(11))
+        scores = [scorer.score_volume(Volume(x.astype(np.float32), (1.0, 1.0), np.eye(4), Modality.MR)).score
+                  for x in (clean, corrupted.image)]
+        assert scores[1] > scores[0], kind
