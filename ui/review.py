@@ -34,10 +34,12 @@ def tau_unit(result: ScanResult) -> str:
 
 MODEL_SCOPE = {
     "mri_t1": (
-        "The detectors were trained on brain MRI T1 slices of **two real subjects** (MNI152 and Colin27, "
-        "both averages of many scans) with augmentation. On SAFEGEN's simulated-artifact benchmark they "
-        "rank a corrupted slice above a clean one only 60 % of the time (image AUROC 0.60); severe "
-        "dropouts, bias spots and ghosting are found best. Treat the score as research output, not a verdict."
+        "The segmentation head learned from corrupted real slices of **two real brains** (MNI152 and Colin27, "
+        "with and without skull) under simulated normal variation. On a realistic benchmark it ranks a "
+        "corrupted slice above a clean one 69 % of the time (image AUROC 0.69; 0.71 on a held-out real "
+        "scan, where it flags 6.5 % of clean slices at the configured 5 %); checkerboards, noise patches and "
+        "blur are found best, duplication and ringing are missed, and its masks at τ are small (Dice 0.04). "
+        "Treat the score as research output, not a verdict."
     ),
     "ct_head": (
         "The head-CT detectors were trained on **one real head CT** (the InVesalius sample scan) in the "
