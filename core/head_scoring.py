@@ -316,12 +316,11 @@ def clean_variants(split: str, n: int, seed: int, *, variation=None) -> list[np.
     normal variation and normalised as the head sees them (no corruption)."""
     from dataclasses import replace as _replace
 
-    from core.detectors.head_training import HeadTrainingConfig, SampleSource, available_head_subjects, draw_sample, \
-        load_subject
+    from core.detectors.head_training import HeadTrainingConfig, draw_sample, split_source
 
     config = HeadTrainingConfig()
     variation = variation or config.variation
-    source = SampleSource.of([load_subject(s) for s in available_head_subjects()], split)
+    source = split_source(split)
     rng = np.random.default_rng(seed)
     clean = _replace(config.anomalies, probability=0.0)
     return [draw_sample(source, rng, variation, clean).image for _ in range(n)]
@@ -333,20 +332,15 @@ SCORE_WINDOWS = (1, 3, 7, 15, 31)
 def choose_score_window(scorer: HeadScorer, *, n: int = 400, seed: int = 8,
                         windows: tuple[int, ...] = SCORE_WINDOWS) -> tuple[int, dict[str, float]]:
     """The box side whose slice score has the best image AUROC on ``n`` synthetic ``val``-split slices
-    (half with a training corruption), and the AUROC of each candidate."""
-    from dataclasses import replace as _replace
-
-    from core.detectors.head_training import HeadTrainingConfig, SampleSource, available_head_subjects, \
-        draw_sample, load_subject
+    (half with a training corruption: :class:`core.detectors.head_training.ValidationSet`), and the
+    AUROC of each candidate."""
+    from core.detectors.head_training import HeadTrainingConfig, ValidationSet, split_source
     from core.metrics import image_auroc
 
-    config = HeadTrainingConfig()
-    source = SampleSource.of([load_subject(s) for s in available_head_subjects()], "val")
-    rng = np.random.default_rng(seed)
-    samples = [draw_sample(source, rng, config.variation, _replace(config.anomalies, probability=0.5))
-               for _ in range(n)]
-    probs = scorer.head.probability(scorer.inputs([s.image for s in samples]))
-    labels = np.array([s.label.any() for s in samples], dtype=int)
+    config = HeadTrainingConfig(head=scorer.head.config)
+    val = ValidationSet.make(n, split_source("val"), scorer.reconstruct, config, seed=seed)
+    probs = scorer.head.probability(val.inputs)
+    labels = np.array([label.any() for label in val.labels], dtype=int)
     aurocs = {str(w): round(float(image_auroc(labels, [slice_score(p, w) for p in probs])), 4) for w in windows}
     return int(max(windows, key=lambda w: aurocs[str(w)])), aurocs
 

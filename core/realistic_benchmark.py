@@ -29,7 +29,7 @@ import pandas as pd
 from PIL import Image
 
 from core.artifacts import ArtifactKind, ArtifactPlacementError, Severity, simulate
-from core.detectors.head_training import UNSEEN_SUBJECT, SampleSource, available_head_subjects, load_subject
+from core.detectors.head_training import UNSEEN_SUBJECT, SampleSource, load_subject, split_source
 from core.types import from_display
 from core.variation import VariationParams, quantise, vary
 
@@ -55,7 +55,7 @@ def make_realistic_benchmark(out_dir: Path, *, n_seen: int = 216, n_unseen: int 
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    seen = SampleSource.of([load_subject(s) for s in available_head_subjects()], "test")
+    seen = split_source("test")
     unseen_stack = load_subject(UNSEEN_SUBJECT)
     unseen = SampleSource(unseen_stack.slices, [unseen_stack.name] * len(unseen_stack.slices))
     cells = [(k, s) for k in ArtifactKind for s in Severity]

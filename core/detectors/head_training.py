@@ -125,6 +125,11 @@ class SampleSource:
         return cls(slices, names)
 
 
+def split_source(split: str) -> SampleSource:
+    """The ``split`` slices of every available training subject (:data:`HEAD_SUBJECTS`)."""
+    return SampleSource.of([load_subject(s) for s in available_head_subjects()], split)
+
+
 @dataclass(frozen=True)
 class Sample:
     image: np.ndarray  # (H, W) normalised
@@ -274,13 +279,13 @@ def train_head(config: HeadTrainingConfig, reconstruct: Reconstructor, out: Path
                checkpoint: Path, resume: bool = False, log=print, command: str = "") -> HeadDetector:
     """Train (or resume) a head and save the best validation step to ``out`` (see the module docstring)."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    stacks = [load_subject(s) for s in available_head_subjects()]
-    train_source, val_source = SampleSource.of(stacks, "train"), SampleSource.of(stacks, "val")
+    subjects = [s.name for s in available_head_subjects()]
+    train_source, val_source = split_source("train"), split_source("val")
     model = build_head(config.head)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = DiceCELoss(sigmoid=True, batch=True)
     rng = np.random.default_rng(config.seed)
-    log(f"subjects: {[s.name for s in stacks]}; train slices {len(train_source.slices)}, "
+    log(f"subjects: {subjects}; train slices {len(train_source.slices)}, "
         f"val slices {len(val_source.slices)}")
     t0 = time.perf_counter()
     val = ValidationSet.make(config.val_size, val_source, reconstruct, config, seed=config.seed + 1000)
@@ -348,7 +353,7 @@ def train_head(config: HeadTrainingConfig, reconstruct: Reconstructor, out: Path
     record = {
         "command": command,
         "training": {
-            "subjects": [s.name for s in stacks],
+            "subjects": subjects,
             "held_out": UNSEEN_SUBJECT.name,
             "steps": config.steps,
             "batch_size": config.batch_size,
