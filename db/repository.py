@@ -5,8 +5,13 @@ Rules enforced here, not in the pages:
 * Only admins create studies or export; a reader reads and writes only their own work.
 * A save (answers + masks of one case) is one transaction. It carries the ``version`` of the case
   read it was made from; a save from a stale version (a double submit, a second tab) is refused
-  with :class:`StudyError` and changes nothing. On SQLite every transaction starts with
-  ``BEGIN IMMEDIATE`` (``db.session``), so concurrent saves queue instead of interleaving.
+  with :class:`StudyError` and changes nothing. The version check is a compare-and-set on a locked
+  row: the read is re-read ``SELECT ... FOR UPDATE`` (PostgreSQL: concurrent savers of one read
+  queue on the row lock and each sees the previous commit; SQLite has no row locks, but every
+  transaction there starts with ``BEGIN IMMEDIATE``, ``db.session``, which queues whole
+  transactions). Two first visits racing to create the same read (or two accounts racing for one
+  username) hit the unique constraint; the loser gets the winner's row or a clear
+  :class:`StudyError`, never a raw ``IntegrityError``.
 * Bad input (an unknown case, a case outside the reader's study, a Likert value out of range, an
   unknown question, a mask of the wrong shape) raises :class:`StudyError` before anything is
   written.
@@ -23,6 +28,7 @@ import numpy as np
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.study_stats import likert_levels
@@ -120,11 +126,15 @@ def create_reader(session: Session, username: str, password: str, role: Role = R
         raise StudyError("a username needs 1 to 64 characters")
     if len(password) < 8:
         raise StudyError("a password needs at least 8 characters")
+    taken = StudyError(f"the username {username!r} is taken")
     if session.scalar(select(Reader).where(Reader.username == username)) is not None:
-        raise StudyError(f"the username {username!r} is taken")
+        raise taken
     reader = Reader(username=username, password_hash=_HASHER.hash(password), role=Role(role))
-    session.add(reader)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent sign-up may take the name between check and insert
+            session.add(reader)
+    except IntegrityError:
+        raise taken from None
     return reader
 
 
@@ -349,14 +359,25 @@ def open_case(session: Session, reader: Reader, case_id: int, arm: Arm | None = 
     return _read_of(session, reader, *_case_for(session, reader, case_id, arm))
 
 
-def _read_of(session: Session, reader: Reader, case: Case, assigned: Assignment) -> CaseRead:
-    """The reader's read of ``case`` in ``assigned``'s arm, created on first visit (access already checked)."""
-    read = session.scalar(select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
-                                                 CaseRead.arm == assigned.arm))
+def _read_of(session: Session, reader: Reader, case: Case, assigned: Assignment, *,
+             lock: bool = False) -> CaseRead:
+    """The reader's read of ``case`` in ``assigned``'s arm, created on first visit (access already checked).
+
+    ``lock``: read it ``FOR UPDATE`` (fresh from the database, held until the transaction ends),
+    for a compare-and-set of its version.
+    """
+    query = select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
+                                   CaseRead.arm == assigned.arm)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    read = session.scalar(query)
     if read is None:
         read = CaseRead(case_id=case.id, reader_id=reader.id, arm=assigned.arm, version=0, seconds_spent=0.0)
-        session.add(read)
-        session.flush()
+        try:
+            with session.begin_nested():  # a concurrent first visit may insert the same read
+                session.add(read)
+        except IntegrityError:  # it did and committed: use that one
+            read = session.scalar(query.execution_options(populate_existing=True))
     return read
 
 
@@ -462,8 +483,8 @@ def save_read(
         packed[int(index)] = pack_mask(mask) if mask.any() else None
     if not np.isfinite(seconds) or seconds < 0:
         raise StudyError("reading time must be a non-negative number of seconds")
-    read = _read_of(session, reader, case, assigned)
-    session.refresh(read)  # the newest committed version, read inside this (write-locked) transaction
+    read = _read_of(session, reader, case, assigned, lock=True)  # the newest committed version, locked
+    session.expire(read, ["answers", "masks"])  # and its rows as committed, not as this session last saw them
     if read.version != expected_version:
         raise StudyError("this case was saved again since this form was opened (a second tab or a double "
                          "click?); nothing was changed. Reload the case to see the saved answers.")

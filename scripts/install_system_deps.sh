@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages SAFEGEN uses when they are missing and apt can be used.
+# Install the Debian packages SAFEGEN uses when they are missing and apt can be used: real scans,
+# Chromium for the browser tests, PostgreSQL for the database tests (a throw-away cluster per run).
 # Never fails the build: whatever cannot be installed is reported, and the tests that need it
 # skip with a printed reason.
 set -u
-packages=(mricron-data insighttoolkit5-examples invesalius-examples chromium)
+packages=(mricron-data insighttoolkit5-examples invesalius-examples chromium postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

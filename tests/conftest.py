@@ -1,4 +1,5 @@
-"""Shared fixtures: a running Streamlit server and a headless Chromium for the browser tests."""
+"""Shared fixtures: a running Streamlit server and a headless Chromium for the browser tests; a
+throw-away PostgreSQL cluster and a database URL per backend for the database tests."""
 
 from __future__ import annotations
 
@@ -96,3 +97,25 @@ def page(browser, streamlit_server):
     page.set_default_timeout(30_000)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL cluster (:mod:`tests.postgres_helpers`) for the session; skips, with
+    the reason, where the server or the driver is missing."""
+    from tests.postgres_helpers import ThrowawayPostgres, why_unavailable
+
+    if reason := why_unavailable():
+        print(reason)
+        pytest.skip(reason)
+    cluster = ThrowawayPostgres().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """An empty study database on each backend the app supports: a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres").new_database()

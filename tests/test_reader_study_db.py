@@ -1,4 +1,8 @@
-"""Reader-study persistence: the Alembic schema, the repository's rules, concurrent writers, a killed writer."""
+"""Reader-study persistence: the Alembic schema, the repository's rules, concurrent writers, a killed writer.
+
+Every test runs on SQLite and on a real PostgreSQL (the ``db_url`` fixture of ``conftest.py``
+starts a throw-away cluster).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,17 @@ import os
 import signal
 import sqlite3
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import make_url
 
 from db.base import Base
 from db.migrate import upgrade
-from db.models import Answer, Arm, CaseRead, Mask, Role
+from db.models import Answer, Arm, CaseRead, Mask, Reader, Role
 from db.repository import (
     CaseSpec,
     StudyError,
@@ -38,15 +42,15 @@ from db.repository import (
 from db.session import make_engine, make_session_factory, session_scope
 
 
-def _factory(path: Path):
-    engine = make_engine(f"sqlite:///{path}")
+def _factory(url: str):
+    engine = make_engine(url)
     upgrade(engine)
     return engine, make_session_factory(engine)
 
 
 @pytest.fixture
-def db(tmp_path):
-    engine, factory = _factory(tmp_path / "study.db")
+def db(db_url):
+    engine, factory = _factory(db_url)
     yield factory
     engine.dispose()
 
@@ -63,13 +67,11 @@ def _study(factory, n_cases: int = 3, shape=(4, 5, 2)):
 
 
 def _get(s, reader_id):
-    from db.models import Reader
-
     return s.get(Reader, reader_id)
 
 
-def test_migrations_build_exactly_the_models_schema(tmp_path):
-    engine, _ = _factory(tmp_path / "fresh.db")
+def test_migrations_build_exactly_the_models_schema(db_url):
+    engine, _ = _factory(db_url)
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
         assert diff == [], diff
@@ -196,13 +198,11 @@ def test_readers_see_only_their_own_answers_and_only_admins_export_masks(db):
 N_WRITERS, N_ANSWERS = 20, 100
 
 
-def _writer(path: str, reader_name: str, study_id: int, start: mp.Event) -> None:
+def _writer(url: str, reader_name: str, study_id: int, start: mp.Event) -> None:
     """One reader process: saves every one of the study's cases (one answer each) as fast as it can."""
-    engine = make_engine(f"sqlite:///{path}", busy_timeout_ms=60_000)
+    engine = make_engine(url, busy_timeout_ms=60_000)
     factory = make_session_factory(engine)
     start.wait()
-    from db.models import Reader
-
     with session_scope(factory) as s:
         reader = s.scalar(select(Reader).where(Reader.username == reader_name))
         order = [c.id for c, _ in reading_list(s, reader, study_id)]
@@ -213,9 +213,8 @@ def _writer(path: str, reader_name: str, study_id: int, start: mp.Event) -> None
     engine.dispose()
 
 
-def test_twenty_concurrent_writers_store_every_answer_exactly_once(tmp_path):
-    path = tmp_path / "busy.db"
-    engine, factory = _factory(path)
+def test_twenty_concurrent_writers_store_every_answer_exactly_once(db_url):
+    engine, factory = _factory(db_url)
     with session_scope(factory) as s:
         admin = create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
         readers = [create_reader(s, f"r{i:02d}", "reader-password") for i in range(N_WRITERS)]
@@ -223,7 +222,7 @@ def test_twenty_concurrent_writers_store_every_answer_exactly_once(tmp_path):
         study_id = create_study(s, admin, "load", cases, {r.id: Arm.UNAIDED for r in readers}).id
     context = mp.get_context("spawn")
     start = context.Event()
-    workers = [context.Process(target=_writer, args=(str(path), f"r{i:02d}", study_id, start)) for i in range(N_WRITERS)]
+    workers = [context.Process(target=_writer, args=(db_url, f"r{i:02d}", study_id, start)) for i in range(N_WRITERS)]
     for w in workers:
         w.start()
     begun = time.perf_counter()
@@ -240,11 +239,9 @@ def test_twenty_concurrent_writers_store_every_answer_exactly_once(tmp_path):
     engine.dispose()
 
 
-def _crashing_writer(path: str, reader_id: int, case_ids: list[int], ready: mp.Event) -> None:
+def _crashing_writer(url: str, reader_id: int, case_ids: list[int], ready: mp.Event) -> None:
     """Commits the first case, then holds an unfinished save of the second until it is killed."""
-    from db.models import Reader
-
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(url)
     factory = make_session_factory(engine)
     with session_scope(factory) as s:
         save_read(s, s.get(Reader, reader_id), case_ids[0], expected_version=0, answers={"realism": 5},
@@ -256,22 +253,22 @@ def _crashing_writer(path: str, reader_id: int, case_ids: list[int], ready: mp.E
     time.sleep(600)
 
 
-def test_a_writer_killed_mid_transaction_loses_only_its_unfinished_save(tmp_path):
-    path = tmp_path / "crash.db"
-    engine, factory = _factory(path)
+def test_a_writer_killed_mid_transaction_loses_only_its_unfinished_save(db_url):
+    engine, factory = _factory(db_url)
     _, ann_id, _, study_id = _study(factory)
     with session_scope(factory) as s:
         order = [c.id for c, _ in reading_list(s, _get(s, ann_id), study_id)]
     context = mp.get_context("spawn")
     ready = context.Event()
-    writer = context.Process(target=_crashing_writer, args=(str(path), ann_id, order, ready))
+    writer = context.Process(target=_crashing_writer, args=(db_url, ann_id, order, ready))
     writer.start()
     assert ready.wait(timeout=120)
     os.kill(writer.pid, signal.SIGKILL)
     writer.join()
     assert writer.exitcode == -signal.SIGKILL
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(make_url(db_url).database) as raw:
+            assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with session_scope(factory) as s:
         reads = {r.case_id: r for r in s.scalars(select(CaseRead))}
         assert reads[order[0]].version == 1 and [a.value_int for a in reads[order[0]].answers] == [5]
@@ -279,4 +276,89 @@ def test_a_writer_killed_mid_transaction_loses_only_its_unfinished_save(tmp_path
         assert s.scalar(select(func.count(Mask.id))) == 1
         # The database takes new writes at once: the lock died with the process.
         save_read(s, _get(s, ann_id), order[1], expected_version=0, answers={"realism": 2})
+    engine.dispose()
+
+
+N_RACERS, N_ROUNDS = 8, 4
+
+
+def _racer(url: str, reader_id: int, case_id: int, barrier, results) -> None:
+    """One tab of the same reader. Each round: wait for every tab, save the case from that round's
+    version at once, report the outcome, wait for every tab again."""
+    engine = make_engine(url, busy_timeout_ms=60_000)
+    factory = make_session_factory(engine)
+    with engine.connect():  # connect before the race, so connecting is not what orders the tabs
+        pass
+    for version in range(N_ROUNDS):
+        barrier.wait()
+        try:
+            with session_scope(factory) as s:
+                save_read(s, s.get(Reader, reader_id), case_id, expected_version=version, answers={"realism": 3})
+            results.put((version, "saved"))
+        except StudyError as error:
+            results.put((version, "refused" if "saved again" in str(error) else f"other StudyError: {error}"))
+        except Exception as error:  # noqa: BLE001 - the outcome the test must never see
+            results.put((version, f"{type(error).__name__}: {error}"))
+        barrier.wait()
+    engine.dispose()
+
+
+def test_racing_saves_of_one_case_store_exactly_one_per_version(db_url):
+    """Eight tabs of one reader save the same case from the same version at once, four rounds (the
+    first creates the read): each round exactly one is stored, the others are refused with the
+    stale-version message; nothing raises a raw database error and no update is lost."""
+    engine, factory = _factory(db_url)
+    _, ann_id, _, study_id = _study(factory, n_cases=1)
+    with session_scope(factory) as s:
+        case_id = reading_list(s, _get(s, ann_id), study_id)[0][0].id
+    context = mp.get_context("spawn")
+    barrier, results = context.Barrier(N_RACERS), context.Queue()
+    racers = [context.Process(target=_racer, args=(db_url, ann_id, case_id, barrier, results))
+              for _ in range(N_RACERS)]
+    for r in racers:
+        r.start()
+    outcomes = [results.get(timeout=300) for _ in range(N_RACERS * N_ROUNDS)]
+    for r in racers:
+        r.join(timeout=60)
+    for version in range(N_ROUNDS):
+        this_round = sorted(o for v, o in outcomes if v == version)
+        assert this_round == ["refused"] * (N_RACERS - 1) + ["saved"], (version, this_round)
+    with session_scope(factory) as s:
+        assert [r.version for r in s.scalars(select(CaseRead))] == [N_ROUNDS]
+        assert s.scalar(select(func.count(Answer.id))) == 1
+    engine.dispose()
+
+
+def _signup(url: str, username: str, barrier, results) -> None:
+    engine = make_engine(url, busy_timeout_ms=60_000)
+    factory = make_session_factory(engine)
+    with engine.connect():
+        pass
+    barrier.wait()
+    try:
+        with session_scope(factory) as s:
+            create_reader(s, username, "a-long-password")
+        results.put("created")
+    except StudyError as error:
+        results.put("taken" if "taken" in str(error) else f"other StudyError: {error}")
+    except Exception as error:  # noqa: BLE001
+        results.put(f"{type(error).__name__}: {error}")
+    engine.dispose()
+
+
+def test_racing_sign_ups_for_one_username_create_one_account(db_url):
+    """Six sign-ups for one name at once: one account; the others get the "taken" refusal (on
+    PostgreSQL they all pass the check and meet at the unique constraint), no raw IntegrityError."""
+    engine, factory = _factory(db_url)
+    context = mp.get_context("spawn")
+    barrier, results = context.Barrier(6), context.Queue()
+    racers = [context.Process(target=_signup, args=(db_url, "zoe", barrier, results)) for _ in range(6)]
+    for r in racers:
+        r.start()
+    outcomes = sorted(results.get(timeout=120) for _ in racers)
+    for r in racers:
+        r.join(timeout=60)
+    assert outcomes == ["created"] + ["taken"] * 5, outcomes
+    with session_scope(factory) as s:
+        assert s.scalar(select(func.count()).select_from(Reader)) == 1
     engine.dispose()
