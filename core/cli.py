@@ -12,6 +12,7 @@ Commands:
     train-head             train the anomaly-segmentation head on corrupted real slices (seeded, CPU, --resume)
     calibrate-head         the head's slice and volume thresholds, and its explainers' scale, from clean calib
                            slices under normal variation
+    train-loko             the leave-one-kind-out heads (each without the corruptions closest to one artifact kind)
     train-profile NAME     train a profile on a folder of your own real images (reference, models, calibration)
     make-generated-set     sample the demo's generated set (DDPM generator at three sampler settings, VAE, real controls)
     calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
@@ -22,6 +23,7 @@ Commands:
     make-realistic-benchmark  real slices under normal variation, half with one artifact (+ held-out subject)
     evaluate-realistic     the head, the seed's scores and baselines on the realistic benchmark; unseen-subject
                            false alarms for slices and volumes
+    evaluate-loko          the leave-one-kind-out table of the train-loko heads
     bench                  timings on this machine
 
 Every command that builds, trains, calibrates, scores or evaluates takes ``--profile`` (core.profiles:
@@ -193,53 +195,109 @@ def _cmd_make_generated_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_head(args: argparse.Namespace) -> int:
+def _head_training_setup(args: argparse.Namespace, left_out: set[str]):
+    """The training config and reconstructor ``train-head`` / ``train-loko`` options describe
+    (recipe options left out take :class:`core.detectors.head_training.HeadTrainingConfig`'s defaults)."""
+    from dataclasses import replace
+
     import torch
 
     from core.detectors.autoencoder import AutoencoderDetector
     from core.detectors.diffusion import DiffusionDetector
     from core.detectors.head import HeadConfig, Reconstructor
-    from core.detectors.head_training import HeadTrainingConfig, train_head
+    from core.detectors.head_training import HeadTrainingConfig
     from core.profiles import MRI_T1
 
     torch.set_num_threads(args.threads)
     inputs = tuple(k.strip() for k in args.inputs.split(","))
     config = HeadTrainingConfig(head=HeadConfig(inputs=inputs, seed=args.seed), steps=args.steps, seed=args.seed)
+    recipe = {k: getattr(args, k) for k in ("crop", "border_crop_probability", "hard_negative_probability",
+                                             "pool_size", "refresh_every", "refresh_size")
+              if getattr(args, k) is not None}
+    config = replace(config, **recipe)
+    if args.elastic_px is not None:
+        config = replace(config, variation=replace(config.variation, elastic_px=args.elastic_px))
+    if left_out:
+        config = replace(config, anomalies=replace(config.anomalies,
+                                                   kinds=tuple(k for k in config.anomalies.kinds if k not in left_out)))
     reconstruct = Reconstructor(
         AutoencoderDetector.load(MRI_T1.model_file("autoencoder")) if "autoencoder" in inputs else None,
         DiffusionDetector.load(MRI_T1.model_file("diffusion")) if "diffusion" in inputs else None,
         diffusion_level=config.head.diffusion_level,
     )
+    return config, reconstruct
+
+
+def _report_head(out: Path, head) -> None:
+    curve = head.metadata["validation_curve"]
+    print(f"wrote {_shown(out)}: kept step {head.metadata['training']['kept_step']}, last validation "
+          f"pixel AUROC {curve['pixel_auroc'][-1]}, Dice {curve['dice'][-1]}, image AUROC {curve['image_auroc'][-1]} "
+          f"({head.metadata['training']['seconds']:.0f} s)")
+
+
+def _cmd_train_head(args: argparse.Namespace) -> int:
+    from core.detectors.head_training import train_head
+    from core.profiles import MRI_T1
+    from core.training_anomalies import TrainingKind
+
+    left_out = {k.strip() for k in args.without.split(",") if k.strip()}
+    known = {k.value for k in TrainingKind}
+    if unknown := left_out - known:
+        print(f"error: --without {sorted(unknown)}: not training corruptions ({', '.join(sorted(known))})",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    config, reconstruct = _head_training_setup(args, left_out)
     out = args.out or MRI_T1.model_file("head")
     checkpoint = args.checkpoint or Path("out") / "head_training" / f"{Path(out).stem}.ckpt"
     command = "python -m core.cli " + " ".join(a for a in sys.argv[1:] if a != "--resume")
     head = train_head(config, reconstruct, out, checkpoint=checkpoint, resume=args.resume,
                       log=lambda line: print(line, flush=True), command=command)
-    curve = head.metadata["validation_curve"]
-    print(f"wrote {_shown(out)}: kept step {head.metadata['training']['kept_step']}, last validation "
-          f"pixel AUROC {curve['pixel_auroc'][-1]}, Dice {curve['dice'][-1]}, image AUROC {curve['image_auroc'][-1]} "
-          f"({head.metadata['training']['seconds']:.0f} s)")
+    _report_head(out, head)
+    return 0
+
+
+def _cmd_train_loko(args: argparse.Namespace) -> int:
+    from core.detectors.head_training import train_head
+    from core.head_evaluation import LOKO_LEAVE_OUT, loko_head_name
+
+    sets = sorted({tuple(sorted(v)) for v in LOKO_LEAVE_OUT.values()})
+    runs = [("head_all", ())] + [(loko_head_name(s), s) for s in sets]
+    command = "python -m core.cli " + " ".join(sys.argv[1:])
+    for name, left_out in runs:
+        out = args.out_dir / f"{name}.pt"
+        if out.is_file():
+            print(f"{_shown(out)} exists: skipped")
+            continue
+        config, reconstruct = _head_training_setup(args, set(left_out))
+        print(f"training {name} (without {', '.join(left_out) or 'nothing'}) ...", flush=True)
+        head = train_head(config, reconstruct, out, checkpoint=Path("out") / "head_training" / f"loko_{name}.ckpt",
+                          resume=True, log=lambda line: print(line, flush=True), command=command)
+        _report_head(out, head)
     return 0
 
 
 def _cmd_calibrate_head(args: argparse.Namespace) -> int:
-    from core.detectors.head import HeadDetector
-    from core.head_scoring import HeadCalibration, HeadScorer, fit_head_calibration, head_calibration_file, head_file
+    from core.head_scoring import HeadScorer, calibration_file_of, fit_head_calibration, head_file
     from core.profiles import MRI_T1
-    from core.scoring import Scorer
 
     start = time.perf_counter()
-    head = HeadDetector.load(head_file(MRI_T1))
-    placeholder = HeadCalibration(np.zeros(1))  # thresholds are not used while fitting
-    scorer = HeadScorer(head, Scorer.load(profile=MRI_T1), placeholder)
+    head_path = args.head or head_file(MRI_T1)
+    is_profile_head = Path(head_path).resolve() == head_file(MRI_T1).resolve()
+    try:  # thresholds are not used while fitting: no calibration yet
+        scorer = HeadScorer.from_files(head_path, None, profile=MRI_T1)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     with _progress(args.n, "calibrate-head") as bar:
         calibration = fit_head_calibration(scorer, n=args.n, seed=args.seed, false_alarm_rate=args.false_alarm_rate,
-                                           progress=bar.update)
-    out = head_calibration_file(MRI_T1)
+                                           head_name=Path(head_path).name, progress=bar.update)
+    out = calibration_file_of(head_path, MRI_T1)
     calibration.save(out)
     print(f"score window {calibration.score_window} (val image AUROC per window "
           f"{calibration.metadata['score_window_val_auroc']}); slice tau {calibration.slice_tau():.4f}; volume tau (155 slices) {calibration.volume_tau(155):.4f} at "
           f"{calibration.false_alarm_rate:.0%}; wrote {_shown(out)} in {time.perf_counter() - start:.0f} s")
+    if not is_profile_head:  # an ablation head: its thresholds only (the dashboard never shows it)
+        return 0
     from core.head_explain import fit_head_explainer_calibration, head_explainer_file
     from core.head_scoring import clean_variants
 
@@ -247,8 +305,8 @@ def _cmd_calibrate_head(args: argparse.Namespace) -> int:
     channels = scorer.inputs(clean_variants("calib", args.n_explain, args.seed + 1))
     with _progress(3 * len(channels), "calibrate head explainers") as bar:
         explainers = fit_head_explainer_calibration(
-            head, channels, window=calibration.score_window, progress=bar.update,
-            metadata={"split": "calib", "seed": args.seed + 1, "head": _shown(head_file(MRI_T1))})
+            scorer.head, channels, window=calibration.score_window, progress=bar.update,
+            metadata={"split": "calib", "seed": args.seed + 1, "head": _shown(head_path)})
     explainers.save(head_explainer_file(MRI_T1))
     print(f"wrote {_shown(head_explainer_file(MRI_T1))} in {time.perf_counter() - start:.0f} s")
     return 0
@@ -433,7 +491,8 @@ def _cmd_make_realistic_benchmark(args: argparse.Namespace) -> int:
     from core.realistic_benchmark import make_realistic_benchmark, make_unseen_volumes
 
     start = time.perf_counter()
-    table = make_realistic_benchmark(args.out, n_seen=args.n_seen, n_unseen=args.n_unseen, seed=args.seed)
+    table = make_realistic_benchmark(args.out, n_seen=args.n_seen, n_unseen=args.n_unseen, seed=args.seed,
+                                     split=args.split)
     volumes = make_unseen_volumes(args.out, n=args.n_volumes, seed=args.seed + 101)
     print(table.groupby(["source", "label"]).size().to_string())
     print(f"wrote {len(table)} images and {len(volumes)} clean volumes to {_shown(args.out)} in "
@@ -445,8 +504,9 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from core.evaluation import markdown_table
-    from core.head_evaluation import false_alarms, run_method, summarise
-    from core.head_scoring import HeadScorer
+    from core.head_evaluation import false_alarms, run_method, summarise, write_report
+    from core.head_scoring import HeadScorer, calibration_file_of
+    from core.profiles import MRI_T1
 
     if not (args.benchmark / "labels.csv").is_file():
         print(f"error: {args.benchmark}/labels.csv not found; run `python -m core.cli make-realistic-benchmark`",
@@ -454,7 +514,14 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     table = pd.read_csv(args.benchmark / "labels.csv", keep_default_na=False)
     head = HeadScorer.load()
-    scorers = {"head": head, "seed": head.seed}
+    scorers = {"head": head, "seed": head.seed} if args.seed_row else {"head": head}
+    for path in [Path(p) for p in args.heads.split(",") if p]:
+        try:
+            ablation = HeadScorer.from_files(path, calibration_file_of(path, MRI_T1), profile=MRI_T1)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        scorers[f"head: {' + '.join(ablation.head.config.inputs)} ({path.stem})"] = ablation
     for name in [m for m in args.baselines.split(",") if m]:
         from core.baselines.scorer import BaselineScorer
 
@@ -475,9 +542,7 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
                             "scored_slices": int(np.isfinite(result.slice_scores).sum()),
                             "flagged_slices": len(result.flagged_slices), "seconds": time.perf_counter() - t0})
     volumes = pd.DataFrame(volume_rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for key, frame in {**tables, "unseen_volumes": volumes}.items():
-        frame.to_csv(args.out / f"{key}.csv", index=False)
+    write_report(args.out, {**tables, "unseen_volumes": volumes})
     lines = [f"# Realistic benchmark ({len(table)} images; `python -m core.cli evaluate-realistic`)", ""]
     for key in ("overall", "by_source", "by_kind", "by_severity"):
         lines += [f"## {key}", "", markdown_table(tables[key].set_index("method")), ""]
@@ -489,6 +554,38 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
                   "scored slices", ""]
     (args.out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
+    print(f"wrote {_shown(args.out)} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _cmd_evaluate_loko(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from core.evaluation import markdown_table
+    from core.head_evaluation import loko_table, run_method
+    from core.head_scoring import HeadScorer
+    from core.profiles import MRI_T1
+
+    labels_file = args.benchmark / "labels.csv"
+    heads = sorted(args.heads_dir.glob("head_*.pt"))
+    if not labels_file.is_file() or not any(h.stem == "head_all" for h in heads):
+        print(f"error: needs {labels_file} (make-realistic-benchmark) and {args.heads_dir}/head_all.pt with the "
+              "heads trained without each kind (train-loko)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    table = pd.read_csv(labels_file, keep_default_na=False)
+    start = time.perf_counter()
+    scores = {}
+    for path in heads:  # image AUROC needs no threshold: each head scores with its configured window
+        scorer = HeadScorer.from_files(path, None, profile=MRI_T1)
+        with _progress(len(table), path.stem) as bar:
+            scores[path.stem] = run_method(path.stem, scorer, args.benchmark, table, progress=bar.update).scores
+    frame = loko_table(scores, scores.pop("head_all"), table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.out / "loko.csv", index=False)
+    text = (f"# Leave-one-kind-out ({len(table)} images of {_shown(args.benchmark)}; heads in {_shown(args.heads_dir)})\n\n"
+            + markdown_table(frame.set_index("kind")) + "\n")
+    (args.out / "loko.md").write_text(text)
+    print(text)
     print(f"wrote {_shown(args.out)} in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -564,6 +661,26 @@ def _method_names() -> list[str]:
     return method_choices()
 
 
+
+def _add_head_recipe_options(parser: argparse.ArgumentParser, *, steps: int,
+                             inputs: str = "image,autoencoder,diffusion") -> None:
+    parser.add_argument("--inputs", default=inputs,
+                        help="input channels, comma-separated: image, autoencoder, diffusion")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    # Recipe settings; left out, each takes core.detectors.head_training.HeadTrainingConfig's default.
+    parser.add_argument("--crop", type=int, help="training crop side (pixels = mm)")
+    parser.add_argument("--border-crop-probability", type=float, help="share of crops that touch the slice's edge")
+    parser.add_argument("--hard-negative-probability", type=float,
+                        help="share of clean crops centred on the hottest pixel of the head being trained (at refreshes)")
+    parser.add_argument("--pool-size", type=int, help="ready training crops")
+    parser.add_argument("--refresh-every", type=int, help="steps between pool refreshes")
+    parser.add_argument("--refresh-size", type=int, help="crops replaced at each refresh")
+    parser.add_argument("--elastic-px", type=float,
+                        help="peak smooth elastic displacement of the training slices (normal anatomical variation)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -624,15 +741,21 @@ def build_parser() -> argparse.ArgumentParser:
     turing.set_defaults(func=_cmd_make_turing_set)
 
     head = sub.add_parser("train-head", help="train the anomaly-segmentation head (CPU, seeded, resumable)")
-    head.add_argument("--inputs", default="image,autoencoder,diffusion",
-                      help="input channels, comma-separated: image, autoencoder, diffusion")
-    head.add_argument("--steps", type=int, default=14000)
-    head.add_argument("--seed", type=int, default=0)
-    head.add_argument("--threads", type=int, default=2, help="torch threads")
+    _add_head_recipe_options(head, steps=14000)
     head.add_argument("--out", type=Path, default=None, help="default models/head_mri_t1.pt")
     head.add_argument("--checkpoint", type=Path, default=None, help="default out/head_training/<out name>.ckpt")
     head.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    head.add_argument("--without", default="",
+                      help="training corruptions to leave out, comma-separated (see train-loko)")
     head.set_defaults(func=_cmd_train_head)
+
+    loko = sub.add_parser("train-loko", help="the leave-one-kind-out heads: one without the training corruptions "
+                                             "closest to each artifact kind, and one with all (same recipe)")
+    _add_head_recipe_options(loko, steps=3000, inputs="image")
+    loko.add_argument("--out-dir", type=Path, default=Path("models/loko"),
+                      help="where the heads go (a head already there is skipped; a stopped one resumes)")
+    loko.set_defaults(func=_cmd_train_loko)
+
 
     cal_head = sub.add_parser("calibrate-head", help="the head's thresholds from clean calib slices under variation")
     cal_head.add_argument("--n", type=int, default=2000, help="clean calibration slices (each a fresh variation)")
@@ -640,6 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="clean slices that put the explainers on the probability scale")
     cal_head.add_argument("--seed", type=int, default=7)
     cal_head.add_argument("--false-alarm-rate", type=float, default=0.05)
+    cal_head.add_argument("--head", type=Path, default=None,
+                          help="a head file other than the profile's (an ablation head): its calibration is "
+                               "written beside it as NAME.calibration.json, no explainers")
     cal_head.set_defaults(func=_cmd_calibrate_head)
 
     train = sub.add_parser("train", help="train a detector on real normal slices (CPU, seeded)")
@@ -712,6 +838,9 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--n-unseen", type=int, default=216, help="images from the held-out subject")
     rb.add_argument("--n-volumes", type=int, default=12, help="clean varied volumes of the held-out subject")
     rb.add_argument("--seed", type=int, default=505)
+    rb.add_argument("--split", default="test", choices=["test", "val"],
+                    help="the training subjects' split the seen images come from: test (the reported benchmark) or "
+                         "val (a realistic validation set for choices between heads: with --n-unseen 0 --n-volumes 0)")
     rb.set_defaults(func=_cmd_make_realistic_benchmark)
 
     er = sub.add_parser("evaluate-realistic", help="the head, the seed's scores and baselines on the realistic benchmark")
@@ -719,7 +848,18 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--out", type=Path, default=Path("out/evaluation_realistic"))
     er.add_argument("--baselines", default="", help="comma list of baselines (score --method names) to add")
     er.add_argument("--reference", type=Path, default=Path("data/reference"), help="the baselines' reference slices")
+    er.add_argument("--no-seed-row", dest="seed_row", action="store_false",
+                    help="leave out the seed's alpha-combined score (1.7 s an image; its rows do not change with the head)")
+    er.add_argument("--heads", default="",
+                    help="comma list of other head files to add as rows (ablations: train-head --inputs ... --out F, "
+                         "then calibrate-head --head F)")
     er.set_defaults(func=_cmd_evaluate_realistic)
+
+    lk = sub.add_parser("evaluate-loko", help="leave-one-kind-out table of the train-loko heads on the realistic benchmark")
+    lk.add_argument("--benchmark", type=Path, default=Path("data/realistic_benchmark"))
+    lk.add_argument("--heads-dir", type=Path, default=Path("models/loko"))
+    lk.add_argument("--out", type=Path, default=Path("out/evaluation_loko"))
+    lk.set_defaults(func=_cmd_evaluate_loko)
 
     cx = sub.add_parser("calibrate-explainers", help="quantile-match every explainer to the score's scale")
     cx.add_argument("--reference", type=Path, help="default: the profile's (data/reference for mri_t1)")

@@ -159,3 +159,73 @@ def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *
                     sink.append(entry)
     return {"overall": pd.DataFrame(overall), "by_source": pd.DataFrame(by_source),
             "by_kind": pd.DataFrame(by_kind), "by_severity": pd.DataFrame(by_severity)}
+
+
+REPORT_TABLES = ("overall", "by_source", "by_kind", "by_severity", "unseen_volumes")
+
+
+def write_report(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """The tables of :func:`summarise` (and ``unseen_volumes``) as ``folder/<name>.csv``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in REPORT_TABLES:
+        if key in tables:
+            tables[key].to_csv(folder / f"{key}.csv", index=False)
+
+
+def load_report(folder: Path) -> dict[str, pd.DataFrame] | None:
+    """What :func:`write_report` wrote (``evaluate-realistic``), or None when there is no ``overall.csv``."""
+    folder = Path(folder)
+    if not (folder / "overall.csv").is_file():
+        return None
+    out = {}
+    for key in REPORT_TABLES:
+        path = folder / f"{key}.csv"
+        if path.is_file() and path.stat().st_size > 1:
+            out[key] = pd.read_csv(path, keep_default_na=False)
+    return out
+
+
+# Leave-one-kind-out: for each artifact kind of the evaluation simulator, the training corruptions
+# closest to it (what a head trained without them has never seen anything like).
+LOKO_LEAVE_OUT: dict[str, tuple[str, ...]] = {
+    "blur": ("smoothing",),
+    "checkerboard": ("grating",),
+    "ringing": ("grating",),
+    "lesion": ("blob",),
+    "noise_patch": ("local_noise",),
+    "dropout": ("intensity",),
+    "bias_spot": ("intensity",),
+    "duplication": ("pasted_patch", "foreign_patch"),
+    "ghosting": ("pasted_patch", "foreign_patch"),
+}
+
+
+def loko_head_name(left_out: tuple[str, ...]) -> str:
+    """The file stem of the head trained without ``left_out`` (``head_without_<a>+<b>``)."""
+    return "head_without_" + "+".join(sorted(left_out))
+
+
+def loko_table(scores: dict[str, np.ndarray], reference: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
+    """Per artifact kind: image AUROC of that kind's images against every clean image, for the head
+    trained without the kind's closest corruptions (``scores[loko_head_name(...)]``) and for the
+    reference head trained on every corruption with the same recipe.
+
+    Args:
+        scores: per LOKO head file stem, its slice scores of every benchmark image (``table`` order).
+        reference: the reference head's scores.
+        table: the benchmark's ``labels.csv``.
+    """
+    labels = table["label"].to_numpy().astype(int)
+    clean = np.flatnonzero(labels == 0)
+    rows = []
+    for kind, left_out in LOKO_LEAVE_OUT.items():
+        part = np.flatnonzero((labels == 1) & (table["kind"].to_numpy() == kind))
+        if not len(part) or loko_head_name(left_out) not in scores:
+            continue
+        pick = np.concatenate([part, clean])
+        without = image_auroc(labels[pick], scores[loko_head_name(left_out)][pick])
+        full = image_auroc(labels[pick], reference[pick])
+        rows.append({"kind": kind, "left_out": " + ".join(left_out), "n": len(part),
+                     "auroc_without": without, "auroc_all_kinds": full, "drop": full - without})
+    return pd.DataFrame(rows)

@@ -29,7 +29,7 @@ import numpy as np
 from skimage.transform import resize
 
 from core.calibration import ConformalCalibrator
-from core.detectors.head import HeadDetector, Reconstructor, slice_score
+from core.detectors.head import HeadDetector, HeadInput, Reconstructor, slice_score
 from core.masks import unsafe_mask
 from core.preprocess import robust_normalize, robust_scale
 from core.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -47,6 +47,14 @@ def head_file(profile: Profile, models_dir: Path | None = None) -> Path:
 
 def head_calibration_file(profile: Profile, models_dir: Path | None = None) -> Path:
     return profile.models_dir(models_dir) / f"head_calibration_{profile.name}.json"
+
+
+def calibration_file_of(head_path: Path, profile: Profile, models_dir: Path | None = None) -> Path:
+    """Where a head file's calibration lives: the profile's calibration for the profile's head, else
+    beside the file (``NAME.calibration.json``: the ablation heads of the evaluation)."""
+    if Path(head_path).resolve() == head_file(profile, models_dir).resolve():
+        return head_calibration_file(profile, models_dir)
+    return Path(head_path).with_suffix(".calibration.json")
 
 
 @dataclass(frozen=True)
@@ -190,14 +198,30 @@ class HeadScorer:
             FileNotFoundError: a file is missing, naming the command that makes it.
         """
         profile = get_profile(profile or DEFAULT_PROFILE)
-        for path, command in ((head_file(profile, models_dir), "train-head"),
-                              (head_calibration_file(profile, models_dir), "calibrate-head")):
-            if not Path(path).is_file():
+        return cls.from_files(head_file(profile, models_dir), head_calibration_file(profile, models_dir),
+                              models_dir, profile=profile, device=device, tau=tau,
+                              false_alarm_rate=false_alarm_rate, **seed_settings)
+
+    @classmethod
+    def from_files(cls, head_path: Path, calibration_path: Path | None, models_dir: Path | None = None, *,
+                   profile: Profile | str | None = None, device: str = "cpu", tau: float | None = None,
+                   false_alarm_rate: float | None = None, **seed_settings) -> "HeadScorer":
+        """A head from its weights file and calibration (None: a placeholder, for fitting one), with
+        the profile's detectors when its inputs need them (an image-only head runs without them).
+
+        Raises:
+            FileNotFoundError: a file is missing, naming the command that makes it.
+        """
+        profile = get_profile(profile or DEFAULT_PROFILE)
+        for path, command in ((head_path, "train-head"), (calibration_path, "calibrate-head")):
+            if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli {command}`")
-        seed = Scorer.from_folder(models_dir, profile=profile, device=device, **seed_settings)
-        return cls(HeadDetector.load(head_file(profile, models_dir)), seed,
-                   HeadCalibration.load(head_calibration_file(profile, models_dir)), tau=tau,
-                   false_alarm_rate=false_alarm_rate, profile=profile)
+        head = HeadDetector.load(head_path)
+        seed = None
+        if tuple(head.config.inputs) != (HeadInput.IMAGE,):
+            seed = Scorer.from_folder(models_dir, profile=profile, device=device, **seed_settings)
+        calibration = HeadCalibration.load(calibration_path) if calibration_path is not None else HeadCalibration(np.zeros(1))
+        return cls(head, seed, calibration, tau=tau, false_alarm_rate=false_alarm_rate, profile=profile)
 
     def inputs(self, slices: list[np.ndarray], *, progress=None) -> list[np.ndarray]:
         """The head's input channels ``(C, H, W)`` of each slice (already normalised, at about 1 mm)."""
@@ -346,7 +370,8 @@ def choose_score_window(scorer: HeadScorer, *, n: int = 400, seed: int = 8,
 
 
 def fit_head_calibration(scorer: HeadScorer, *, n: int = 2000, seed: int = 7,
-                         false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, progress=None) -> HeadCalibration:
+                         false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, head_name: str = "",
+                         progress=None) -> HeadCalibration:
     """The score window (:func:`choose_score_window`, on ``val`` slices), then the slice scores of
     ``n`` clean ``calib`` slices under normal variation (:func:`clean_variants`).
 
@@ -362,6 +387,6 @@ def fit_head_calibration(scorer: HeadScorer, *, n: int = 2000, seed: int = 7,
         if progress is not None:
             progress(len(slices[start : start + 64]))
     metadata = {"split": "calib", "n": n, "seed": seed, "variation": "core.variation.VariationParams() defaults",
-                "head": str(head_file(scorer.profile).name),
+                "head": head_name or str(head_file(scorer.profile).name),
                 "score_window_val_auroc": aurocs, "score_window_rule": "best image AUROC on 400 synthetic val slices"}
     return HeadCalibration(np.asarray(scores, dtype=np.float64), false_alarm_rate, metadata, window)

@@ -9,7 +9,8 @@ The input is an axial slice at about 1 mm with its tissue scaled to about [0, 1]
 percentile of the head at 1). :func:`vary` applies, in order:
 
 1. geometry: rotation, isotropic scale, left-right flip, and a field of view of random height and
-   width (``fov``, non-square) with a random offset, so crops and partial heads occur;
+   width (``fov``, non-square) with a random offset, so crops and partial heads occur; optionally a
+   smooth elastic displacement (``elastic_px``; the head's training uses it, the benchmark does not);
 2. a smooth multiplicative bias field (exp of a random quadratic surface);
 3. gamma (contrast);
 4. global blur on some images (scanner resolution, mild motion);
@@ -42,6 +43,7 @@ class VariationParams:
     blur_sigma: tuple[float, float] = (0.3, 1.0)
     noise_sigma: tuple[float, float] = (0.005, 0.06)  # log-uniform, in units of the tissue's 99th percentile
     quantise_probability: float = 0.5
+    elastic_px: float = 0.0  # peak of a smooth random displacement (anatomy differs between heads); 0: none
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,9 +71,14 @@ def reframe(image: np.ndarray, rng: np.random.Generator, params: VariationParams
     centre_in = (np.array(image.shape, dtype=float) - 1) / 2 + rng.uniform(-params.offset_px, params.offset_px, 2)
     centre_out = (np.array([h_out, w_out], dtype=float) - 1) / 2
     offset = centre_in - matrix @ centre_out
-    out = ndimage.affine_transform(image, matrix, offset=offset, output_shape=(h_out, w_out), order=order,
-                                   mode="constant", cval=0.0)
-    return out.astype(np.float32)
+    if params.elastic_px <= 0:
+        out = ndimage.affine_transform(image, matrix, offset=offset, output_shape=(h_out, w_out), order=order,
+                                       mode="constant", cval=0.0)
+        return out.astype(np.float32)
+    grid = np.indices((h_out, w_out), dtype=np.float64).reshape(2, -1)
+    coords = (matrix @ grid + offset[:, None]).reshape(2, h_out, w_out)
+    coords += params.elastic_px * np.stack([smooth_field((h_out, w_out), rng, cells=4) for _ in range(2)])
+    return ndimage.map_coordinates(image, coords, order=order, mode="constant", cval=0.0).astype(np.float32)
 
 
 def rician(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

@@ -236,8 +236,9 @@ def test_choosing_a_baseline_scores_the_scan_with_it_and_hides_safegens_parts(mo
 # ---------------------------------------------------------------------------------------------
 
 
-def _evaluation_page(monkeypatch, evaluation_dir, data_dir) -> AppTest:
+def _evaluation_page(monkeypatch, evaluation_dir, data_dir, realistic_dir=None) -> AppTest:
     monkeypatch.setenv("SAFEGEN_EVALUATION_DIR", str(evaluation_dir))
+    monkeypatch.setenv("SAFEGEN_REALISTIC_DIR", str(realistic_dir or evaluation_dir / "no-realistic-run"))
     monkeypatch.setenv("SAFEGEN_DATA_DIR", str(data_dir))
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
@@ -250,6 +251,39 @@ def test_evaluation_page_without_results_says_how_to_make_them(monkeypatch, tmp_
     assert at.title[0].value == "Evaluation"
     assert at.info and "make evaluate" in at.info[0].value
     assert not at.get("plotly_chart")
+
+
+def test_evaluation_page_shows_the_detectors_realistic_report_as_written(monkeypatch, tmp_path):
+    """A realistic-benchmark report made by the real summarise / write_report from known outputs: a
+    head that ranks and outlines every artifact exactly and flags one clean image of four."""
+    import json
+
+    import numpy as np
+
+    from core.detectors.head_training import UNSEEN_SUBJECT
+    from core.head_evaluation import MethodRun, summarise, write_report
+    from core.realistic_benchmark import make_realistic_benchmark, read_mask
+
+    if not UNSEEN_SUBJECT.path.is_file():
+        pytest.skip(f"{UNSEEN_SUBJECT.path} not installed ({UNSEEN_SUBJECT.provenance})")
+    bench = tmp_path / "bench"
+    table = make_realistic_benchmark(bench, n_seen=4, n_unseen=4, seed=3)
+    labels = table["label"].to_numpy()
+    truths = [read_mask(bench, f) for f in table["file"]]
+    flags = labels.astype(bool).copy()
+    flags[np.flatnonzero(labels == 0)[0]] = True
+    run = MethodRun("head", labels + 0.1 * np.arange(len(labels)) / len(labels), flags,
+                    [t.astype(float) for t in truths], truths, np.full(len(labels), 0.5),
+                    {"score_diffusion": np.full(len(labels), np.nan), "score_autoencoder": np.full(len(labels), np.nan)})
+    write_report(tmp_path / "realistic", summarise([run], table, bench))
+    at = _evaluation_page(monkeypatch, tmp_path / "none", tmp_path / "data", tmp_path / "realistic")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Image AUROC"] == "1.000" and metrics["Dice at τ"] == "1.000" and metrics["Pixel AUROC"] == "1.000"
+    assert metrics["Clean images flagged"] == "25.0%"
+    kinds = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t["name"] for t in kinds["data"]} == {"head"}
+    assert sorted(kinds["data"][0]["x"]) == sorted(table.loc[labels == 1, "kind"].unique())
+    assert at.info and "make evaluate" in at.info[0].value  # no seed evaluation here: the lower section says so
 
 
 def test_evaluation_page_reruns_a_small_set_and_plots_what_it_wrote(monkeypatch, tmp_path):

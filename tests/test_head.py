@@ -84,6 +84,23 @@ def test_vary_draws_field_of_view_and_keeps_the_tail():
     assert np.array_equal(vary(mni_slice(), np.random.default_rng(1)), vary(mni_slice(), np.random.default_rng(1)))
 
 
+def test_elastic_displacement_moves_pixels_by_at_most_its_peak():
+    """A ramp image (value = column index) through the same geometry with and without the elastic
+    field: the difference is the horizontal displacement, nonzero and never above ``elastic_px``."""
+    from dataclasses import replace
+
+    from core.variation import reframe
+
+    ramp = np.tile(np.arange(300, dtype=np.float32), (300, 1))
+    plain_params = VariationParams(rotation_deg=0.0, scale=(1.0, 1.0), flip_probability=0.0, fov=(160, 160))
+    plain = reframe(ramp, np.random.default_rng(4), plain_params)
+    bent = reframe(ramp, np.random.default_rng(4), replace(plain_params, elastic_px=5.0))
+    shift = np.abs(bent - plain)[10:-10, 10:-10]
+    assert plain.shape == bent.shape == (160, 160)
+    assert 1.0 < shift.max() <= 5.0 + 1e-3
+    assert np.array_equal(reframe(ramp, np.random.default_rng(4), plain_params), plain)  # 0: the old path
+
+
 def test_quantise_keeps_256_levels():
     x = np.linspace(0, 2.0, 1000, dtype=np.float32)
     q = quantise(x)
@@ -237,7 +254,7 @@ def test_training_records_a_validation_curve_and_resumes(tmp_path):
 
     config = HeadTrainingConfig(head=HeadConfig(inputs=("image",), channels=(4, 8), strides=(2,), num_res_units=0),
                                 steps=6, pool_size=12, refresh_every=3, refresh_size=4, val_size=8, validate_every=3,
-                                batch_size=4, crop=64)
+                                batch_size=4, crop=64, hard_negative_probability=1.0)
     head = train_head(config, Reconstructor(), tmp_path / "head.pt", checkpoint=tmp_path / "c.ckpt", log=lambda _: None)
     curve = head.metadata["validation_curve"]
     assert curve["step"] == [3, 6] and set(curve) >= {"pixel_auroc", "dice", "image_auroc", "train_loss"}
@@ -249,6 +266,62 @@ def test_training_records_a_validation_curve_and_resumes(tmp_path):
     assert resumed.metadata["validation_curve"]["step"] == [3, 6, 9]
     loaded = HeadDetector.load(tmp_path / "head.pt")
     assert loaded.metadata["training"]["steps"] == 9
+
+
+def test_hard_negative_crops_hold_the_hot_pixel_and_corrupted_crops_their_label():
+    from core.detectors.head_training import Sample, crop_window
+
+    rng = np.random.default_rng(0)
+    clean = Sample(np.zeros((150, 190), np.float32), np.zeros((150, 190), bool), "")
+    for hot in [(0, 0), (149, 189), (75, 100), (10, 180)]:
+        rows, cols = crop_window(clean, 64, rng, hot=hot)
+        assert rows.stop - rows.start == cols.stop - cols.start == 64
+        assert rows.start <= hot[0] < rows.stop and cols.start <= hot[1] < cols.stop
+    label = np.zeros((150, 190), bool)
+    label[120:125, 20:24] = True
+    rows, cols = crop_window(Sample(clean.image, label, "blob"), 64, rng, hot=(0, 189))  # a label wins
+    assert label[rows, cols].any()
+
+
+def test_leave_one_kind_out_table_pairs_each_kind_with_the_head_that_never_saw_it():
+    import pandas as pd
+
+    from core.artifacts import ArtifactKind
+    from core.head_evaluation import LOKO_LEAVE_OUT, loko_head_name, loko_table
+
+    assert set(LOKO_LEAVE_OUT) == {k.value for k in ArtifactKind}
+    assert all(set(v) <= {k.value for k in TrainingKind} for v in LOKO_LEAVE_OUT.values())
+    table = pd.DataFrame({"label": [0, 0, 1, 1, 1], "kind": ["", "", "blur", "blur", "lesion"]})
+    without_smoothing = np.array([0.1, 0.2, 0.15, 0.9, 0.0])
+    reference = np.array([0.1, 0.2, 0.8, 0.9, 0.05])
+    frame = loko_table({loko_head_name(("smoothing",)): without_smoothing}, reference, table)
+    assert frame["kind"].tolist() == ["blur"]  # no head without "blob": no lesion row
+    row = frame.iloc[0]
+    assert row["auroc_without"] == pytest.approx(0.75) and row["auroc_all_kinds"] == pytest.approx(1.0)
+    assert row["drop"] == pytest.approx(0.25) and row["n"] == 2 and row["left_out"] == "smoothing"
+    assert loko_head_name(("pasted_patch", "foreign_patch")) == "head_without_foreign_patch+pasted_patch"
+
+
+def test_train_head_refuses_unknown_corruptions_to_leave_out(capsys):
+    from core.cli import EXIT_BAD_INPUT, main
+
+    assert main(["train-head", "--without", "grating,moire"]) == EXIT_BAD_INPUT
+    assert "moire" in capsys.readouterr().err
+
+
+def test_an_ablation_head_is_calibrated_beside_its_file_and_runs_without_the_seed(tmp_path):
+    from core.head_scoring import calibration_file_of, head_file
+    from core.profiles import MRI_T1
+
+    assert calibration_file_of(head_file(MRI_T1), MRI_T1).name == "head_calibration_mri_t1.json"
+    path = tmp_path / "head_image.pt"
+    assert calibration_file_of(path, MRI_T1) == tmp_path / "head_image.calibration.json"
+    tiny_head().save(path)
+    with pytest.raises(FileNotFoundError, match="calibrate-head"):
+        HeadScorer.from_files(path, calibration_file_of(path, MRI_T1))
+    HeadCalibration(np.linspace(0, 1, 101), score_window=3).save(calibration_file_of(path, MRI_T1))
+    scorer = HeadScorer.from_files(path, calibration_file_of(path, MRI_T1))
+    assert scorer.seed is None and scorer.window == 3 and scorer.tau == pytest.approx(0.95, abs=0.011)
 
 
 # -- the realistic benchmark ----------------------------------------------------------------------------
@@ -273,6 +346,15 @@ def test_realistic_benchmark_images_carry_their_exact_masks(tmp_path):
         assert shown.shape == (row.height, row.width)
         mask = read_mask(tmp_path, row.file)
         assert mask.shape == shown.shape and mask.any() == bool(row.label)
+
+
+def test_a_realistic_validation_set_draws_from_the_val_split_only(tmp_path):
+    from core.realistic_benchmark import make_realistic_benchmark
+
+    table = make_realistic_benchmark(tmp_path, n_seen=6, n_unseen=0, seed=3, split="val")
+    assert len(table) == 6 and set(table["source"]) == {"seen"} and "itk_t1" not in set(table["subject"])
+    with pytest.raises(ValueError, match="test or val"):
+        make_realistic_benchmark(tmp_path, n_seen=2, n_unseen=0, split="calib")
 
 
 # -- the committed head on real slices ------------------------------------------------------------------

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark, load_evaluation, run_evaluation
+from core.head_evaluation import load_report
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
 from ui.analysis import load_scorer, progress_bar
@@ -28,6 +29,46 @@ VARIANT_LABELS = {
     "diffusion_nll": "Diffusion, bound (NLL)",
 }
 QUICK_EXPLAINERS = ("residual", "saliency", "gradcam")  # SHAP takes about 0.5 s a slice: the full run has it
+
+
+def realistic_run_dir() -> Path:
+    """Where ``evaluate-realistic`` writes (``SAFEGEN_REALISTIC_DIR`` overrides, for tests)."""
+    return Path(os.environ.get("SAFEGEN_REALISTIC_DIR", PROJECT_ROOT / "out" / "evaluation_realistic"))
+
+
+@st.cache_data(show_spinner=False)
+def _load_realistic(folder: str, stamp: float) -> dict | None:
+    return load_report(Path(folder))
+
+
+def load_realistic_run(folder: Path) -> dict | None:
+    """The detector's realistic-benchmark report in ``folder`` (cached until ``overall.csv`` changes)."""
+    overall = Path(folder) / "overall.csv"
+    return _load_realistic(str(folder), overall.stat().st_mtime if overall.is_file() else 0.0)
+
+
+def realistic_headline(tables: dict) -> None:
+    """The head's own row: detection, localisation and false alarms on clean images."""
+    overall = tables["overall"].set_index("method")
+    head = overall.loc["head"]
+    cols = st.columns(4)
+    cols[0].metric("Image AUROC", f"{head['image_auroc']:.3f}", help="Chance that a corrupted image scores above a clean one.")
+    cols[1].metric("Dice at τ", f"{head['dice_at_tau']:.3f}", help="The mask at the calibrated τ against the exact artifact mask.")
+    cols[2].metric("Pixel AUROC", f"{head['pixel_auroc']:.3f}")
+    cols[3].metric("Clean images flagged", f"{head['false_alarm']:.1%}",
+                   help=f"Configured: 5 %. 95 % CI {head['false_alarm_ci_low']:.1%}-{head['false_alarm_ci_high']:.1%}.")
+
+
+def by_group_bars(frame: pd.DataFrame, group: str, title: str) -> go.Figure:
+    """Image AUROC per ``group`` value (artifact kind or severity), one bar per method."""
+    wide = frame.pivot(index=group, columns="method", values="image_auroc")
+    return grouped_bars(wide, "image AUROC", title)
+
+
+def unseen_volume_line(volumes: pd.DataFrame) -> str:
+    flagged = int(volumes["flag"].astype(str).isin(["True", "1"]).sum())
+    return (f"Clean volumes of the held-out subject flagged: {flagged} of {len(volumes)} "
+            f"(configured rate 5 %; median {volumes['seconds'].astype(float).median():.1f} s a volume).")
 
 
 def full_run_dir() -> Path:

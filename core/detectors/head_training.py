@@ -16,7 +16,10 @@ Recipe (``python -m core.cli train head``, seeded, resumable):
 3. **A pool.** The reconstructions (a DDIM pass per slice) cost far more than a training step, so
    ``pool_size`` samples are made once (their ``crop``-sized window around the label, or a random
    one for clean samples), then every step draws a batch from the pool with random flips and
-   90-degree turns. ``refresh_every`` steps, ``refresh_size`` samples are replaced by new ones.
+   90-degree turns. ``refresh_every`` steps, ``refresh_size`` samples are replaced by new ones;
+   with ``hard_negative_probability`` > 0, that share of the new clean samples is cropped around the
+   pixel where the head being trained is most wrong (its hottest), so the false alarms it makes on
+   normal anatomy (orbits, skull edges, anatomy cut by the field of view) are what it sees next.
 4. **Loss and schedule.** ``DiceCELoss(sigmoid=True, batch=True)``, Adam, cosine decay.
 5. **Validation on held-out synthetic data.** Every ``validate_every`` steps the head scores a
    fixed set of whole ``val``-split slices (made the same way, other seed): pixel AUROC, Dice at
@@ -166,6 +169,7 @@ class HeadTrainingConfig:
     batch_size: int = 16
     crop: int = 96
     border_crop_probability: float = 0.0
+    hard_negative_probability: float = 0.0  # share of clean crops centred on the current head's hottest pixel
     lr: float = 2e-3
     lr_min: float = 5e-5
     pool_size: int = 3000
@@ -178,12 +182,17 @@ class HeadTrainingConfig:
 
 
 def crop_window(sample: Sample, size: int, rng: np.random.Generator,
-                border_probability: float = 0.0) -> tuple[slice, slice]:
+                border_probability: float = 0.0, hot: tuple[int, int] | None = None) -> tuple[slice, slice]:
     """A ``size`` square inside the sample: around a label pixel when it has one, else anywhere; with
     probability ``border_probability`` it touches the slice's edge instead (so the head sees anatomy
     cut off by the field of view; whole slices are scored). The committed head was trained with 0:
-    0.35 did worse on the synthetic validation set (README)."""
+    0.35 did worse on the synthetic validation set (README). ``hot``: a clean sample's crop is
+    placed around this pixel instead (hard-negative mining: where the head being trained is wrong)."""
     h, w = sample.image.shape
+    if hot is not None and not sample.label.any():
+        top = int(np.clip(hot[0] - rng.integers(size // 4, 3 * size // 4), 0, h - size))
+        left = int(np.clip(hot[1] - rng.integers(size // 4, 3 * size // 4), 0, w - size))
+        return slice(top, top + size), slice(left, left + size)
     if border_probability > 0 and rng.uniform() < border_probability:
         top = int(rng.choice([0, h - size])) if rng.uniform() < 0.5 else int(rng.integers(0, h - size + 1))
         left = int(rng.choice([0, w - size])) if top not in (0, h - size) else int(rng.integers(0, w - size + 1))
@@ -206,12 +215,23 @@ class Pool:
 
     @staticmethod
     def make(n: int, source: SampleSource, reconstruct: Reconstructor, config: HeadTrainingConfig,
-             rng: np.random.Generator) -> "Pool":
+             rng: np.random.Generator, head: HeadDetector | None = None) -> "Pool":
+        """``n`` new crops; with ``head`` (the model being trained), a share
+        ``config.hard_negative_probability`` of the clean ones is centred on its hottest pixel."""
         samples = [draw_sample(source, rng, config.variation, config.anomalies) for _ in range(n)]
         inputs = reconstruct([s.image for s in samples], config.head.inputs)
+        hot: list[tuple[int, int] | None] = [None] * n
+        if head is not None and config.hard_negative_probability > 0:
+            picks = [i for i, s in enumerate(samples)
+                     if not s.label.any() and rng.uniform() < config.hard_negative_probability]
+            was_training = head.model.training
+            head.model.eval()
+            for i, prob in zip(picks, head.probability([inputs[i] for i in picks]), strict=True):
+                hot[i] = tuple(int(v) for v in np.unravel_index(int(np.argmax(prob)), prob.shape))
+            head.model.train(was_training)
         channels, labels = [], []
-        for sample, x in zip(samples, inputs, strict=True):
-            rows, cols = crop_window(sample, config.crop, rng, config.border_crop_probability)
+        for sample, x, spot in zip(samples, inputs, hot, strict=True):
+            rows, cols = crop_window(sample, config.crop, rng, config.border_crop_probability, spot)
             channels.append(x[:, rows, cols])
             labels.append(sample.label[rows, cols])
         return Pool(np.stack(channels).astype(np.float16), np.stack(labels))
@@ -327,7 +347,7 @@ def train_head(config: HeadTrainingConfig, reconstruct: Reconstructor, out: Path
         step += 1
         running, n_running = running + loss.item(), n_running + 1
         if step % config.refresh_every == 0 and step < config.steps:
-            pool.replace(Pool.make(config.refresh_size, train_source, reconstruct, config, rng), rng)
+            pool.replace(Pool.make(config.refresh_size, train_source, reconstruct, config, rng, head), rng)
         if step % config.validate_every == 0 or step == config.steps:
             model.eval()
             metrics = validation_metrics(head, val)
@@ -359,6 +379,7 @@ def train_head(config: HeadTrainingConfig, reconstruct: Reconstructor, out: Path
             "batch_size": config.batch_size,
             "crop": config.crop,
             "border_crop_probability": config.border_crop_probability,
+            "hard_negative_probability": config.hard_negative_probability,
             "lr": config.lr,
             "lr_min": config.lr_min,
             "pool_size": config.pool_size,
