@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InputError
-from core.io import SizeLimits, load_volume
+from core.io import MAX_DECODED_BYTES, SizeLimits, check_scorable, load_volume
 from core.types import Modality
 
 EXIT_BAD_INPUT = 2
@@ -82,9 +82,11 @@ def _profile(args: argparse.Namespace):
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    limits = SizeLimits(max_file_bytes=int(args.max_file_mb * 2**20))
+    limits = SizeLimits(max_file_bytes=int(args.max_file_mb * 2**20),
+                        max_decoded_bytes=int(args.max_decoded_mb * 2**20))
     modality = Modality(args.modality) if args.modality else None
     volume = load_volume(args.path, modality=modality, limits=limits)
+    check_scorable(volume)
     finite = volume.array[np.isfinite(volume.array)]
     summary = {
         "source": volume.source,
@@ -503,16 +505,18 @@ def _cmd_make_realistic_benchmark(args: argparse.Namespace) -> int:
 def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from core.errors import InputError
     from core.evaluation import markdown_table
     from core.head_evaluation import false_alarms, run_method, summarise, write_report
+    from core.realistic_benchmark import read_labels
     from core.head_scoring import HeadScorer, calibration_file_of
     from core.profiles import MRI_T1
 
-    if not (args.benchmark / "labels.csv").is_file():
-        print(f"error: {args.benchmark}/labels.csv not found; run `python -m core.cli make-realistic-benchmark`",
-              file=sys.stderr)
+    try:
+        table = read_labels(args.benchmark)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    table = pd.read_csv(args.benchmark / "labels.csv", keep_default_na=False)
     head = HeadScorer.load()
     scorers = {"head": head, "seed": head.seed} if args.seed_row else {"head": head}
     for path in [Path(p) for p in args.heads.split(",") if p]:
@@ -559,20 +563,22 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate_loko(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from core.errors import InputError
     from core.evaluation import markdown_table
     from core.head_evaluation import loko_table, run_method
     from core.head_scoring import HeadScorer
     from core.profiles import MRI_T1
+    from core.realistic_benchmark import read_labels
 
-    labels_file = args.benchmark / "labels.csv"
     heads = sorted(args.heads_dir.glob("head_*.pt"))
-    if not labels_file.is_file() or not any(h.stem == "head_all" for h in heads):
-        print(f"error: needs {labels_file} (make-realistic-benchmark) and {args.heads_dir}/head_all.pt with the "
-              "heads trained without each kind (train-loko)", file=sys.stderr)
+    try:
+        table = read_labels(args.benchmark)
+        if not any(h.stem == "head_all" for h in heads):
+            raise InputError(f"{args.heads_dir}/head_all.pt not found: train the heads without each kind first "
+                             "(`python -m core.cli train-loko`)")
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    table = pd.read_csv(labels_file, keep_default_na=False)
     start = time.perf_counter()
     scores = {}
     for path in heads:  # image AUROC needs no threshold: each head scores with its configured window
@@ -689,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", type=Path, help="NIfTI, DICOM file or folder, zip of DICOM, PNG or JPEG")
     info.add_argument("--modality", choices=[m.value for m in Modality], help="override the detected modality")
     info.add_argument("--max-file-mb", type=float, default=1024.0, help="refuse larger files (default 1024)")
+    info.add_argument("--max-decoded-mb", type=float, default=MAX_DECODED_BYTES / 2**20,
+                      help="refuse files that decode to more, as read or as 32-bit floats "
+                           f"(default {MAX_DECODED_BYTES // 2**20})")
     info.set_defaults(func=_cmd_info)
 
     ref = sub.add_parser("build-reference", help="slices of real normal anatomy, split and augmented")

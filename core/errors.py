@@ -16,12 +16,25 @@ class UnsupportedFormatError(InputError):
     """The file is not NIfTI, DICOM, PNG or JPEG (or a folder / zip of DICOM files)."""
 
 
+class NotAFileError(InputError):
+    """The path is not a regular file: a named pipe (FIFO), a device, a socket, a folder where a file
+    was expected, a symbolic link loop or a link to nothing. Such paths are never opened."""
+
+
 class CorruptFileError(InputError):
     """The file claims a supported format but cannot be decoded (truncated, damaged header ...)."""
 
 
 class DimensionError(InputError):
     """The image has a number of dimensions SAFEGEN does not handle (e.g. 4-D fMRI / DWI, 1-D)."""
+
+
+class UnsupportedDataError(InputError):
+    """The file is readable but its voxels are of a kind SAFEGEN does not assess (complex or RGB values)."""
+
+
+class TooSmallError(InputError):
+    """The image is smaller in-plane than the smallest size SAFEGEN scores (:data:`core.io.MIN_SCORABLE_SIDE`)."""
 
 
 class NonFiniteError(InputError):
@@ -33,7 +46,7 @@ class EmptyImageError(InputError):
 
 
 class TooLargeError(InputError):
-    """The file or the decoded image exceeds the configured size limit."""
+    """The file, the bytes it unpacks to or the decoded image exceed a configured size limit."""
 
 
 class SeriesMismatchError(InputError):

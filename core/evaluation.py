@@ -29,6 +29,7 @@ import pandas as pd
 
 from core.calibration import ConformalCalibrator
 from core.detectors.base import top_fraction_mean
+from core.masks import unsafe_mask
 from core.metrics import aupro, dice, f1_max, image_auprc, image_auroc, iou, pixel_auroc
 from core.scoring import Scorer, combine
 
@@ -51,7 +52,10 @@ class VariantOutput:
 
     @property
     def masks(self) -> np.ndarray | None:
-        return None if self.maps is None else (self.maps > self.tau) & self.flags[:, None, None]
+        """Each image's mask at tau by the one mask rule (:func:`core.masks.unsafe_mask`): empty when unflagged."""
+        if self.maps is None:
+            return None
+        return np.stack([unsafe_mask(m, self.tau, np.array([f])) for m, f in zip(self.maps, self.flags)]).astype(bool)
 
 
 def variant_outputs(scorer: Scorer, images: np.ndarray, *, progress=None) -> tuple[list[VariantOutput], dict]:

@@ -32,7 +32,7 @@ import torch
 
 from core.evaluation import markdown_table
 from core.explain import Explainer
-from core.masks import MIN_REGION_FRACTION, remove_small_regions
+from core.masks import unsafe_mask
 from core.metrics import aupro, dice, iou, pixel_auroc, pointing_game
 from core.scoring import FOREGROUND_LEVEL
 
@@ -49,8 +49,8 @@ class ExplainerOutput:
     seconds_per_slice: float
 
     def masks(self, tau: float) -> np.ndarray:
-        min_pixels = int(round(MIN_REGION_FRACTION * self.maps.shape[1] * self.maps.shape[2]))
-        return np.stack([remove_small_regions(m > tau, min_pixels) for m in self.maps])
+        """Each map's mask at ``tau`` by the one mask rule (:func:`core.masks.unsafe_mask`, every slice kept)."""
+        return np.stack([unsafe_mask(m, tau) for m in self.maps]).astype(bool)
 
 
 def explainer_outputs(explainers: list[Explainer], images: np.ndarray, clean: np.ndarray, *,

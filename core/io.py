@@ -5,15 +5,26 @@ Supported: NIfTI (``.nii``, ``.nii.gz``; 2-D and 3-D), DICOM (a file, a folder h
 or a ``.zip`` of one), PNG and JPEG, and InVesalius projects (``.inv3``: the CT or MR volume inside). Formats are recognised by their first bytes, not their names.
 3-D volumes are reoriented to RAS+ (see :mod:`core.types`); CT values are in HU after the DICOM
 rescale; MONOCHROME1 images are inverted so that bright means dense everywhere.
+
+Hostile input is refused before it can hang or exhaust the machine: only regular files are ever
+opened (never a named pipe, a device, a socket, a link loop or a broken link), and what a file
+decodes to is bounded by :class:`SizeLimits`, checked against the sizes a header declares before
+reading and enforced while decompressing, so a stream that under-reports its size is stopped too.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
+import io
+import math
+import os
 import plistlib
+import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,18 +34,37 @@ import pydicom
 from PIL import Image
 
 from core.errors import (
-    CorruptFileError, DimensionError, EmptyImageError, InputError, NonFiniteError,
-    SeriesMismatchError, TooLargeError, UnsupportedFormatError,
+    CorruptFileError, DimensionError, EmptyImageError, InputError, NonFiniteError, NotAFileError,
+    SeriesMismatchError, TooLargeError, TooSmallError, UnsupportedDataError, UnsupportedFormatError,
 )
 from core.types import Modality, Volume, Window, from_display, to_display
 
 
+MAX_DECODED_BYTES = 512 * 2**20
+"""Default of :attr:`SizeLimits.max_decoded_bytes`: 512 MB, e.g. a 512 x 512 x 512 volume as 32-bit floats."""
+
+MIN_SCORABLE_SIDE = 16
+"""The fewest rows and columns an image (or a volume's axial slices) must have to be scored. The models
+see every slice resized to a 128 x 128 grid; a smaller image would be blown up more than 8 times, and its
+score would say nothing about it (a 1 x 2 PNG was once scored and flagged)."""
+
+
 @dataclass(frozen=True)
 class SizeLimits:
-    """What SAFEGEN refuses to read: bigger files (or unpacked zips) and decoded images."""
+    """What SAFEGEN refuses to read.
+
+    Attributes:
+        max_file_bytes: the file on disk (or an upload), and all the files a zip unpacks to together.
+        max_voxels: voxels of the decoded image.
+        max_decoded_bytes: what a file may decode to: the bytes read from a NIfTI (header, extensions and
+            image data, after gunzip), the bytes a gzip stream (``.nii.gz``, ``.inv3``) yields, and the
+            32-bit float image SAFEGEN builds (4 bytes a voxel). Checked against the declared sizes before
+            anything is read and enforced while decompressing.
+    """
 
     max_file_bytes: int = 1 << 30
     max_voxels: int = 400_000_000
+    max_decoded_bytes: int = MAX_DECODED_BYTES
 
 
 DEFAULT_LIMITS = SizeLimits()
@@ -51,15 +81,65 @@ def _human(n_bytes: float) -> str:
     return f"{n_bytes:.1f} {unit}"
 
 
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def stat_input(path: str | Path) -> os.stat_result:
+    """``os.stat`` of a file or folder to read (links followed), refusing everything else unopened.
+
+    Raises:
+        FileNotFoundError: nothing is there.
+        NotAFileError: a named pipe, a device, a socket, a symbolic link loop or a broken link.
+    """
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotAFileError(f"{path.name} is a symbolic link loop (it leads back to itself); there is no file "
+                                "to read") from None
+        if error.errno == errno.ENOENT and os.path.islink(path):
+            raise NotAFileError(f"{path.name} is a broken symbolic link: it points to {os.readlink(path)}, "
+                                "which does not exist") from None
+        if error.errno == errno.ENOENT:
+            raise FileNotFoundError(f"{path} does not exist") from None
+        raise InputError(f"{path.name} cannot be opened ({error.strerror})") from None
+    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+        return info
+    kind = next((what for test, what in _SPECIAL_FILES if test(info.st_mode)), "a special file")
+    link = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    raise NotAFileError(f"{path.name} is not a regular file but {kind}{link}; SAFEGEN reads image files only "
+                        "and does not open it")
+
+
+def _read_head(path: Path, n_bytes: int) -> bytes:
+    """The first bytes of a regular file; anything else is refused before it is opened."""
+    if stat.S_ISDIR(stat_input(path).st_mode):
+        raise NotAFileError(f"{path.name} is a folder, not a file")
+    # Non-blocking, no controlling terminal: should the path turn into a pipe or a device between the
+    # check and the open, the open returns at once and fstat refuses it.
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as error:
+        raise InputError(f"{path.name} cannot be opened ({error.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAFileError(f"{path.name} is not a regular file; SAFEGEN reads image files only")
+        return os.read(fd, n_bytes)
+    finally:
+        os.close(fd)
+
+
 def detect_format(path: str | Path) -> str:
     """The file's format from its first bytes: nifti, nifti-gz, inv3, dicom, png, jpeg or zip.
 
     Raises:
+        NotAFileError: the path is a folder, a named pipe, a device, a link loop or a broken link.
         UnsupportedFormatError: anything else, saying what the bytes look like when recognisable.
     """
     path = Path(path)
-    with path.open("rb") as stream:
-        head = stream.read(1024)
+    head = _read_head(path, 1024)
     if not head:
         raise UnsupportedFormatError(f"{path.name} is an empty file (0 bytes)")
     if head[:2] == b"\x1f\x8b":
@@ -130,44 +210,243 @@ def validate_array(array: np.ndarray, source: str) -> None:
         raise EmptyImageError(f"{name} is blank: every pixel has the value {low:g}")
 
 
+def check_scorable(volume: Volume, min_side: int = MIN_SCORABLE_SIDE) -> None:
+    """Refuse an image too small to score: fewer than ``min_side`` rows or columns (a volume: in its axial slices).
+
+    Raises:
+        TooSmallError: saying the image's size and the smallest size scored.
+    """
+    rows, columns = volume.array.shape[:2] if not volume.is_3d else volume.array.shape[1::-1]
+    if min(rows, columns) < min_side:
+        what = "its axial slices are" if volume.is_3d else "it is"
+        raise TooSmallError(f"{volume.name} cannot be scored: {what} {rows}x{columns} pixels, and SAFEGEN scores "
+                            f"images of at least {min_side}x{min_side} pixels")
+
+
 def _check_voxels(shape, limits: SizeLimits, name: str) -> None:
-    n = int(np.prod(shape, dtype=np.int64))
+    """The declared image size against ``max_voxels`` and, as 32-bit floats, ``max_decoded_bytes``."""
+    n = math.prod(int(s) for s in shape)  # Python integers: a hostile header's product cannot overflow
     if n > limits.max_voxels:
         raise TooLargeError(f"{name} has {n:,} voxels {tuple(shape)}; the limit is {limits.max_voxels:,}")
+    if 4 * n > limits.max_decoded_bytes:
+        raise TooLargeError(f"{name} has {n:,} voxels {tuple(shape)}, {_human(4 * n)} as 32-bit floats; "
+                            f"the limit is {_human(limits.max_decoded_bytes)}")
+
+
+class _CappedGzipFile(gzip.GzipFile):
+    """A gzip stream that raises :class:`TooLargeError` before it yields more than ``cap`` bytes.
+
+    The cap holds however the stream was made: a header or a gzip trailer that under-reports the size
+    changes nothing, as every read and seek is bounded by the bytes actually decompressed.
+    """
+
+    def __init__(self, path: Path, cap: int):
+        super().__init__(filename=str(path), mode="rb")
+        self._cap, self._label = cap, path.name
+
+    def _too_large(self):
+        raise TooLargeError(f"{self._label} unpacks to more than {_human(self._cap)}, the limit; refused "
+                            "(a decompression bomb?)")
+
+    def tell(self) -> int:
+        return super().seek(0, io.SEEK_CUR)  # GzipFile's tell is seek(0, SEEK_CUR); this seek is checked
+
+    def _bounded(self, size):
+        room = self._cap + 1 - self.tell()  # one byte over the cap tells a full stream from an oversized one
+        return room if size is None or size < 0 or size > room else size
+
+    def read(self, size=-1):
+        data = super().read(self._bounded(size))
+        if self.tell() > self._cap:
+            self._too_large()
+        return data
+
+    def read1(self, size=-1):
+        data = super().read1(self._bounded(size))
+        if self.tell() > self._cap:
+            self._too_large()
+        return data
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self.tell() + offset}.get(whence)
+        if target is not None and target > self._cap:
+            self._too_large()  # before seeking: a forward seek in a gzip stream decompresses everything before it
+        return super().seek(offset, whence)
 
 
 def _guess_modality(array: np.ndarray) -> Modality:
     return Modality.CT if np.percentile(array[:: max(1, array.size // 200_000)], 1) < -500 else Modality.MR
 
 
-def _load_nifti(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
-    """NIfTI-1/2, plain or gzipped; 2-D files become a one-slice volume; reoriented to RAS+."""
+_NIFTI_CLASSES = {348: (nib.Nifti1Header, nib.Nifti1Image), 540: (nib.Nifti2Header, nib.Nifti2Image)}
+
+
+def _nifti_header(head: bytes, name: str):
+    """The header of a NIfTI-1 or -2 file from its first bytes, its image class and its size in bytes."""
+    for size, (header_class, image_class) in _NIFTI_CLASSES.items():
+        if len(head) >= size and size in (int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")):
+            try:  # the extension flag is cleared in this copy: _check_extensions walks the extensions
+                header = header_class.from_fileobj(io.BytesIO(head[:size] + b"\0\0\0\0"))
+            except Exception:
+                break
+            return header, image_class, size
+    raise CorruptFileError(f"{name} is cut short or damaged: its NIfTI header cannot be read")
+
+
+def _check_nifti_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype.kind == "c":
+        raise UnsupportedDataError(
+            f"{name} holds complex-valued voxels ({dtype}); SAFEGEN assesses real-valued images and would "
+            "lose the imaginary part. Save the magnitude (e.g. numpy.abs of the data) as a real image first."
+        )
+    if dtype.fields is not None or dtype.kind == "V":
+        raise UnsupportedDataError(f"{name} holds RGB colour voxels; SAFEGEN assesses grayscale images")
+
+
+_CHUNK = 1 << 20  # streams are read and skipped a megabyte at a time
+
+
+def _skip(stream, n_bytes: int, name: str) -> None:
+    """Read past ``n_bytes`` of ``stream`` a chunk at a time, keeping nothing."""
+    while n_bytes > 0:
+        chunk = stream.read(min(n_bytes, _CHUNK))
+        if not chunk:
+            raise CorruptFileError(f"{name} is cut short: it ends before its image data start")
+        n_bytes -= len(chunk)
+
+
+def _skip_extensions(stream, header_size: int, offset: int, endian: str, name: str) -> None:
+    """Read past the header extensions up to ``offset``, refusing a chain that does not end exactly there.
+
+    Walks the extension sizes as nibabel does (each ``esize`` counts its own 8-byte head) without
+    keeping their content, and refuses what the NIfTI standard rules out and leaves the start of the
+    image ambiguous: a size that is not a positive multiple of 16, or a chain that ends before or
+    after ``vox_offset``. A NIfTI-1 file stores ``vox_offset`` as a 32-bit float, which cannot hold
+    every byte position past 16 MB, so a writer's offset can be off by a few bytes; a hostile header
+    can simply lie.
+    """
+    start = position = header_size + 4
+    while offset - position >= 16:
+        head = stream.read(8)
+        if len(head) < 8:
+            raise CorruptFileError(f"{name} is cut short: it ends inside its header extensions")
+        esize = int.from_bytes(head[:4], "little" if endian == "<" else "big", signed=True)
+        if esize < 16 or esize % 16:
+            raise CorruptFileError(f"{name} is damaged: its header extension at byte {position:,} declares "
+                                   f"{esize:,} bytes, not a positive multiple of 16 as NIfTI requires, so where "
+                                   "its image data start is ambiguous; refused")
+        _skip(stream, min(esize, offset - position) - 8, name)
+        position += esize
+    if position != offset:
+        raise CorruptFileError(
+            f"{name} is inconsistent: its header extensions (from byte {start:,}) end at byte {position:,} but its "
+            f"image data are declared to start at byte {offset:,}, so the image would be read shifted by "
+            f"{abs(offset - position):,} bytes; refused"
+        )
+
+
+def _read_nifti(path: Path, gzipped: bool, limits: SizeLimits):
+    """A nibabel image of a NIfTI file whose declared and decoded sizes are within ``limits``.
+
+    The header is read first; the shape, the voxel type and the bytes up to the end of the image
+    data are checked before anything else is read. Then the header extensions are walked and
+    skipped (never kept), and exactly the image data are read, from a gzip stream capped at
+    ``max_decoded_bytes``. The image is built from the header and those data alone. A NIfTI pair
+    (``.hdr`` + ``.img``) is read by nibabel after the same header checks.
+    """
+    name = path.name
+    stream = _CappedGzipFile(path, limits.max_decoded_bytes) if gzipped else path.open("rb")
     try:
-        img = nib.load(str(path))
-        shape = img.shape
+        with stream:
+            head = stream.read(544)
+            header, image_class, header_size = _nifti_header(head, name)
+            shape, dtype = header.get_data_shape(), header.get_data_dtype()
+            _check_nifti_dtype(dtype, name)
+            _check_voxels(shape, limits, name)
+            if header["magic"].item() == header.pair_magic:
+                return nib.load(str(path))  # a pair: the image data are in the .img file
+            offset = int(header.get_data_offset())
+            if offset < header_size + 4:
+                raise CorruptFileError(f"{name} is damaged: its image data are declared to start at byte "
+                                       f"{offset:,}, inside its {header_size + 4}-byte header")
+            data_bytes = math.prod(int(s) for s in shape) * dtype.itemsize
+            if offset + data_bytes > limits.max_decoded_bytes:
+                raise TooLargeError(f"{name} declares {_human(offset + data_bytes)} of header and image data "
+                                    f"({tuple(shape)} {dtype} voxels from byte {offset:,}); the limit is "
+                                    f"{_human(limits.max_decoded_bytes)}")
+            stream.seek(header_size + 4)
+            if len(head) > header_size and head[header_size] != 0:
+                _skip_extensions(stream, header_size, offset, header.endianness, name)
+            else:
+                _skip(stream, offset - header_size - 4, name)
+            data = stream.read(data_bytes)
+    except InputError:
+        raise
+    except (OSError, EOFError, zlib.error) as error:
+        raise CorruptFileError(f"{name} is cut short or damaged: its data cannot be read ({error})") from None
+    if len(data) < data_bytes:
+        raise CorruptFileError(f"{name} is cut short: its header declares {data_bytes:,} bytes of image data from "
+                               f"byte {offset:,}, the file holds {len(data):,} of them")
+    header["vox_offset"] = header_size + 4  # the data right after the header, without the extensions
+    try:
+        return image_class.from_bytes(header.binaryblock + b"\0\0\0\0" + data)
     except Exception:
-        raise CorruptFileError(f"{path.name} is cut short or damaged: its NIfTI header cannot be read") from None
-    _check_voxels(shape, limits, path.name)
+        raise CorruptFileError(f"{name} is cut short or damaged: its NIfTI header cannot be read") from None
+
+
+def _nifti_grid(shape, name: str) -> tuple[int, int, int]:
+    """The 3-D array shape a NIfTI's data take: trailing singleton axes past the third dropped, 2-D -> one slice."""
     squeezed = list(shape)
     while len(squeezed) > 3 and squeezed[-1] == 1:
         squeezed.pop()
     if len(squeezed) == 4:
         raise DimensionError(
-            f"{path.name} is a 4-D image with {squeezed[3]} volumes (a time series or diffusion series). "
+            f"{name} is a 4-D image with {squeezed[3]} volumes (a time series or diffusion series). "
             "SAFEGEN assesses one 2-D or 3-D image at a time; extract a single volume first, e.g. with fslroi."
         )
     if len(squeezed) > 4 or len(squeezed) < 2:
-        raise DimensionError(f"{path.name} has shape {tuple(shape)}; SAFEGEN reads 2-D images and 3-D volumes")
+        raise DimensionError(f"{name} has shape {tuple(shape)}; SAFEGEN reads 2-D images and 3-D volumes")
+    return (*squeezed, 1) if len(squeezed) == 2 else tuple(squeezed)
+
+
+def _single_plane(ras_shape) -> int | None:
+    """The RAS axis (0 sagittal, 1 coronal) of a volume that is one sagittal or coronal slice, else None.
+
+    A ``(1, 128, 128)`` RAS array is one 128 x 128 sagittal image; taken as a volume it would be 128
+    axial slices of 1 x 128 pixels.
+    """
+    if ras_shape[2] > 1 and (ras_shape[0] == 1) != (ras_shape[1] == 1):
+        return 0 if ras_shape[0] == 1 else 1
+    return None
+
+
+def _load_nifti(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
+    """NIfTI-1/2, plain or gzipped; 2-D files become a one-slice volume; reoriented to RAS+.
+
+    A volume that is one sagittal or coronal slice becomes a 2-D image of that slice, shown as in the
+    viewer's sagittal / coronal view (superior at the top), with a warning.
+    """
+    img = _read_nifti(path, _read_head(path, 2) == b"\x1f\x8b", limits)
+    grid = _nifti_grid(img.shape, path.name)
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(squeezed)
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(grid)
     except Exception:
         raise CorruptFileError(f"{path.name}: the file is cut short or damaged (its image data cannot be read)") from None
-    if data.ndim == 2:
-        data = data[:, :, None]
     validate_array(data, str(path))
     canonical = nib.as_closest_canonical(nib.Nifti1Image(data, img.affine))
     array = np.asarray(canonical.dataobj, dtype=np.float32)
     spacing = tuple(float(z) for z in canonical.header.get_zooms()[:3])
+    plane = _single_plane(array.shape)
+    if plane is not None:
+        image = np.ascontiguousarray(np.take(array, 0, axis=plane).T[::-1, ::-1])  # as Volume.plane_slice_of
+        pixel = (spacing[2], spacing[1 - plane])  # rows run along S, columns along A (sagittal) or R (coronal)
+        view = "sagittal" if plane == 0 else "coronal"
+        return Volume(
+            array=image, spacing=pixel, affine=np.diag([*pixel, 1.0, 1.0]),
+            modality=modality or _guess_modality(image), source=str(path),
+            warnings=[f"{path.name} is one {view} slice stored as a volume of shape {tuple(img.shape)}; it is read "
+                      "as one 2-D image (superior at the top)"],
+        )
     return Volume(
         array=array, spacing=spacing, affine=canonical.affine.astype(float),
         modality=modality or _guess_modality(array), source=str(path),
@@ -408,7 +687,12 @@ def _load_picture(path: Path, modality: Modality | None, limits: SizeLimits) -> 
 
 
 def _load_zip(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
-    """A zipped DICOM series; the uncompressed size is checked before anything is unpacked."""
+    """A zipped DICOM series; the uncompressed size is checked before anything is unpacked.
+
+    Members are copied in chunks: zipfile stops each one at the size its header declares (and then
+    fails its CRC check), so a member that under-reports its size never inflates past that size.
+    Only stored and deflated members are unpacked (bzip2 and LZMA inflate whole blocks at a time).
+    """
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -419,13 +703,25 @@ def _load_zip(path: Path, modality: Modality | None, limits: SizeLimits) -> Volu
         if total > limits.max_file_bytes:
             raise TooLargeError(f"{path.name} unpacks to {_human(total)}; the limit is {_human(limits.max_file_bytes)}")
         root = Path(tmp).resolve()
+        unpacked = 0
         for member in members:
             target = (root / member.filename).resolve()
             if root not in target.parents:
                 raise UnsupportedFormatError(f"{path.name} contains an unsafe path ({member.filename!r}); refused")
+            if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise UnsupportedFormatError(f"{path.name}: member {member.filename!r} uses a compression SAFEGEN "
+                                             "does not unpack (only stored or deflated zip members)")
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                target.write_bytes(archive.read(member))
+                with archive.open(member) as source, target.open("wb") as copy:
+                    while chunk := source.read(_CHUNK):  # never a whole member in memory
+                        unpacked += len(chunk)
+                        if unpacked > limits.max_file_bytes:
+                            raise TooLargeError(f"{path.name} unpacks to more than {_human(limits.max_file_bytes)}, "
+                                                "the limit")
+                        copy.write(chunk)
+            except InputError:
+                raise
             except Exception as error:
                 raise CorruptFileError(f"{path.name}: member {member.filename!r} cannot be unpacked ({error})") from None
         return _load_dicom_folder(root, modality, limits, source=str(path))
@@ -433,12 +729,17 @@ def _load_zip(path: Path, modality: Modality | None, limits: SizeLimits) -> Volu
 
 def _inv3_members(path: Path, limits: SizeLimits) -> tuple[dict, bytes]:
     """``main.plist`` (as a dict) and the raw bytes of the volume matrix of an InVesalius project."""
+    stream = _CappedGzipFile(path, limits.max_decoded_bytes)  # getmembers() walks the whole stream
     try:
-        archive = tarfile.open(path, "r:gz")
-    except (tarfile.TarError, OSError, EOFError):
-        raise CorruptFileError(f"{path.name} is a damaged InVesalius project (its archive cannot be read)") from None
-    with archive:
+        archive = tarfile.open(fileobj=stream, mode="r:")
         members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        stream.close()
+        raise CorruptFileError(f"{path.name} is a damaged InVesalius project (its archive cannot be read)") from None
+    except InputError:
+        stream.close()
+        raise
+    with stream, archive:
         if "main.plist" not in members:
             raise UnsupportedFormatError(f"{path.name} is a gzipped tar archive but not an InVesalius project "
                                          "(no main.plist inside)")
@@ -447,9 +748,10 @@ def _inv3_members(path: Path, limits: SizeLimits) -> tuple[dict, bytes]:
         name = matrix.get("filename", "")
         if name not in members:
             raise CorruptFileError(f"{path.name}: the volume file {name!r} named in main.plist is missing")
-        if members[name].size > limits.max_file_bytes:
+        limit = min(limits.max_file_bytes, limits.max_decoded_bytes)
+        if members[name].size > limit:
             raise TooLargeError(f"{path.name} holds a volume of {_human(members[name].size)}; "
-                                f"the limit is {_human(limits.max_file_bytes)}")
+                                f"the limit is {_human(limit)}")
         return main, archive.extractfile(members[name]).read()
 
 
@@ -505,14 +807,14 @@ def load_volume(
 
     Raises:
         FileNotFoundError: the path does not exist.
-        InputError: a subclass saying what is wrong with the file.
+        InputError: a subclass saying what is wrong with the file; :class:`NotAFileError` for a named
+            pipe, a device, a socket, a symbolic link loop or a broken link, none of which is opened.
     """
     path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.is_dir():
+    info = stat_input(path)  # pipes, devices, sockets, link loops and broken links are refused unopened
+    if stat.S_ISDIR(info.st_mode):
         return _load_dicom_folder(path, modality, limits)
-    size = path.stat().st_size
+    size = info.st_size
     if size > limits.max_file_bytes:
         raise TooLargeError(f"{path.name} is {_human(size)}; the limit is {_human(limits.max_file_bytes)}")
     kind = detect_format(path)
@@ -555,8 +857,16 @@ def to_file_layout(array: np.ndarray, source: str | Path) -> np.ndarray:
     kind = detect_format(path)
     if kind in ("nifti", "nifti-gz"):
         img = nib.load(str(path))
-        data = array if array.ndim == 3 else array[:, :, None]
         file_ornt = nib.orientations.io_orientation(img.affine)
+        data = array
+        if array.ndim == 2:
+            grid = _nifti_grid(img.shape, path.name)
+            ras_shape = [0, 0, 0]
+            for axis, (ras_axis, _) in enumerate(file_ornt):
+                ras_shape[int(ras_axis)] = grid[axis]
+            plane = _single_plane(ras_shape)
+            # one sagittal / coronal slice read as a 2-D image (see _load_nifti), or a plain 2-D map
+            data = array[:, :, None] if plane is None else np.expand_dims(np.asarray(array)[::-1, ::-1].T, plane)
         back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(("R", "A", "S")), file_ornt)
         native = nib.orientations.apply_orientation(data, back)
         return np.ascontiguousarray(native.reshape(img.shape))

@@ -135,3 +135,14 @@ def make_unseen_volumes(out_dir: Path, *, n: int = 12, seed: int = 606,
         nib.save(nib.Nifti1Image(out.astype(np.float32), image.affine), str(path))
         paths.append(path)
     return paths
+
+
+def read_labels(benchmark_dir: Path) -> pd.DataFrame:
+    """A realistic benchmark's ``labels.csv`` (empty kinds stay ``""``); :class:`core.errors.InputError`
+    with the command that makes it if the folder has none."""
+    from core.errors import InputError
+
+    path = Path(benchmark_dir) / "labels.csv"
+    if not path.is_file():
+        raise InputError(f"{path} not found; run `python -m core.cli make-realistic-benchmark`")
+    return pd.read_csv(path, keep_default_na=False)

@@ -4,9 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 
+from core.errors import InputError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_ROOTS_ENV = "SAFEGEN_DATA_ROOTS"
+
+
+def data_roots() -> list[Path]:
+    """The server folders the dashboard may read by name (Batch screening's folder; a study's folders
+    and case list): ``$SAFEGEN_DATA_ROOTS`` (separated by ``os.pathsep``), else the project's ``data/``.
+    Read at call time."""
+    text = os.environ.get(DATA_ROOTS_ENV)
+    roots = [Path(p).expanduser() for p in text.split(os.pathsep) if p.strip()] if text else [PROJECT_ROOT / "data"]
+    return [root.resolve() for root in roots]
+
+
+def shared_path(text: str | Path) -> Path:
+    """``text`` resolved (symlinks and ``..`` followed) if it lies inside one of :func:`data_roots`.
+
+    Raises:
+        InputError: outside every root (the message names the roots and the variable that sets them).
+    """
+    path = Path(text).expanduser().resolve()
+    if any(path.is_relative_to(root) for root in data_roots()):
+        return path
+    roots = ", ".join(str(root) for root in data_roots())
+    raise InputError(f"{text} is outside the folders this server shares ({roots}); the server's operator can add "
+                     f"folders with {DATA_ROOTS_ENV}.")
 
 
 def shown_path(path: Path) -> str:

@@ -22,6 +22,12 @@ For every ``.nii``, ``.nii.gz``, ``.png``, ``.dcm`` and ``.inv3`` (InVesalius) f
   Their arrays have the input's array shape and index order (see :func:`core.io.to_file_layout`);
   for a NIfTI input they also carry its affine, so they overlay it in any viewer.
 
+Every entry named like these, or ``.zip``, gets a row, whatever it is: a folder, a named pipe, a
+device, a symbolic link loop, a broken link or a zip archive gets an error row saying so (none of
+them is opened), as do images too small to score (:data:`core.io.MIN_SCORABLE_SIDE`) and files over
+the size limits (:class:`core.io.SizeLimits`). With ``--recursive`` a folder is walked into instead.
+Other names (``readme.txt``, ``manifest.csv``) get no row.
+
 When INPUT_DIR holds a ``manifest.csv`` with ``file`` and ``group`` columns (the demo's generated
 set, :mod:`core.generated_set`, or a user's own), ``OUT_DIR/groups.csv`` adds scores and flags per group.
 
@@ -31,6 +37,7 @@ Exit status: 0 when at least one file was scored, 2 when none could be.
 from __future__ import annotations
 
 import csv
+import stat
 import sys
 import time
 from pathlib import Path
@@ -39,9 +46,12 @@ import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
-from core.io import detect_format, load_volume, to_file_layout
+from core.errors import NotAFileError, UnsupportedFormatError
+from core.export import spreadsheet_safe_text
+from core.io import DEFAULT_LIMITS, SizeLimits, check_scorable, detect_format, load_volume, stat_input, to_file_layout
 
 SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm", ".inv3")
+ROW_SUFFIXES = (*SUFFIXES, ".zip")  # names that get a row; a zip's row says to unpack it
 COLUMNS = (
     "file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
     "flagged_slices", "scored_slices", "alpha", "tau", "method", "profile", "explainer", "unsafe_area_mm2",
@@ -60,13 +70,37 @@ def output_stem(name: str) -> str:
     return name
 
 
-def find_inputs(input_dir: Path, *, recursive: bool = False) -> list[Path]:
-    """Image files of the contract's types, sorted; hidden files are skipped."""
+def find_entries(input_dir: Path, *, recursive: bool = False) -> list[Path]:
+    """Every entry named like an image of the contract's types or a zip, sorted; hidden names are skipped.
+
+    Entries of any kind: files, folders, links (broken or looping), named pipes and devices alike;
+    nothing is opened. With ``recursive``, the sub-folders it walks into are not entries themselves.
+    """
     pattern = "**/*" if recursive else "*"
     return sorted(
         p for p in Path(input_dir).glob(pattern)
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(SUFFIXES)
+        if not p.name.startswith(".") and p.name.lower().endswith(ROW_SUFFIXES)
+        and not (recursive and p.is_dir() and not p.is_symlink())
     )
+
+
+def find_inputs(input_dir: Path, *, recursive: bool = False) -> list[Path]:
+    """Image files of the contract's types (regular files, or links to them), sorted; hidden files are skipped."""
+    return [p for p in find_entries(input_dir, recursive=recursive)
+            if p.name.lower().endswith(SUFFIXES) and p.is_file()]
+
+
+def _check_entry(path: Path, recursive: bool) -> None:
+    """Refuse, without opening it, an entry that is not an image file to score (see the module docstring)."""
+    if stat.S_ISDIR(stat_input(path).st_mode):  # stat_input refuses pipes, devices, loops and broken links
+        if path.is_symlink():
+            raise NotAFileError(f"{path.name} is a link to a folder, not an image file; score does not follow "
+                                "linked folders")
+        hint = "" if recursive else "; --recursive scores the image files inside it"
+        raise NotAFileError(f"{path.name} is a folder, not an image file{hint}")
+    if detect_format(path) == "zip":
+        raise UnsupportedFormatError(f"{path.name} is a zip archive; score reads single image files: unpack it "
+                                     "into the folder first")
 
 
 def _affine_for(path: Path) -> np.ndarray:
@@ -96,10 +130,11 @@ def score_folder(
     reference_dir: Path | None = None,
     scorer=None,
     profile: str = "auto",
+    limits: SizeLimits = DEFAULT_LIMITS,
 ) -> int:
     """Score a folder as the module docstring says; returns the exit status.
 
-    ``scorer``: score every file with it (``profile`` is then ignored).
+    ``scorer``: score every file with it (``profile`` is then ignored). ``limits``: what the loader refuses.
     """
     from core.baselines import SAFEGEN, method_choices
     from core.profiles import DEFAULT_PROFILE, auto_profile, get_profile
@@ -109,7 +144,7 @@ def score_folder(
     if not input_dir.is_dir():
         print(f"error: {input_dir} is not a folder", file=sys.stderr)
         return EXIT_NOTHING_SCORED
-    files = find_inputs(input_dir, recursive=recursive)
+    files = find_entries(input_dir, recursive=recursive)
     if not files:
         print(f"error: {input_dir} holds no .nii, .nii.gz, .png, .dcm or .inv3 files", file=sys.stderr)
         return EXIT_NOTHING_SCORED
@@ -186,7 +221,9 @@ def score_folder(
         try:
             if stem in used_stems:
                 raise ValueError(f"its output name {stem}.nii.gz is already taken by {used_stems[stem]}")
-            volume = load_volume(path)
+            _check_entry(path, recursive)
+            volume = load_volume(path, limits=limits)
+            check_scorable(volume)
             scorer, chosen = scorer_for(volume)
             result = scorer.score_volume(volume, explainer=chosen)
             heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
@@ -220,7 +257,7 @@ def score_folder(
     with (out_dir / "scores.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: spreadsheet_safe_text(v) for k, v in row.items()} for row in rows)  # "=x.png" stays text
     flagged = sum(r["flag"] == "1" for r in rows)
     print(f"scored {n_scored} of {len(files)} files ({flagged} flagged, {len(files) - n_scored} errors); "
           f"wrote {out_dir / 'scores.csv'}", file=sys.stderr)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.io import check_scorable
 from core.render import apply_window, auto_window, overlay_heatmap
 from core.scoring import Scorer
 from core.types import Volume
@@ -75,6 +76,7 @@ def screen(
         start = time.perf_counter()
         try:
             volume = load()
+            check_scorable(volume)  # a 1x2 image gets a row saying so, not a score
             result = scorer.score_volume(volume)
             row.update(score=result.score, flag=result.flag, p_value=result.p_value,
                        score_diffusion=result.score_diffusion, score_autoencoder=result.score_autoencoder,

@@ -75,6 +75,22 @@ class Reader(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
+class SignInThrottle(Base):
+    """Failed sign-ins per user name (known or not, so a lock-out does not reveal which names exist).
+
+    ``failures`` counts consecutive failures; after :data:`db.repository.FREE_FAILURES` of them the
+    name is locked until ``locked_until`` (a back-off that doubles with each further failure). A
+    successful sign-in deletes the row.
+    """
+
+    __tablename__ = "sign_in_throttle"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
 class Study(Base):
     """A reader study: instructions, the questions asked of every case, and its randomisation seed.
 
@@ -206,3 +222,19 @@ class Mask(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
     read: Mapped[CaseRead] = relationship(back_populates="masks")
+
+
+class Draft(Base):
+    """The open form of one read, autosaved as the reader works: answers (as :class:`Answer` stores
+    them: the number, or the text) and drawn slices (slice index -> base64 of the packed mask, ``""``
+    for a slice cleared). Restored after a reload or on the next sign-in; the next save of the read
+    deletes it. ``base_version`` is the read's version it was made on: a draft older than the read
+    (saved since, in another tab) is ignored."""
+
+    __tablename__ = "draft"
+
+    read_id: Mapped[int] = mapped_column(ForeignKey("case_read.id", ondelete="CASCADE"), primary_key=True)
+    base_version: Mapped[int] = mapped_column(Integer)
+    answers: Mapped[dict] = mapped_column(JSON)
+    masks: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

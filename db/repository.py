@@ -12,6 +12,10 @@ Rules enforced here, not in the pages:
   transactions). Two first visits racing to create the same read (or two accounts racing for one
   username) hit the unique constraint; the loser gets the winner's row or a clear
   :class:`StudyError`, never a raw ``IntegrityError``.
+* Accounts: added by an admin (:func:`create_reader`); passwords of at least 8 characters other
+  than spaces and a zxcvbn score of 2 or more;
+  :func:`sign_in` locks a name (known or not) after 5 failures in a row, doubling from 30 s; the
+  first admin only on an empty database (:func:`create_first_admin`).
 * Bad input (an unknown case, a case outside the reader's study, a Likert value out of range, an
   unknown question, a mask of the wrong shape) raises :class:`StudyError` before anything is
   written.
@@ -19,26 +23,62 @@ Rules enforced here, not in the pages:
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import math
+import re
+import threading
 import zlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from zxcvbn import zxcvbn
 
 from core.study_stats import likert_levels
-from db.models import Answer, Arm, Assignment, Case, CaseRead, Mask, Reader, Role, Study, StudyKind
+from db.models import (
+    Answer,
+    Arm,
+    Assignment,
+    Case,
+    CaseRead,
+    Draft,
+    Mask,
+    Reader,
+    Role,
+    SignInThrottle,
+    Study,
+    StudyKind,
+    utc_now,
+)
+from db.session import retry_when_busy
 
 MAX_LIKERT_LEVELS = 10
 MAX_TEXT = 5000
 QUESTION_KINDS = ("likert", "yes_no", "choice", "checklist", "text")
 TRUTHS = ("real", "synthetic", "artifact", "clean")
-_HASHER = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory defaults
+log = logging.getLogger("safegen.auth")
+
+FREE_FAILURES = 5  # consecutive wrong passwords for one name before it is locked
+LOCK_SECONDS = 30.0  # the first lock-out; each further failure doubles it
+MAX_LOCK_SECONDS = 15 * 60.0
+MIN_PASSWORD_SCORE = 2  # zxcvbn 0-4; 2 = "somewhat guessable" (at least 10^6 guesses), enough behind the lock-out
+WRONG_SIGN_IN = "Unknown user name or wrong password."
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")  # safe in file names, markdown and CSV cells
+
+_HASHER = PasswordHasher()  # argon2id, argon2-cffi's RFC 9106 low-memory defaults: 64 MiB, 3 passes, 4 lanes
+# One argon2 computation at a time: its 4 lanes already use every core (0.11 s alone here; 4 at once
+# take 0.43 s), so 50 readers signing in together queue for it instead of all thrashing the CPU (and
+# 50 x 64 MiB of memory) while other readers' saves wait behind them.
+_HASH_SLOTS = threading.BoundedSemaphore(1)
 
 DEFAULT_QUESTIONS: list[dict] = [
     {"key": "realism", "text": "How realistic is this image?", "kind": "likert",
@@ -119,17 +159,41 @@ class CaseSpec:
 # -- accounts ------------------------------------------------------------------------------------
 
 
-def create_reader(session: Session, username: str, password: str, role: Role = Role.READER) -> Reader:
-    """A new account with an argon2id password hash."""
+def check_password(password: str, username: str) -> None:
+    """Refuse a password a guesser would try early: fewer than 8 characters other than spaces, or a
+    zxcvbn strength score below :data:`MIN_PASSWORD_SCORE` (common words and patterns, the user
+    name itself, ``password``, ``Password1``)."""
+    if len(password.strip()) < 8:
+        raise StudyError("a password needs at least 8 characters other than spaces")
+    strength = zxcvbn(password[:128], user_inputs=[username, "safegen"])  # zxcvbn is slow on very long input
+    if strength["score"] < MIN_PASSWORD_SCORE:
+        hint = strength["feedback"]["warning"] or "it is a common word or pattern"
+        raise StudyError(f"this password is too easy to guess ({hint.rstrip('.').lower()}): "
+                         "add words or characters that do not follow a pattern")
+
+
+def create_reader(session: Session, admin: Reader, username: str, password: str, role: Role = Role.READER) -> Reader:
+    """A new account, made by ``admin`` (the Study admin page's Accounts tab); see :func:`create_account`."""
+    require_admin(admin)
+    return create_account(session, username, password, role)
+
+
+def create_account(session: Session, username: str, password: str, role: Role = Role.READER) -> Reader:
+    """A new account with an argon2id password hash (hashed before the transaction's first statement).
+
+    No caller check: for the server's own shell (``python -m db.admin``), the first admin
+    (:func:`create_first_admin`) and test fixtures. Pages call :func:`create_reader`.
+    """
     username = username.strip()
-    if not username or len(username) > 64:
-        raise StudyError("a username needs 1 to 64 characters")
-    if len(password) < 8:
-        raise StudyError("a password needs at least 8 characters")
+    if not USERNAME.fullmatch(username):
+        raise StudyError("a username has 1 to 64 characters: letters, digits and . _ @ - (not first)")
+    check_password(password, username)
+    with _HASH_SLOTS:
+        password_hash = _HASHER.hash(password)  # ~0.4 s: before any query, so outside SQLite's write lock
     taken = StudyError(f"the username {username!r} is taken")
     if session.scalar(select(Reader).where(Reader.username == username)) is not None:
         raise taken
-    reader = Reader(username=username, password_hash=_HASHER.hash(password), role=Role(role))
+    reader = Reader(username=username, password_hash=password_hash, role=Role(role))
     try:
         with session.begin_nested():  # a concurrent sign-up may take the name between check and insert
             session.add(reader)
@@ -138,20 +202,114 @@ def create_reader(session: Session, username: str, password: str, role: Role = R
     return reader
 
 
-def authenticate(session: Session, username: str, password: str) -> Reader | None:
-    """The account if the password matches, else None (same answer for unknown users)."""
-    reader = session.scalar(select(Reader).where(Reader.username == username.strip()))
-    if reader is None:
-        _HASHER.hash(password)  # spend the same time as a real check: no user enumeration by timing
-        return None
-    try:
-        _HASHER.verify(reader.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return reader
+def create_first_admin(session: Session, username: str, password: str) -> Reader:
+    """The first account of an empty database, an admin; refused once any account exists.
+
+    Callers prove they may do this: ``python -m db.admin create-admin`` runs on the server, and the
+    Reading / Study admin pages ask for the one-time setup token the server printed to its log.
+    """
+    if session.scalar(select(func.count(Reader.id))):
+        raise StudyError("the database has accounts already: an admin adds new ones on the Study admin page")
+    admin = create_account(session, username, password, Role.ADMIN)
+    log.warning("first admin account %r created", admin.username)
+    return admin
 
 
-def _require_admin(reader: Reader) -> None:
+class SignInRefused(StudyError):
+    """A sign-in that did not succeed: wrong name or password, or a name locked after failures."""
+
+    def __init__(self, message: str, retry_after: float = 0.0):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until the name may try again (0: at once)
+
+
+def lock_seconds(failures: int) -> float:
+    """How long a name is locked after ``failures`` consecutive failures: none for the first
+    :data:`FREE_FAILURES`, then :data:`LOCK_SECONDS`, doubling with each failure, at most
+    :data:`MAX_LOCK_SECONDS`."""
+    if failures < FREE_FAILURES:
+        return 0.0
+    return min(LOCK_SECONDS * 2 ** (failures - FREE_FAILURES), MAX_LOCK_SECONDS)
+
+
+def sign_in(open_session: Callable[[], AbstractContextManager[Session]], username: str, password: str, *,
+            now: datetime | None = None) -> int:
+    """The id of the account ``username`` if ``password`` is its password; else :class:`SignInRefused`.
+
+    Three short steps, so the ~0.5 s argon2 check never holds a write lock (SQLite takes one at the
+    start of every transaction): read the name's hash and lock-out, verify, record the outcome.
+    Unknown names spend the same time and are counted and locked like real ones, so neither the
+    answer, its timing nor a lock-out tells which names exist. Failures are logged (``safegen.auth``).
+
+    Args:
+        open_session: a unit of work, e.g. ``lambda: session_scope(factory)``.
+        now: the clock (tests pass one).
+    """
+    now = now or utc_now()
+    name = username.strip()[:64]
+
+    def look_up() -> tuple[datetime | None, int | None, str | None]:
+        with open_session() as s:
+            throttle = s.get(SignInThrottle, name)
+            reader = s.scalar(select(Reader).where(Reader.username == name))
+            return (_aware(throttle.locked_until) if throttle is not None else None,
+                    *((reader.id, reader.password_hash) if reader is not None else (None, None)))
+
+    locked_until, reader_id, password_hash = retry_when_busy(look_up)
+    if locked_until is not None and locked_until > now:
+        wait = (locked_until - now).total_seconds()
+        log.warning("sign-in refused for %r: locked for %.0f s more", name, wait)
+        raise SignInRefused(f"Too many failed sign-ins for this name: try again in {math.ceil(wait)} s.", wait)
+    with _HASH_SLOTS:
+        if password_hash is None:
+            _HASHER.hash(password)  # spend the same time as a real check: no user enumeration by timing
+            correct = False
+        else:
+            try:
+                correct = _HASHER.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                correct = False
+
+    def record() -> int:
+        with open_session() as s:
+            if correct:
+                s.execute(delete(SignInThrottle).where(SignInThrottle.username == name))
+                return 0
+            return _count_failure(s, name, now)
+
+    failures = retry_when_busy(record)
+    if correct:
+        return reader_id
+    wait = lock_seconds(failures)
+    log.warning("sign-in failed for %r (%d in a row)%s", name, failures, f"; locked for {wait:.0f} s" if wait else "")
+    raise SignInRefused(WRONG_SIGN_IN, wait)
+
+
+def _count_failure(session: Session, name: str, now: datetime) -> int:
+    """Add one failure to ``name``'s row (made on the first), lock it if due; the new count."""
+    row = session.get(SignInThrottle, name, with_for_update=True)
+    if row is None:
+        try:
+            with session.begin_nested():  # a concurrent failure may insert the row first
+                row = SignInThrottle(username=name, failures=0, last_failure_at=now)
+                session.add(row)
+        except IntegrityError:
+            row = session.get(SignInThrottle, name, with_for_update=True, populate_existing=True)
+    row.failures += 1
+    row.last_failure_at = now
+    wait = lock_seconds(row.failures)
+    row.locked_until = now + timedelta(seconds=wait) if wait else None
+    return row.failures
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes for ``DateTime(timezone=True)``; they were stored in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def require_admin(reader: Reader) -> None:
     if reader.role is not Role.ADMIN:
         raise StudyError("only an admin can do this")
 
@@ -179,6 +337,14 @@ def validate_questions(questions: list[dict]) -> list[dict]:
                                                      or len(set(options)) != len(options)):
             raise StudyError(f"question {q['key']!r}: a {q['kind']} needs distinct options")
     return questions
+
+
+def required_questions(questions: list[dict], arm: Arm) -> list[dict]:
+    """The questions a submit in ``arm`` must answer: Likert, yes/no and choice questions asked in
+    that arm, unless marked ``"optional": True``. Text and checklists are optional (an empty
+    checklist is an answer: nothing ticked)."""
+    return [q for q in questions if q["kind"] in ("likert", "yes_no", "choice") and not q.get("optional")
+            and (q.get("arm") is None or q.get("arm") == arm)]
 
 
 def case_order(seed: int, reader_id: int, case_ids: list[int]) -> list[int]:
@@ -214,7 +380,7 @@ def create_study(
         kind: :class:`StudyKind` (what the results page analyses).
         settings: ``min_read_seconds`` (>= 0), ``crossed`` (bool), ``roc_question`` (a Likert key).
     """
-    _require_admin(admin)
+    require_admin(admin)
     if not title.strip():
         raise StudyError("a study needs a title")
     if not cases:
@@ -329,8 +495,28 @@ def _case_for(session: Session, reader: Reader, case_id: int, arm: Arm | None) -
     return case, assigned
 
 
+@dataclass(frozen=True)
+class ReaderCase:
+    """What a reader's page may know of a case: never its truth or ground-truth mask, and SAFEGEN's
+    output (heatmap, score, tolerance, slice flags) only in the AI arm; a blinded reader gets None."""
+
+    id: int
+    name: str
+    scan_path: str
+    display_shape: tuple[int, int, int]
+    ai_heatmap_path: str | None = None
+    ai_score: float | None = None
+    ai_tau: float | None = None
+    ai_flags: list[bool] | None = None
+
+
+def _reader_view(case: Case, arm: Arm) -> ReaderCase:
+    ai = (case.ai_heatmap_path, case.ai_score, case.ai_tau, case.ai_flags) if arm is Arm.AI else (None,) * 4
+    return ReaderCase(case.id, case.name, case.scan_path, tuple(case.display_shape), *ai)
+
+
 def reading_list(session: Session, reader: Reader, study_id: int,
-                 arm: Arm | None = None) -> list[tuple[Case, CaseRead | None]]:
+                 arm: Arm | None = None) -> list[tuple[ReaderCase, CaseRead | None]]:
     """The reader's cases of one session (default: the current one) in their own order, each with
     their read of it in that arm (None if never opened)."""
     assigned = assignment(session, reader, study_id, arm)
@@ -339,10 +525,20 @@ def reading_list(session: Session, reader: Reader, study_id: int,
     reads = {r.case_id: r for r in session.scalars(
         select(CaseRead).where(CaseRead.reader_id == reader.id, CaseRead.arm == assigned.arm,
                                CaseRead.case_id.in_(order)))}
-    return [(cases[i], reads.get(i)) for i in order]
+    return [(_reader_view(cases[i], assigned.arm), reads.get(i)) for i in order]
 
 
-def next_case(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> Case | None:
+def reader_case(session: Session, reader: Reader, case_id: int, arm: Arm | None = None) -> ReaderCase:
+    """One of the reader's cases as their page may show it (see :class:`ReaderCase`).
+
+    Raises:
+        StudyError: not the reader's case, or the session is not open yet.
+    """
+    case, assigned = _case_for(session, reader, case_id, arm)
+    return _reader_view(case, assigned.arm)
+
+
+def next_case(session: Session, reader: Reader, study_id: int, arm: Arm | None = None) -> ReaderCase | None:
     """The first case in the reader's order of the session they have not submitted yet (None when done)."""
     for case, read in reading_list(session, reader, study_id, arm):
         if read is None or read.submitted_at is None:
@@ -459,7 +655,8 @@ def save_read(
         masks: display slice index -> boolean ``(rows, columns)`` mask; an all-False mask
             removes that slice's mask. Slices not given keep their stored mask.
         seconds: reading time to add to the read.
-        submit: mark the case as done (False: a draft the reader returns to).
+        submit: mark the case as done (False: a draft the reader returns to). A submit needs an
+            answer, given now or stored before, to every :func:`required_questions` question.
         arm: the session (default: the reader's current one).
 
     Returns:
@@ -467,20 +664,14 @@ def save_read(
 
     Raises:
         StudyError: stale version, unknown case or question, out-of-range value, wrong mask shape,
-            a session not open yet, or a submit before the study's minimum reading time.
+            a session not open yet, a submit before the study's minimum reading time or with a
+            required question unanswered.
     """
     case, assigned = _case_for(session, reader, case_id, arm)
     study = session.get(Study, case.study_id)
     checked = _checked_answers(study.questions, answers, assigned.arm)
-    rows, cols, n_slices = case.display_shape
-    packed = {}
-    for index, mask in (masks or {}).items():
-        mask = np.asarray(mask)
-        if not 0 <= int(index) < n_slices:
-            raise StudyError(f"slice {index} is outside this scan's {n_slices} slice(s)")
-        if mask.shape != (rows, cols):
-            raise StudyError(f"a mask of slice {index} must be {rows} x {cols} pixels, got {mask.shape}")
-        packed[int(index)] = pack_mask(mask) if mask.any() else None
+    rows, cols, _ = case.display_shape
+    packed = _checked_masks(case, masks)
     if not np.isfinite(seconds) or seconds < 0:
         raise StudyError("reading time must be a non-negative number of seconds")
     read = _read_of(session, reader, case, assigned, lock=True)  # the newest committed version, locked
@@ -493,6 +684,10 @@ def save_read(
         raise StudyError(f"this study asks for at least {minimum:.0f} s per case before an answer is submitted "
                          f"({minimum - read.seconds_spent - seconds:.0f} s to go); nothing was changed.")
     existing = {a.question: a for a in read.answers}
+    if submit and (missing := [q["text"] for q in required_questions(study.questions, assigned.arm)
+                               if q["key"] not in checked and q["key"] not in existing]):
+        raise StudyError(f"answer every question before you submit; still open: {'; '.join(missing)}. Nothing was "
+                         "changed (save a draft to keep partial answers).")
     for key, (number, text) in checked.items():
         row = existing.get(key) or Answer(read_id=read.id, question=key)
         row.value_int, row.value_text = number, text
@@ -511,8 +706,69 @@ def save_read(
     read.version += 1
     if submit:
         read.submitted_at = datetime.now(UTC)
+    session.execute(delete(Draft).where(Draft.read_id == read.id))  # saved: the autosaved form is spent
     session.flush()
     return read
+
+
+def _checked_masks(case: Case, masks: dict[int, np.ndarray] | None) -> dict[int, bytes | None]:
+    """Display slice -> packed mask (None: an empty mask, which removes the slice's mask)."""
+    rows, cols, n_slices = case.display_shape
+    packed = {}
+    for index, mask in (masks or {}).items():
+        mask = np.asarray(mask)
+        if not 0 <= int(index) < n_slices:
+            raise StudyError(f"slice {index} is outside this scan's {n_slices} slice(s)")
+        if mask.shape != (rows, cols):
+            raise StudyError(f"a mask of slice {index} must be {rows} x {cols} pixels, got {mask.shape}")
+        packed[int(index)] = pack_mask(mask) if mask.any() else None
+    return packed
+
+
+def save_draft(session: Session, reader: Reader, case_id: int, *, expected_version: int, answers: dict[str, object],
+               masks: dict[int, np.ndarray] | None = None, arm: Arm | None = None) -> None:
+    """Autosave the reader's open form of a case (answers as far as given, drawn slices) as its draft.
+
+    Checked like :func:`save_read` (values in range, masks of the right shape) but neither required
+    questions nor the minimum time apply, and the read's ``version`` does not move: a draft is not a
+    save. It replaces the read's previous draft; the next save deletes it. ``expected_version`` is
+    the version of the read the form was made from: a draft of a form that has been saved since (in
+    another tab) is kept but never restored (:func:`load_draft`).
+    """
+    case, assigned = _case_for(session, reader, case_id, arm)
+    study = session.get(Study, case.study_id)
+    checked = _checked_answers(study.questions, answers, assigned.arm)
+    packed = _checked_masks(case, masks)
+    read = _read_of(session, reader, case, assigned)
+    values = {key: number if text is None else text for key, (number, text) in checked.items()}
+    drawn = {str(i): "" if data is None else base64.b64encode(data).decode() for i, data in packed.items()}
+    draft = session.get(Draft, read.id)
+    if draft is None:
+        try:
+            with session.begin_nested():  # another tab of the same reader may autosave the first draft too
+                draft = Draft(read_id=read.id, base_version=expected_version, answers=values, masks=drawn)
+                session.add(draft)
+            return
+        except IntegrityError:
+            draft = session.get(Draft, read.id, populate_existing=True)
+    draft.base_version, draft.answers, draft.masks, draft.updated_at = expected_version, values, drawn, utc_now()
+
+
+def load_draft(session: Session, reader: Reader, case_id: int,
+               arm: Arm | None = None) -> tuple[dict[str, object], dict[int, np.ndarray], datetime] | None:
+    """The reader's autosaved form of a case: answers (as stored answers: number or text), drawn
+    slices (an all-False mask for a slice cleared) and when it was saved; None if there is none, or
+    if the read was saved since the draft was made."""
+    case, assigned = _case_for(session, reader, case_id, arm)
+    read = session.scalar(select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
+                                                 CaseRead.arm == assigned.arm))
+    draft = None if read is None else session.get(Draft, read.id)
+    if draft is None or draft.base_version != read.version:
+        return None
+    rows, cols, _ = case.display_shape
+    masks = {int(i): (unpack_mask(base64.b64decode(data), rows, cols) if data else np.zeros((rows, cols), bool))
+             for i, data in draft.masks.items()}
+    return dict(draft.answers), masks, _aware(draft.updated_at)
 
 
 def read_masks(read: CaseRead) -> dict[int, np.ndarray]:
@@ -523,8 +779,10 @@ def read_masks(read: CaseRead) -> dict[int, np.ndarray]:
 # -- progress and export -------------------------------------------------------------------------
 
 
-def progress(session: Session, study_id: int) -> dict[str, tuple[int, int]]:
-    """Reader name -> (reads submitted, reads assigned); a crossed study assigns every case once per arm."""
+def progress(session: Session, admin: Reader, study_id: int) -> dict[str, tuple[int, int]]:
+    """Reader name -> (reads submitted, reads assigned), for an admin; a crossed study assigns every
+    case once per arm. (A reader sees their own progress on the Reading page, from :func:`reading_list`.)"""
+    require_admin(admin)
     cases = session.scalar(select(func.count(Case.id)).where(Case.study_id == study_id)) or 0
     sessions = dict(session.execute(
         select(Reader.username, func.count(Assignment.id)).join(Assignment, Assignment.reader_id == Reader.id)
@@ -573,7 +831,7 @@ def study_masks(session: Session, admin: Reader, study_id: int, *,
     ``include_empty``: also the submitted reads without a mask (a reader who saw no artifact), as
     an empty dict, for agreement statistics.
     """
-    _require_admin(admin)
+    require_admin(admin)
     out = []
     for read, case, name in session.execute(
             select(CaseRead, Case, Reader.username).join(Case, Case.id == CaseRead.case_id)

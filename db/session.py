@@ -26,17 +26,23 @@ Any other URL (e.g. ``postgresql+psycopg://...``) is passed to SQLAlchemy unchan
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from core.resources import PROJECT_ROOT
+
+T = TypeVar("T")
 
 URL_ENV_VAR = "SAFEGEN_DB_URL"
 DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "safegen.db"
@@ -127,6 +133,29 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_busy(error: BaseException) -> bool:
+    """True for the errors of a database that is only busy: SQLite's "database is locked" after its
+    busy timeout, or no free connection in the pool within its timeout."""
+    if isinstance(error, PoolTimeoutError):
+        return True
+    return isinstance(error, OperationalError) and "locked" in str(error.orig if error.orig else error).lower()
+
+
+def retry_when_busy(work: Callable[[], T], *, attempts: int = 6, first_wait: float = 0.1) -> T:
+    """Run ``work`` (one whole unit of work, e.g. a ``session_scope`` block) again when the database
+    was busy (:func:`is_busy`), waiting 0.1, 0.2, 0.4 ... s (with jitter) between attempts; the last
+    attempt's error is raised. Only for units that change nothing when they fail: SQLite's lock is
+    taken at ``BEGIN IMMEDIATE`` and a pool timeout happens before the first statement."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except (OperationalError, PoolTimeoutError) as error:
+            if attempt == attempts - 1 or not is_busy(error):
+                raise
+            time.sleep(first_wait * 2**attempt * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
 
 
 def _is_sqlite_memory(url: URL) -> bool:

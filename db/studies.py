@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from core.deidentify import deidentify_file
+from core.export import safe_file_stem, spreadsheet_safe
 from core.io import detect_format, load_volume, to_file_layout
 from core.jsonable import json_safe, records
 from core.resources import PROJECT_ROOT
@@ -46,7 +48,16 @@ from core.study_stats import (
     visual_turing,
 )
 from db.models import Arm, Case, Reader, Role, Study, StudyKind
-from db.repository import TRUTHS, CaseSpec, StudyError, answers_table, create_study, study_masks
+from db.repository import (
+    TRUTHS,
+    CaseSpec,
+    ReaderCase,
+    StudyError,
+    answers_table,
+    create_study,
+    require_admin,
+    study_masks,
+)
 
 def default_studies_dir() -> Path:
     """Where study folders go: ``$SAFEGEN_STUDIES_DIR`` or ``data/studies`` (read at call time)."""
@@ -86,7 +97,19 @@ def create_study_from_files(
         truth_masks: per file, a mask file on the scan's own grid (NIfTI, PNG, ``.npy``) or None;
             stored as display slices for scoring the readers' masks.
     """
+    require_admin(admin)  # before anything is written
     folder = Path(studies_dir or default_studies_dir()) / uuid.uuid4().hex[:12]
+    try:
+        return _create_study_from_files(session, admin, title, files, readers, folder, instructions=instructions,
+                                        questions=questions, seed=seed, scorer=scorer, progress=progress,
+                                        truths=truths, truth_masks=truth_masks, kind=kind, settings=settings)
+    except BaseException:  # a refused file, a refused study, an interrupt: no case file is left behind
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _create_study_from_files(session, admin, title, files, readers, folder, *, instructions, questions, seed,
+                             scorer, progress, truths, truth_masks, kind, settings) -> Study:
     truths = list(truths or [None] * len(files))
     truth_masks = list(truth_masks or [None] * len(files))
     if len(truths) != len(files) or len(truth_masks) != len(files):
@@ -304,9 +327,10 @@ def stack_masks(slices: dict[int, np.ndarray], display_shape: list[int]) -> np.n
     return out
 
 
-def case_ai_settings(case: Case, tau: float | None = None) -> tuple[float | None, np.ndarray | None]:
+def case_ai_settings(case: Case | ReaderCase, tau: float | None = None) -> tuple[float | None, np.ndarray | None]:
     """The tolerance and slice flags a case's AI heatmap was scored with; a case made before they were
-    stored gets ``tau`` (the committed calibration's, from the caller) and no flags."""
+    stored gets ``tau`` (the committed calibration's, from the caller) and no flags. A blinded
+    reader's :class:`~db.repository.ReaderCase` has neither."""
     if case.ai_tau is not None:
         return float(case.ai_tau), None if case.ai_flags is None else np.asarray(case.ai_flags, dtype=bool)
     return tau, None
@@ -337,12 +361,12 @@ def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, 
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     paths = {"answers": out_dir / "answers.csv", "readings": out_dir / "readings.csv",
              "summary": out_dir / "summary.json"}
-    report.answers.to_csv(paths["answers"], index=False)
-    report.readings.to_csv(paths["readings"], index=False)
+    spreadsheet_safe(report.answers).to_csv(paths["answers"], index=False)  # a comment "=HYPERLINK(...)" stays text
+    spreadsheet_safe(report.readings).to_csv(paths["readings"], index=False)
     crossed = bool((study.settings or {}).get("crossed"))
     for case, reader_name, arm, slices in exported:
         mask, affine = mask_volume(Path(case.scan_path), slices)
-        stem = f"{case.name}_{reader_name}" + (f"_{arm}" if crossed else "")
+        stem = safe_file_stem(f"{case.name}_{reader_name}" + (f"_{arm}" if crossed else ""))
         target = out_dir / "masks" / f"{stem}.nii.gz"
         image = nib.Nifti1Image(mask, affine)
         image.set_data_dtype(np.uint8)

@@ -5,8 +5,10 @@ import streamlit as st
 from ui.batch import batch_inputs, run_screening, show_screening
 from ui.review import batch_profile_choice, method_choice
 from ui.state import Keys
+from ui.study import require_screening_access
 
 st.title("Batch screening")
+require_screening_access()  # once the server runs reader studies: admins only
 st.caption(
     "Score a set of generated images (NIfTI, DICOM, PNG) with one profile's models (brain MRI T1 or head CT) "
     "and rank them, "

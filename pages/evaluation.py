@@ -3,27 +3,30 @@
 import streamlit as st
 
 from ui.evaluation import (
+    REALISTIC,
     by_group_bars,
     calibration_figure,
     choose_run,
     deletion_figure,
     grouped_bars,
     headline,
-    load_realistic_run,
+    load_run,
     realistic_headline,
-    realistic_run_dir,
     roc_figure,
+    run_dir,
     unseen_volume_line,
     where_safegen_loses,
 )
+from ui.study import require_screening_access
 
 st.title("Evaluation")
+require_screening_access()  # once the server runs reader studies: admins only
 st.header("The detector on the realistic benchmark")
 st.caption("Real slices under normal variation (field of view, rotation, bias, contrast, noise, 8-bit or float files), "
            "half with one simulated artifact and its exact mask; from the training subjects' test slices and from a "
            "held-out subject no model or threshold ever saw (`core/realistic_benchmark.py`). The head is well short "
            "of its targets: read the README's section on the detector.")
-realistic = load_realistic_run(realistic_run_dir())
+realistic = load_run(REALISTIC, run_dir(REALISTIC))
 if realistic is None:
     st.info("No realistic-benchmark evaluation here yet: `make evaluate` (or `python -m core.cli "
             "make-realistic-benchmark` then `python -m core.cli evaluate-realistic`, about 15 minutes).",

@@ -5,6 +5,7 @@ import streamlit as st
 from core.baselines import SAFEGEN
 from core.demo import available_cases
 from core.errors import InputError
+from core.io import check_scorable
 from core.profiles import DEFAULT_PROFILE
 from core.render import apply_window, window_presets
 from ui.analysis import explained_result, scan_result
@@ -24,9 +25,11 @@ from ui.review import (
     verdict,
 )
 from ui.state import SOURCE_DEMO, SOURCE_UPLOAD, Keys
+from ui.study import require_screening_access
 from ui.viewer import orthogonal_views, slice_viewer, volume_facts
 
 st.title("Scan review")
+require_screening_access()  # once the server runs reader studies: admins only
 
 cases = {case.key: case for case in available_cases()}
 with st.sidebar:
@@ -48,7 +51,9 @@ else:
     if upload is not None:
         try:
             volume, scan_key = uploaded_volume(upload), f"upload:{upload.file_id}"
+            check_scorable(volume)
         except InputError as error:
+            volume = None
             st.error(f"**{upload.name}** cannot be used: {error}")
 
 if volume is not None:

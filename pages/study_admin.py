@@ -15,7 +15,7 @@ if reader.role is not Role.ADMIN:
     st.stop()
 studies, new, accounts = st.tabs(["Studies", "New study", "Accounts"])
 with accounts:  # first in code: an account added here is a reader option of the new-study form in the same run
-    accounts_section()
+    accounts_section(reader)
 with studies:
     studies_section(reader)
 with new:

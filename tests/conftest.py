@@ -35,12 +35,22 @@ def server_data(tmp_path_factory) -> dict[str, str]:
     return {"db_url": f"sqlite:///{folder / 'safegen.db'}", "studies_dir": str(folder / "studies")}
 
 
+@pytest.fixture(autouse=True)
+def _own_study_database_and_shared_folders(monkeypatch, tmp_path_factory):
+    """Every test gets an empty study database of its own (unless it sets ``SAFEGEN_DB_URL`` itself), so
+    a developer's ``data/safegen.db`` never changes what a page shows; and the server may read the
+    test's temporary folders by name (``SAFEGEN_DATA_ROOTS``) besides the project's ``data/``."""
+    monkeypatch.setenv("SAFEGEN_DB_URL", f"sqlite:///{tmp_path_factory.mktemp('db') / 'study.db'}")
+    monkeypatch.setenv("SAFEGEN_DATA_ROOTS", os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(ROOT / "data")]))
+
+
 @pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory, server_data):
     """A real `streamlit run app.py` on a free loopback port; yields its base URL."""
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "SAFEGEN_DB_URL": server_data["db_url"], "SAFEGEN_STUDIES_DIR": server_data["studies_dir"]}
+    env = {**os.environ, "SAFEGEN_DB_URL": server_data["db_url"], "SAFEGEN_STUDIES_DIR": server_data["studies_dir"],
+           "SAFEGEN_DATA_ROOTS": os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(ROOT / "data")])}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

@@ -28,7 +28,7 @@ def protocol_files(server_data, tmp_path_factory):
     from core.turing_set import make_turing_set
     from db.migrate import upgrade
     from db.models import Role
-    from db.repository import create_reader
+    from db.repository import create_account
     from db.session import make_engine, make_session_factory, session_scope
 
     folder = tmp_path_factory.mktemp("protocols")
@@ -48,9 +48,9 @@ def protocol_files(server_data, tmp_path_factory):
     engine = make_engine(server_data["db_url"])
     upgrade(engine)
     with session_scope(make_session_factory(engine)) as s:
-        create_reader(s, "lead", "lead-password", Role.ADMIN)
+        create_account(s, "lead", "lead-password", Role.ADMIN)
         for name in ("cara", "dan"):
-            create_reader(s, name, f"{name}-password")
+            create_account(s, name, f"{name}-password")
     engine.dispose()
     return folder
 

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.browser_helpers import choose, pick, sign_in
+from tests.browser_helpers import answer_button, choose, pick, progress, settled, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +23,15 @@ def pilot_study(server_data):
 
     from db.migrate import upgrade
     from db.models import Arm, Role
-    from db.repository import create_reader
+    from db.repository import create_account
     from db.session import make_engine, make_session_factory, session_scope
     from db.studies import create_study_from_files
 
     engine = make_engine(server_data["db_url"])
     upgrade(engine)
     with session_scope(make_session_factory(engine)) as s:
-        admin = create_reader(s, "chief", "chief-password", Role.ADMIN)
-        ann, bob = create_reader(s, "ann", "ann-password"), create_reader(s, "bob", "bob-password")
+        admin = create_account(s, "chief", "chief-password", Role.ADMIN)
+        ann, bob = create_account(s, "ann", "ann-password"), create_account(s, "bob", "bob-password")
         create_study_from_files(s, admin, "Browser pilot", [get_testdata_file("CT_small.dcm")],
                                 {ann.id: Arm.AI, bob.id: Arm.UNAIDED}, studies_dir=server_data["studies_dir"])
     engine.dispose()
@@ -101,3 +101,79 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     # slice, around row 64 and columns 26 to 51.
     rows, cols = pixels[:, 0], pixels[:, 1]
     assert abs(rows.mean() - 63.5) < 4 and cols.min() >= 20 and cols.max() <= 58 and cols.max() - cols.min() > 15
+
+
+def test_a_reload_mid_case_keeps_the_reader_signed_in_and_their_unsaved_answers(browser, streamlit_server,
+                                                                                server_data, artifacts_dir):
+    from pydicom.data import get_testdata_file
+
+    from db.migrate import upgrade
+    from db.models import Arm, Role
+    from db.repository import create_account
+    from db.session import make_engine, make_session_factory, session_scope
+    from db.studies import create_study_from_files
+
+    engine = make_engine(server_data["db_url"])
+    upgrade(engine)
+    with session_scope(make_session_factory(engine)) as s:
+        admin = create_account(s, "reload-admin", "reload-admin-password", Role.ADMIN)
+        fay = create_account(s, "fay", "fay-password")
+        create_study_from_files(s, admin, "Reload", [get_testdata_file("CT_small.dcm")], {fay.id: Arm.UNAIDED},
+                                studies_dir=server_data["studies_dir"])
+    engine.dispose()
+    context, fay = sign_in(browser, streamlit_server, "Reading", "fay", "fay-password")
+    progress(fay, "0 of 1 cases done")
+    _answer(fay, "realism", "2")
+    _answer(fay, "Is there an artifact", "yes")
+    _wait_for_draft(server_data["db_url"], "fay", {"realism": 2, "artifact_present": 1})
+    fay.reload()  # F5 in the middle of the case
+    fay.get_by_text("Signed in as fay").wait_for()  # no sign-in form: the session cookie
+    fay.get_by_text("Restored the answers and marks you had not saved yet").wait_for()
+    settled(fay)
+    chosen = answer_button(fay, "realism", 1).and_(fay.locator("[data-testid='stBaseButton-primary']"))
+    assert chosen.count() == 1  # "2" is still chosen
+    group = fay.get_by_role("radiogroup", name=re.compile("Is there an artifact"))
+    assert group.get_by_role("radio", name="yes").is_checked()
+    fay.screenshot(path=str(artifacts_dir / "study_reading_after_reload.png"), full_page=True)
+    for page_name in ("Batch screening", "Scan review"):  # a reader cannot score the study's cases elsewhere
+        fay.get_by_role("link", name=page_name).click()
+        fay.get_by_text("This server runs reader studies: scoring scans is for study admins.").wait_for()
+        fay.get_by_text("Signed in as fay").wait_for()  # signed in, and still refused
+        settled(fay)
+        assert fay.get_by_role("button", name=re.compile("^Score")).count() == 0
+    fay.get_by_role("link", name="Reading").click()
+    fay.get_by_role("button", name="Sign out").click()
+    fay.get_by_role("button", name="Sign in").wait_for()
+    settled(fay)
+    fay.wait_for_timeout(1000)  # the frame that deletes the cookie loads after the run
+    fay.reload()  # signed out: the cookie is gone
+    fay.get_by_role("button", name="Sign in").wait_for()
+    assert fay.get_by_text("Signed in as fay").count() == 0
+    context.close()
+
+
+def _wait_for_draft(url: str, username: str, answers: dict, timeout: float = 20.0) -> None:
+    """Wait until the reader's autosaved draft holds ``answers`` (the radio's rerun lands a moment after the click)."""
+    import time
+
+    from sqlalchemy import select
+
+    from db.models import Reader
+    from db.repository import load_draft, reading_list, studies_of
+    from db.session import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with session_scope(make_session_factory(engine)) as s:
+                reader = s.scalar(select(Reader).where(Reader.username == username))
+                study = studies_of(s, reader)[0]
+                case = reading_list(s, reader, study.id)[0][0]
+                draft = load_draft(s, reader, case.id)
+            if draft is not None and draft[0] == answers:
+                return
+            assert time.monotonic() < deadline, f"no draft {answers} after {timeout} s: {draft and draft[0]}"
+            time.sleep(0.2)
+    finally:
+        engine.dispose()

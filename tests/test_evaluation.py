@@ -62,3 +62,20 @@ def test_report_and_plots_are_written(tmp_path):
     write_plots(tmp_path, per_kind, images, gt, out, labels)
     for name in ("summary.csv", "per_kind_auroc.csv", "auroc_per_kind.png", "examples.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_the_evaluations_make_masks_by_the_one_mask_rule():
+    from core.explainer_evaluation import ExplainerOutput
+    from core.masks import unsafe_mask
+
+    maps = np.zeros((2, 64, 64), np.float32)
+    maps[:, 10:30, 10:30] = 2.0  # a 400-pixel region above tau
+    maps[:, 50, 50] = 2.0  # one stray pixel: below the smallest region kept
+    out = VariantOutput("v", maps, np.array([2.0, 0.5]), tau=1.0, description="")
+    expected = np.zeros((64, 64), bool)
+    expected[10:30, 10:30] = True
+    assert np.array_equal(out.masks[0], expected)  # the stray pixel is dropped, as in the dashboard
+    assert not out.masks[1].any()  # an unflagged image has an empty mask
+    assert np.array_equal(out.masks[0], unsafe_mask(maps[0], 1.0).astype(bool))
+    explained = ExplainerOutput("x", maps, maps[:1], 0.0).masks(1.0)
+    assert np.array_equal(explained[0], expected) and np.array_equal(explained[1], expected)

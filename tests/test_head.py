@@ -309,6 +309,16 @@ def test_train_head_refuses_unknown_corruptions_to_leave_out(capsys):
     assert "moire" in capsys.readouterr().err
 
 
+def test_the_realistic_evaluations_refuse_a_folder_without_labels_or_heads(tmp_path, capsys):
+    from core.cli import EXIT_BAD_INPUT, main
+
+    assert main(["evaluate-realistic", "--benchmark", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert f"{tmp_path}/labels.csv not found; run `python -m core.cli make-realistic-benchmark`" in capsys.readouterr().err
+    (tmp_path / "labels.csv").write_text("file,label,kind\na.png,0,\n")
+    assert main(["evaluate-loko", "--benchmark", str(tmp_path), "--heads-dir", str(tmp_path / "none")]) == EXIT_BAD_INPUT
+    assert "head_all.pt not found: train the heads without each kind first" in capsys.readouterr().err
+
+
 def test_an_ablation_head_is_calibrated_beside_its_file_and_runs_without_the_seed(tmp_path):
     from core.head_scoring import calibration_file_of, head_file
     from core.profiles import MRI_T1

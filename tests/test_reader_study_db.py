@@ -23,20 +23,29 @@ from db.base import Base
 from db.migrate import upgrade
 from db.models import Answer, Arm, CaseRead, Mask, Reader, Role
 from db.repository import (
+    DEFAULT_QUESTIONS,
+    FREE_FAILURES,
+    WRONG_SIGN_IN,
     CaseSpec,
+    SignInRefused,
     StudyError,
     answers_table,
-    authenticate,
     case_order,
+    create_account,
+    create_first_admin,
     create_reader,
     create_study,
+    load_draft,
     next_case,
     open_case,
     progress,
     read_masks,
+    reader_case,
     reading_list,
+    save_draft,
     save_read,
     shows_ai,
+    sign_in,
     study_masks,
 )
 from db.session import make_engine, make_session_factory, session_scope
@@ -55,14 +64,20 @@ def db(db_url):
     engine.dispose()
 
 
+# The default questions with only "realism" required, so these tests can save one answer per case
+# (the required-question rule has its own test below, on the default questions).
+ONLY_REALISM_REQUIRED = [q if q["key"] == "realism" else {**q, "optional": True} for q in DEFAULT_QUESTIONS]
+
+
 def _study(factory, n_cases: int = 3, shape=(4, 5, 2)):
     """An admin, two readers (AI arm and unaided) and a study of ``n_cases`` cases; returns their ids."""
     with session_scope(factory) as s:
-        admin = create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
-        ann = create_reader(s, "ann", "ann-password")
-        bob = create_reader(s, "bob", "bob-password")
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann = create_account(s, "ann", "ann-password")
+        bob = create_account(s, "bob", "bob-password")
         cases = [CaseSpec(f"case{i}", f"/scans/case{i}.nii.gz", shape) for i in range(n_cases)]
-        study = create_study(s, admin, "Synthetic brains", cases, {ann.id: Arm.AI, bob.id: Arm.UNAIDED}, seed=7)
+        study = create_study(s, admin, "Synthetic brains", cases, {ann.id: Arm.AI, bob.id: Arm.UNAIDED}, seed=7,
+                             questions=ONLY_REALISM_REQUIRED)
         return admin.id, ann.id, bob.id, study.id
 
 
@@ -76,22 +91,105 @@ def test_migrations_build_exactly_the_models_schema(db_url):
         diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
         assert diff == [], diff
         tables = set(inspect(connection).get_table_names())
-    assert {"reader", "study", "study_case", "assignment", "case_read", "answer", "mask", "alembic_version"} <= tables
+    assert {"reader", "study", "study_case", "assignment", "case_read", "answer", "mask", "sign_in_throttle", "draft",
+            "alembic_version"} <= tables
     upgrade(engine)  # a second upgrade is a no-op
     engine.dispose()
 
 
-def test_passwords_are_argon2_hashes_and_authenticate(db):
+def test_passwords_are_argon2_hashes_and_sign_in_checks_them(db):
     with session_scope(db) as s:
-        reader = create_reader(s, "carol", "correct horse")
+        reader = create_account(s, "carol", "correct horse")
         assert reader.password_hash.startswith("$argon2id$") and "correct horse" not in reader.password_hash
-        assert authenticate(s, "carol", "correct horse").id == reader.id
-        assert authenticate(s, "carol", "wrong horse") is None
-        assert authenticate(s, "nobody", "correct horse") is None
+    assert sign_in(lambda: session_scope(db), " carol ", "correct horse") == reader.id
+    for name, password in (("carol", "wrong horse"), ("nobody", "correct horse")):  # the same answer for both
+        with pytest.raises(SignInRefused, match=WRONG_SIGN_IN) as refused:
+            sign_in(lambda: session_scope(db), name, password)
+        assert refused.value.retry_after == 0.0
+    with session_scope(db) as s:
         with pytest.raises(StudyError, match="taken"):
-            create_reader(s, "carol", "another password")
+            create_account(s, "carol", "another password")
         with pytest.raises(StudyError, match="8 characters"):
-            create_reader(s, "dave", "short")
+            create_account(s, "dave", "short")
+        for name in ("a/b", "../admin", "![x](http://evil.example/a.png)", "=cmd", "", "x" * 65):
+            with pytest.raises(StudyError, match="1 to 64 characters: letters, digits"):
+                create_account(s, name, "a-long-password")
+
+
+@pytest.mark.parametrize("password", ["        ", "  short   ", "password", "Password1", "12345678", "qwertyuiop", "letmein123",
+                                      "davedave", "dave1234", "safegen1"])
+def test_blank_common_and_name_based_passwords_are_refused(db, password):
+    with session_scope(db) as s, pytest.raises(StudyError, match="8 characters|too easy to guess"):
+        create_account(s, "dave", password)
+    with session_scope(db) as s:
+        assert s.scalar(select(func.count(Reader.id))) == 0
+
+
+def test_wrong_passwords_lock_a_name_with_a_doubling_back_off_known_or_not(db, caplog):
+    from datetime import UTC, datetime, timedelta
+
+    with session_scope(db) as s:
+        create_account(s, "carol", "correct horse")
+    t0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+    def attempt(name, password, seconds):
+        return sign_in(lambda: session_scope(db), name, password, now=t0 + timedelta(seconds=seconds))
+
+    for name in ("carol", "mallory"):  # an unknown name is locked the same way: lock-outs do not reveal names
+        waits = []
+        for i in range(FREE_FAILURES):
+            with pytest.raises(SignInRefused, match=WRONG_SIGN_IN) as refused:
+                attempt(name, f"guess number {i}", 0)
+            waits.append(refused.value.retry_after)
+        assert waits == [0, 0, 0, 0, 30.0]  # the 5th failure in a row locks the name for 30 s
+        with pytest.raises(SignInRefused, match="try again in 20 s"):
+            attempt(name, "correct horse", 10)  # locked: the right password is not even checked
+        with pytest.raises(SignInRefused, match=WRONG_SIGN_IN) as refused:
+            attempt(name, "one more guess", 31)  # the lock is over; the 6th failure doubles it
+        assert refused.value.retry_after == 60.0
+        with pytest.raises(SignInRefused, match="try again in 45 s") as refused:
+            attempt(name, "correct horse", 46)
+        assert refused.value.retry_after == 45.0
+    assert attempt("carol", "correct horse", 92) is not None  # after the lock: signed in, the count is cleared
+    with pytest.raises(SignInRefused) as refused:
+        attempt("carol", "one more guess", 93)
+    assert refused.value.retry_after == 0.0
+    assert sum("sign-in failed for 'carol'" in r.getMessage() for r in caplog.records) == FREE_FAILURES + 2
+    assert any("locked for 30 s" in r.getMessage() for r in caplog.records)
+
+
+def test_the_first_admin_only_on_an_empty_database(db):
+    with session_scope(db) as s:
+        admin = create_first_admin(s, "chief", "chief-password")
+        assert admin.role is Role.ADMIN
+    with session_scope(db) as s, pytest.raises(StudyError, match="has accounts already"):
+        create_first_admin(s, "mallory", "mallory-password")
+    with session_scope(db) as s:
+        assert s.scalars(select(Reader.username)).all() == ["chief"]
+
+
+def test_db_admin_creates_an_admin_and_unlocks_a_name(db_url, monkeypatch, capsys):
+    import io
+
+    from db.admin import EXIT_REFUSED, main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("chief-password\n"))
+    assert main(["create-admin", "chief", "--password-stdin", "--url", db_url]) == 0
+    assert "admin account 'chief' created" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("password\n"))
+    assert main(["create-admin", "chief2", "--password-stdin", "--url", db_url]) == EXIT_REFUSED
+    assert "too easy to guess" in capsys.readouterr().err
+    engine, factory = _factory(db_url)
+    for _ in range(FREE_FAILURES):
+        with pytest.raises(SignInRefused):
+            sign_in(lambda: session_scope(factory), "chief", "not the password")
+    with pytest.raises(SignInRefused, match="try again"):
+        sign_in(lambda: session_scope(factory), "chief", "chief-password")
+    assert main(["unlock", "chief", "--url", db_url]) == 0
+    assert "'chief': unlocked" in capsys.readouterr().out
+    with session_scope(factory) as s:
+        assert sign_in(lambda: session_scope(factory), "chief", "chief-password") == s.scalar(select(Reader.id))
+    engine.dispose()
 
 
 def test_only_admins_create_studies_and_orders_are_seeded_per_reader(db):
@@ -108,7 +206,7 @@ def test_only_admins_create_studies_and_orders_are_seeded_per_reader(db):
 
 
 def test_a_save_round_trips_answers_masks_and_time_and_advances_the_reader(db):
-    _, ann_id, _, study_id = _study(db)
+    admin_id, ann_id, _, study_id = _study(db)
     mask = np.zeros((4, 5), bool)
     mask[1:3, 2:4] = True
     with session_scope(db) as s:
@@ -132,7 +230,9 @@ def test_a_save_round_trips_answers_masks_and_time_and_advances_the_reader(db):
         read = open_case(s, _get(s, ann_id), first.id)
         assert {a.question: a.value_int for a in read.answers}["realism"] == 2
         assert read_masks(read) == {} and read.seconds_spent == 15.5 and read.version == 2
-        assert progress(s, study_id) == {"ann": (1, 3), "bob": (0, 3)}
+        assert progress(s, _get(s, admin_id), study_id) == {"ann": (1, 3), "bob": (0, 3)}
+        with pytest.raises(StudyError, match="only an admin"):
+            progress(s, _get(s, ann_id), study_id)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -164,7 +264,7 @@ def test_bad_input_is_refused_with_a_message_and_changes_nothing(db, kwargs, mes
 def test_double_submit_unknown_case_blinded_question_and_strangers_are_refused(db):
     _, ann_id, bob_id, study_id = _study(db)
     with session_scope(db) as s:
-        stranger = create_reader(s, "eve", "eve-password")
+        stranger = create_account(s, "eve", "eve-password")
         ann, bob = _get(s, ann_id), _get(s, bob_id)
         case = next_case(s, ann, study_id)
         save_read(s, ann, case.id, expected_version=0, answers={"realism": 3})
@@ -216,10 +316,11 @@ def _writer(url: str, reader_name: str, study_id: int, start: mp.Event) -> None:
 def test_twenty_concurrent_writers_store_every_answer_exactly_once(db_url):
     engine, factory = _factory(db_url)
     with session_scope(factory) as s:
-        admin = create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
-        readers = [create_reader(s, f"r{i:02d}", "reader-password") for i in range(N_WRITERS)]
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        readers = [create_account(s, f"r{i:02d}", "reader-password") for i in range(N_WRITERS)]
         cases = [CaseSpec(f"c{i}", f"/c{i}", (2, 2, 1)) for i in range(N_ANSWERS)]
-        study_id = create_study(s, admin, "load", cases, {r.id: Arm.UNAIDED for r in readers}).id
+        study_id = create_study(s, admin, "load", cases, {r.id: Arm.UNAIDED for r in readers},
+                                questions=ONLY_REALISM_REQUIRED).id
     context = mp.get_context("spawn")
     start = context.Event()
     workers = [context.Process(target=_writer, args=(db_url, f"r{i:02d}", study_id, start)) for i in range(N_WRITERS)]
@@ -337,7 +438,7 @@ def _signup(url: str, username: str, barrier, results) -> None:
     barrier.wait()
     try:
         with session_scope(factory) as s:
-            create_reader(s, username, "a-long-password")
+            create_account(s, username, "a-long-password")
         results.put("created")
     except StudyError as error:
         results.put("taken" if "taken" in str(error) else f"other StudyError: {error}")
@@ -362,3 +463,101 @@ def test_racing_sign_ups_for_one_username_create_one_account(db_url):
     with session_scope(factory) as s:
         assert s.scalar(select(func.count()).select_from(Reader)) == 1
     engine.dispose()
+
+
+def test_a_submit_needs_every_required_question_of_its_arm_a_draft_does_not(db):
+    with session_scope(db) as s:
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann, bob = create_account(s, "ann", "ann-password"), create_account(s, "bob", "bob-password")
+        study = create_study(s, admin, "Required", [CaseSpec("case0", "/scans/case0.nii.gz", (4, 5, 2))],
+                             {ann.id: Arm.AI, bob.id: Arm.UNAIDED}, seed=7)  # the default questions
+        case_id, ann_id, bob_id = study.cases[0].id, ann.id, bob.id
+    with session_scope(db) as s:
+        ann, bob = _get(s, ann_id), _get(s, bob_id)
+        with pytest.raises(StudyError, match="still open: How realistic is this image.*heatmap.*actionable"):
+            save_read(s, ann, case_id, expected_version=0, answers={"artifact_present": True})
+        with pytest.raises(StudyError, match="still open"):  # an empty submit (Ctrl+Enter on a blank form)
+            save_read(s, bob, case_id, expected_version=0, answers={"realism": None})
+        draft = save_read(s, ann, case_id, expected_version=0, answers={"realism": 3}, submit=False)
+        assert draft.submitted_at is None and draft.version == 1
+        with pytest.raises(StudyError, match="still open: How useful is the heatmap"):
+            save_read(s, ann, case_id, expected_version=1, answers={"artifact_present": True, "actionable": 2})
+        done = save_read(s, ann, case_id, expected_version=1,  # the stored draft answer counts; the comment is optional
+                         answers={"artifact_present": True, "actionable": 2, "heatmap_useful": 4})
+        assert done.submitted_at is not None
+        # bob's arm is not asked the heatmap question, so it is not required of him
+        assert save_read(s, bob, case_id, expected_version=0,
+                         answers={"realism": 2, "artifact_present": False, "actionable": 1}).submitted_at is not None
+    with session_scope(db) as s:
+        assert progress(s, s.get(Reader, admin.id), study.id) == {"ann": (1, 1), "bob": (1, 1)}
+
+
+def test_a_blinded_reader_is_never_handed_the_truth_or_the_ai_output(db):
+    from dataclasses import fields
+
+    with session_scope(db) as s:
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann, bob = create_account(s, "ann", "ann-password"), create_account(s, "bob", "bob-password")
+        spec = CaseSpec("case0", "/scans/case0.nii.gz", (4, 5, 2), ai_heatmap_path="/scans/case0_heatmap.npy",
+                        ai_score=0.93, ai_tau=0.8, ai_profile="mri_t1", ai_flags=[True, False], truth="artifact",
+                        truth_mask_path="/scans/case0_truth.npy")
+        study = create_study(s, admin, "Blind", [spec], {ann.id: Arm.AI, bob.id: Arm.UNAIDED})
+        ids = study.id, study.cases[0].id, ann.id, bob.id
+    study_id, case_id, ann_id, bob_id = ids
+    with session_scope(db) as s:
+        ann, bob = _get(s, ann_id), _get(s, bob_id)
+        (blind, _), = reading_list(s, bob, study_id)
+        assert blind == reader_case(s, bob, case_id) == next_case(s, bob, study_id)
+        assert (blind.ai_heatmap_path, blind.ai_score, blind.ai_tau, blind.ai_flags) == (None, None, None, None)
+        assert {"truth", "truth_mask_path"}.isdisjoint(f.name for f in fields(blind))
+        (aided, _), = reading_list(s, ann, study_id)
+        assert (aided.ai_heatmap_path, aided.ai_score, aided.ai_tau, aided.ai_flags) == (
+            "/scans/case0_heatmap.npy", 0.93, 0.8, [True, False])
+        assert (aided.name, aided.scan_path, aided.display_shape) == ("case0", "/scans/case0.nii.gz", (4, 5, 2))
+        with pytest.raises(StudyError):
+            reader_case(s, create_account(s, "eve", "eve-password"), case_id)  # not her study
+
+
+def test_a_draft_autosaves_the_open_form_without_a_save_and_the_next_save_spends_it(db):
+    _, ann_id, bob_id, study_id = _study(db)
+    drawn = np.zeros((4, 5), bool)
+    drawn[1:3, 1:4] = True
+    with session_scope(db) as s:
+        ann = _get(s, ann_id)
+        case = next_case(s, ann, study_id)
+        assert load_draft(s, ann, case.id) is None
+        save_draft(s, ann, case.id, expected_version=0, answers={"realism": 2, "artifact_present": True},
+                   masks={1: drawn, 0: np.zeros((4, 5), bool)})
+        save_draft(s, ann, case.id, expected_version=0, answers={"realism": 4, "artifact_present": True,
+                                                               "comment": "left frontal"}, masks={1: drawn})
+    with session_scope(db) as s:  # a reload, or the next sign-in
+        ann = _get(s, ann_id)
+        answers, masks, saved_at = load_draft(s, ann, case.id)
+        assert answers == {"realism": 4, "artifact_present": 1, "comment": "left frontal"}  # as answers store them
+        assert list(masks) == [1] and np.array_equal(masks[1], drawn) and saved_at.tzinfo is not None
+        read = open_case(s, ann, case.id)
+        assert read.version == 0 and read.answers == [] and read.submitted_at is None  # a draft is not a save
+        assert progress(s, _get(s, 1), study_id)["ann"] == (0, 3)
+        with pytest.raises(StudyError, match="must be a whole number from 1 to 5"):
+            save_draft(s, ann, case.id, expected_version=0, answers={"realism": 9})
+        with pytest.raises(StudyError):  # not bob's arm's question, and not his draft to read
+            save_draft(s, _get(s, bob_id), case.id, expected_version=0, answers={"heatmap_useful": 3})
+        assert load_draft(s, _get(s, bob_id), case.id) is None
+        save_read(s, ann, case.id, expected_version=0, answers={"realism": 4}, masks=masks)
+    with session_scope(db) as s:
+        assert load_draft(s, _get(s, ann_id), case.id) is None  # spent by the save
+        save_draft(s, _get(s, ann_id), case.id, expected_version=0, answers={"realism": 1})  # a stale tab's form
+        assert load_draft(s, _get(s, ann_id), case.id) is None  # never restored over the newer save
+
+
+def test_only_an_admin_adds_accounts(db):
+    with session_scope(db) as s:
+        admin = create_first_admin(s, "chief", "chief-password")
+        ann = create_reader(s, admin, "ann", "ann-password")
+        assert (ann.role, ann.username) == (Role.READER, "ann")
+        with pytest.raises(StudyError, match="only an admin"):
+            create_reader(s, ann, "mallory", "mallory-password", Role.ADMIN)
+        second = create_reader(s, admin, "deputy", "deputy-password", Role.ADMIN)
+        assert second.role is Role.ADMIN
+    with session_scope(db) as s:
+        assert s.scalars(select(Reader.username).order_by(Reader.id)).all() == ["chief", "ann", "deputy"]

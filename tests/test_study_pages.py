@@ -14,13 +14,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.test_app import APP
-from ui.state import Keys
+from ui.state import BATCH_FOLDER, Keys
+
+
+SETUP_TOKEN = "test-setup-token"
+INSTRUCTIONS = "Rate each case. ![logo](http://evil.example/x.png)"  # a markdown image: fetched on every view
 
 
 @pytest.fixture
 def study_env(monkeypatch, tmp_path):
     monkeypatch.setenv("SAFEGEN_DB_URL", f"sqlite:///{tmp_path / 'study.db'}")
     monkeypatch.setenv("SAFEGEN_STUDIES_DIR", str(tmp_path / "studies"))
+    monkeypatch.setenv("SAFEGEN_SETUP_TOKEN", SETUP_TOKEN)  # else a random one, printed to the server's log
     return tmp_path
 
 
@@ -61,14 +66,20 @@ def _table(at: AppTest, column: str, without: str | None = None):
     return found[0]
 
 
-def _signed_in(page: str, username: str, password: str) -> AppTest:
-    at = _run(AppTest.from_file(APP, default_timeout=120))
-    at.switch_page(page)
-    _run(at)
+def _sign_in(at: AppTest, username: str, password: str, token: str | None = None) -> AppTest:
+    """Fill the sign-in form (on an empty database also the setup token) and submit it."""
+    if token is not None:
+        at.text_input(key=Keys.STUDY_SETUP_TOKEN).input(token)
     at.text_input(key=Keys.STUDY_USERNAME).input(username)
     at.text_input(key=Keys.STUDY_PASSWORD).input(password)
     at.button[0].click()
     return _run(at)
+
+
+def _signed_in(page: str, username: str, password: str, token: str | None = None) -> AppTest:
+    at = _run(AppTest.from_file(APP, default_timeout=120))
+    at.switch_page(page)
+    return _sign_in(_run(at), username, password, token)
 
 
 def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
@@ -78,7 +89,7 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
     from db.repository import read_masks
     from ui.study import session
 
-    admin = _signed_in("pages/study_admin.py", "admin", "admin-pass-1")  # an empty database: the first admin
+    admin = _signed_in("pages/study_admin.py", "admin", "admin-pass-1", SETUP_TOKEN)  # an empty database: the first admin
     assert "Signed in as **admin** (admin)" in [c.value for c in admin.caption]
     for name in ("ann", "bob"):
         admin.text_input(key=Keys.ADMIN_NEW_USERNAME).input(name)
@@ -86,6 +97,7 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
         _button(admin, "Add account").click()
         _run(admin)
     admin.text_input(key=Keys.ADMIN_TITLE).input("Pilot")
+    admin.text_area(key=Keys.ADMIN_INSTRUCTIONS).input(INSTRUCTIONS)
     admin.text_input(key=Keys.ADMIN_FOLDER).input(str(study_env / "no-such-folder"))
     _button(admin, "Create study").click()
     _run(admin)
@@ -98,8 +110,11 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
     _button(admin, "Create study").click()
     _run(admin)
     assert "Study 'Pilot' created with 1 case(s)." in [s.value for s in admin.success]
+    assert admin.selectbox(key=Keys.ADMIN_STUDY).options == ["Pilot"]  # the Studies tab lists it at once
 
     ann = _signed_in("pages/reading.py", "ann", "ann-password")
+    shown = [m.value for m in ann.markdown if "Rate each case" in m.value]  # as typed: no image fetched, no link
+    assert shown == ["Rate each case\\. \\!\\[logo\\]\\(http\\://evil\\.example/x\\.png\\)"]
     assert [t.label for t in ann.toggle] == ["Show SAFEGEN heatmap"]
     case_id = ann.selectbox(key=Keys.STUDY_CASE).value
     assert _questions(ann) == ["actionable", "artifact_present", "heatmap_useful", "realism"]
@@ -148,15 +163,181 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
 
 def test_readers_cannot_open_the_admin_page_and_wrong_passwords_are_refused(study_env):
     from db.models import Role
-    from db.repository import create_reader
+    from db.repository import create_account
     from ui.study import session
 
     with session() as s:
-        create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
-        create_reader(s, "ann", "ann-password")
+        create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        create_account(s, "ann", "ann-password")
     wrong = _signed_in("pages/reading.py", "ann", "not-her-password")
     assert [e.value for e in wrong.error] == ["Unknown user name or wrong password."]
     ann = _signed_in("pages/study_admin.py", "ann", "ann-password")
     assert [e.value for e in ann.error] == ["Only a study admin can open this page."]
     reading = _signed_in("pages/reading.py", "ann", "ann-password")
     assert "not a reader of any study" in reading.info[0].value
+
+
+def test_an_anonymous_visitor_cannot_make_the_first_admin_without_the_servers_setup_token(study_env):
+    from sqlalchemy import func, select
+
+    from db.models import Reader
+    from ui.study import session
+
+    at = _signed_in("pages/reading.py", "mallory", "mallory-password", token="guessed-token")
+    assert [e.value for e in at.error] == [
+        "Wrong setup token: it is printed in the log of the server that runs the dashboard."]
+    at = _signed_in("pages/reading.py", "mallory", "mallory-password")  # no token at all
+    assert at.error and "Wrong setup token" in at.error[0].value
+    with session() as s:
+        assert s.scalar(select(func.count(Reader.id))) == 0
+    admin = _signed_in("pages/reading.py", "chief", "password", SETUP_TOKEN)  # the token, a weak password
+    assert "too easy to guess" in admin.error[0].value
+    admin = _signed_in("pages/reading.py", "chief", "chief-password", SETUP_TOKEN)
+    assert "Signed in as **chief** (admin)" in [c.value for c in admin.caption]
+    late = _signed_in("pages/reading.py", "mallory", "mallory-password")  # accounts exist: a sign-in form
+    assert [e.value for e in late.error] == ["Unknown user name or wrong password."]
+
+
+def test_one_browser_session_is_throttled_after_five_failed_sign_ins_whatever_the_names(study_env):
+    from db.repository import FREE_FAILURES, create_account
+    from ui.study import session
+
+    with session() as s:
+        create_account(s, "ann", "ann-password")
+    at = _run(AppTest.from_file(APP, default_timeout=120))
+    at.switch_page("pages/reading.py")
+    _run(at)
+    for i in range(FREE_FAILURES):  # a different name each time: no name reaches its own lock-out
+        assert [e.value for e in _sign_in(at, f"guess{i}", "not-a-password").error] == [
+            "Unknown user name or wrong password."]
+    refused = _sign_in(at, "ann", "ann-password")
+    assert len(refused.error) == 1 and refused.error[0].value.startswith("Too many failed sign-ins in this browser")
+    assert "Signed in as" not in " ".join(c.value for c in refused.caption)
+    fresh = _signed_in("pages/reading.py", "ann", "ann-password")  # another browser session is not held up
+    assert "Signed in as **ann** (reader)" in [c.value for c in fresh.caption]
+
+
+def test_study_text_is_shown_as_typed_never_as_a_remote_image_link_or_html():
+    from ui.study import plain_markdown
+
+    text = "Rate ![x](http://evil.example/a.png) [here](http://x.example) <img src=x> :red[hi]\nline 2"
+    assert plain_markdown(text) == ("Rate \\!\\[x\\]\\(http\\://evil\\.example/a\\.png\\) \\[here\\]\\(http\\://x\\.example\\) "
+                                    "\\<img src=x\\> \\:red\\[hi\\]  \nline 2")
+
+
+@pytest.mark.parametrize("page", ["pages/scan_review.py", "pages/batch_screening.py", "pages/evaluation.py"])
+def test_once_a_server_runs_studies_the_screening_pages_are_for_signed_in_admins_only(study_env, page):
+    from db.models import Role
+    from db.repository import create_account
+    from ui.study import session
+
+    scores_on_arrival = page == "pages/scan_review.py"  # it scores its demo scan at once (30 s or more): not here
+    if not scores_on_arrival:
+        demo = _run(AppTest.from_file(APP, default_timeout=120))
+        demo.switch_page(page)
+        assert not any(t.key == Keys.STUDY_USERNAME for t in _run(demo).text_input)  # no accounts (a demo): open
+    with session() as s:
+        create_account(s, "chief", "chief-password", Role.ADMIN)
+        create_account(s, "ann", "ann-password")
+    anonymous = _run(AppTest.from_file(APP, default_timeout=120))
+    anonymous.switch_page(page)
+    _run(anonymous)
+    assert [t.key for t in anonymous.text_input] == [Keys.STUDY_USERNAME, Keys.STUDY_PASSWORD]  # only the form
+    assert not anonymous.button or [b.label for b in anonymous.button] == ["Sign in"]
+    reader = _signed_in(page, "ann", "ann-password")
+    assert [e.value for e in reader.error] == ["This server runs reader studies: scoring scans is for study admins. "
+                                               "Your studies are on the Reading page."]
+    if not scores_on_arrival:
+        admin = _signed_in(page, "chief", "chief-password")
+        assert not admin.error and "Signed in as **chief** (admin)" in [c.value for c in admin.caption]
+
+
+def test_batch_screening_reads_only_the_folders_the_server_shares(study_env, monkeypatch, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    monkeypatch.setenv("SAFEGEN_DATA_ROOTS", str(study_env))  # this test's folder only
+    at = _run(AppTest.from_file(APP, default_timeout=120))
+    at.switch_page("pages/batch_screening.py")
+    _run(at)
+    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
+    _run(at)
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(outside))
+    _run(at)
+    assert at.error[0].value.startswith(f"{outside} is outside the folders this server shares ({study_env})")
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(study_env / ".." / outside.name))  # no way round by ..
+    _run(at)
+    assert "is outside the folders this server shares" in at.error[0].value
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(study_env))
+    _run(at)
+    assert not at.error and "holds no .nii, .nii.gz, .png or .dcm files" in at.warning[0].value
+
+
+def test_a_reload_mid_case_loses_nothing_the_open_form_is_autosaved_and_restored(study_env):
+    from pydicom.data import get_testdata_file
+
+    from db.models import Arm, Reader, Role
+    from db.repository import create_account, load_draft, open_case
+    from db.studies import create_study_from_files
+    from ui.study import session
+
+    with session() as s:
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann = create_account(s, "ann", "ann-password")
+        create_study_from_files(s, admin, "Drafts", [get_testdata_file("CT_small.dcm")], {ann.id: Arm.UNAIDED},
+                                studies_dir=study_env / "studies")
+        ann_id = ann.id
+    first = _signed_in("pages/reading.py", "ann", "ann-password")
+    case_id = first.selectbox(key=Keys.STUDY_CASE).value
+    _answer(first, {"realism": 2, "artifact_present": "yes"})  # two of three answers, no save
+    drawn = np.zeros((128, 128), bool)
+    drawn[40:60, 50:90] = True  # 800 pixels
+    first.session_state[Keys.STUDY_MASKS] = {(case_id, "unaided", 0): drawn}
+    _run(first)
+    with session() as s:
+        reader = s.get(Reader, ann_id)
+        answers, masks, _ = load_draft(s, reader, case_id)
+        assert answers == {"realism": 2, "artifact_present": 1} and int(masks[0].sum()) == 800
+        assert open_case(s, reader, case_id).version == 0  # autosaved, not saved
+
+    reloaded = _signed_in("pages/reading.py", "ann", "ann-password")  # a new browser session: the reload
+    assert any(i.value.startswith("Restored the answers and marks you had not saved yet") for i in reloaded.info)
+    assert [r.value for r in reloaded.radio if r.key.endswith(".artifact_present")] == ["yes"]
+    realism = [b for b in reloaded.button if b.key and ".realism.button." in b.key]
+    assert [b.label.split(" ")[0] for b in realism if b.proto.type == "primary"] == ["2"]  # the chosen button
+    assert any("marked pixels on this slice: 800" in c.value for c in reloaded.caption)
+    _answer(reloaded, {"actionable": 4})
+    _button(reloaded, "Save and next").click()
+    _run(reloaded)
+    assert reloaded.get("progress")[0].proto.text == "1 of 1 cases done"
+    with session() as s:
+        reader = s.get(Reader, ann_id)
+        read = open_case(s, reader, case_id)
+        assert {a.question: a.value_int for a in read.answers} == {"realism": 2, "artifact_present": 1, "actionable": 4}
+        assert load_draft(s, reader, case_id) is None
+
+
+def test_without_a_configured_setup_token_a_random_one_is_printed_to_the_server_log_once(monkeypatch, capsys):
+    from ui.study import _random_setup_token, setup_token
+
+    monkeypatch.delenv("SAFEGEN_SETUP_TOKEN", raising=False)
+    _random_setup_token.clear()
+    token = setup_token()
+    assert len(token) >= 20 and setup_token() == token  # one per server process
+    err = capsys.readouterr().err
+    assert err.count(f"enter the setup token {token}") == 1 and "python -m db.admin create-admin NAME" in err
+    _random_setup_token.clear()
+
+
+def test_a_reader_idle_for_thirty_minutes_is_signed_out(study_env):
+    import time
+
+    from db.repository import create_account
+    from ui.study import IDLE_TIMEOUT_S, session
+
+    with session() as s:
+        create_account(s, "ann", "ann-password")
+    at = _signed_in("pages/reading.py", "ann", "ann-password")
+    assert "Signed in as **ann** (reader)" in [c.value for c in at.caption]
+    at.session_state[Keys.STUDY_LAST_ACTION] = time.time() - IDLE_TIMEOUT_S - 1
+    _run(at)
+    assert "You were signed out after 30 minutes without activity." in [i.value for i in at.info]
+    assert [t.key for t in at.text_input] == [Keys.STUDY_USERNAME, Keys.STUDY_PASSWORD]

@@ -17,13 +17,14 @@ from core.study_stats import answers_frame, roc_frame, turing_frame
 from db.migrate import upgrade
 from db.models import Arm, Role, StudyKind
 from db.repository import (
+    DEFAULT_QUESTIONS,
     TURING_QUESTIONS,
     TWO_ARM_QUESTIONS,
     CaseSpec,
     StudyError,
     answers_table,
     assignments,
-    create_reader,
+    create_account,
     create_study,
     next_case,
     open_case,
@@ -46,8 +47,8 @@ def db(tmp_path):
 
 
 def _people(s, *names):
-    admin = create_reader(s, "admin", "admin-pass-1", Role.ADMIN)
-    return admin, [create_reader(s, name, f"{name}-password") for name in names]
+    admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+    return admin, [create_account(s, name, f"{name}-password") for name in names]
 
 
 def _get(s, reader_id):
@@ -74,7 +75,7 @@ def test_a_crossed_study_gives_every_reader_both_arms_in_counterbalanced_session
         first, second = (sorted(a.case_order) for a in assignments(s, ann, study_id))
         assert first == second  # every case in both sessions ...
         assert shows_ai(s, ann, study_id) and not shows_ai(s, bob, study_id)  # ... each reader starts in their own arm
-        assert progress(s, study_id) == {"ann": (0, 6), "bob": (0, 6)}
+        assert progress(s, _get(s, 1), study_id) == {"ann": (0, 6), "bob": (0, 6)}  # the admin, account 1
         later = reading_list(s, ann, study_id, Arm.UNAIDED)[0][0]
         with pytest.raises(StudyError, match=r"finish session 1 first \(3 case"):
             open_case(s, ann, later.id, Arm.UNAIDED)  # session 2 opens only when session 1 is done
@@ -94,14 +95,14 @@ def test_a_crossed_study_gives_every_reader_both_arms_in_counterbalanced_session
 
 def progress_after(factory, study_id):
     with session_scope(factory) as s:
-        return progress(s, study_id)
+        return progress(s, _get(s, 1), study_id)  # the admin, account 1
 
 
 def test_minimum_reading_time_refuses_an_early_submit_but_keeps_drafts(db):
     with session_scope(db) as s:
         admin, (ann,) = _people(s, "ann")
         study = create_study(s, admin, "Slow", [CaseSpec("c0", "/x/c0.png", (4, 5, 1))], {ann.id: Arm.UNAIDED},
-                             settings={"min_read_seconds": 30})
+                             settings={"min_read_seconds": 30}, questions=DEFAULT_QUESTIONS[:1])  # realism only
         study_id, ann_id = study.id, ann.id
     with session_scope(db) as s:
         ann = _get(s, ann_id)
@@ -260,7 +261,8 @@ def test_two_arm_results_mrmc_and_masks_against_the_truth_from_the_database(db, 
                     if reader.username == "bob" and arm is Arm.UNAIDED and i == 3:
                         masks = {0: exact}  # a mark on a clean case
                     save_read(s, reader, case_id, expected_version=0, masks=masks, arm=arm,
-                              answers={"artifact_confidence": ratings[(reader.username, arm.value)][i]})
+                              answers={"artifact_confidence": ratings[(reader.username, arm.value)][i]}
+                              | ({"heatmap_useful": 3} if arm is Arm.AI else {}))  # required in the AI arm
         report = analyse_study(s, admin, study_id)
         export = export_study(s, admin, study_id, tmp_path / "export")
         frame = answers_frame(answers_table(s, admin, study_id))

@@ -12,6 +12,9 @@ import streamlit as st
 from core.io import load_upload, load_volume
 from core.score_folder import find_inputs
 from core.baselines import SAFEGEN
+from core.errors import InputError
+from core.export import spreadsheet_safe
+from core.resources import shared_path
 from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest
 from core.screening import Screening, screen
 from ui.analysis import load_baseline, load_scorer
@@ -41,7 +44,11 @@ def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
         recursive = st.checkbox("Include sub-folders", key=Keys.BATCH_RECURSIVE)
         if not folder:
             return items, "0 file(s)", None
-        root = Path(folder).expanduser()
+        try:
+            root = shared_path(folder)  # only the folders the server shares (SAFEGEN_DATA_ROOTS)
+        except InputError as error:
+            st.error(str(error))
+            return items, "0 file(s)", None
         if not root.is_dir():
             st.error(f"**{folder}** is not a folder on this server.")
             return items, "0 file(s)", None
@@ -128,7 +135,7 @@ def show_screening(screening: Screening, manifest: pd.DataFrame | None = None) -
         "score_diffusion": st.column_config.NumberColumn(format="%.2f"),
         "score_autoencoder": st.column_config.NumberColumn(format="%.2f"),
     })
-    st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), file_name="safegen_screening.csv",
+    st.download_button("Download the table (CSV)", spreadsheet_safe(table).to_csv(index=False).encode(), file_name="safegen_screening.csv",
                        mime="text/csv", icon=":material/download:", on_click="ignore")
     worst = [name for name in screening.scored["file"] if name in screening.thumbnails][:4]
     if worst:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -31,20 +33,34 @@ VARIANT_LABELS = {
 QUICK_EXPLAINERS = ("residual", "saliency", "gradcam")  # SHAP takes about 0.5 s a slice: the full run has it
 
 
-def realistic_run_dir() -> Path:
-    """Where ``evaluate-realistic`` writes (``SAFEGEN_REALISTIC_DIR`` overrides, for tests)."""
-    return Path(os.environ.get("SAFEGEN_REALISTIC_DIR", PROJECT_ROOT / "out" / "evaluation_realistic"))
+@dataclass(frozen=True)
+class RunKind:
+    """A kind of evaluation report the page reads: how to load it, where it is written, which files stamp it."""
+
+    load: Callable[[Path], dict | None]
+    env_var: str  # overrides the folder (tests)
+    folder: str  # under out/
+    stamps: tuple[str, ...]  # the cache is refreshed when one of these changes
+
+
+REALISTIC = RunKind(load_report, "SAFEGEN_REALISTIC_DIR", "evaluation_realistic", ("overall.csv",))  # evaluate-realistic
+SEED = RunKind(load_evaluation, "SAFEGEN_EVALUATION_DIR", "evaluation", ("summary.csv", "methods.csv"))  # evaluate
+
+
+def run_dir(kind: RunKind) -> Path:
+    """Where ``make evaluate`` writes a report of ``kind`` (its environment variable overrides)."""
+    return Path(os.environ.get(kind.env_var, PROJECT_ROOT / "out" / kind.folder))
 
 
 @st.cache_data(show_spinner=False)
-def _load_realistic(folder: str, stamp: float) -> dict | None:
-    return load_report(Path(folder))
+def _load(_kind: RunKind, name: str, folder: str, stamp: float) -> dict | None:  # keyed by the kind's name
+    return _kind.load(Path(folder))
 
 
-def load_realistic_run(folder: Path) -> dict | None:
-    """The detector's realistic-benchmark report in ``folder`` (cached until ``overall.csv`` changes)."""
-    overall = Path(folder) / "overall.csv"
-    return _load_realistic(str(folder), overall.stat().st_mtime if overall.is_file() else 0.0)
+def load_run(kind: RunKind, folder: Path) -> dict | None:
+    """The report of ``kind`` in ``folder``, cached until one of its stamp files changes."""
+    stamp = sum(p.stat().st_mtime for p in (Path(folder) / name for name in kind.stamps) if p.is_file())
+    return _load(kind, kind.folder, str(folder), stamp)
 
 
 def realistic_headline(tables: dict) -> None:
@@ -69,22 +85,6 @@ def unseen_volume_line(volumes: pd.DataFrame) -> str:
     flagged = int(volumes["flag"].astype(str).isin(["True", "1"]).sum())
     return (f"Clean volumes of the held-out subject flagged: {flagged} of {len(volumes)} "
             f"(configured rate 5 %; median {volumes['seconds'].astype(float).median():.1f} s a volume).")
-
-
-def full_run_dir() -> Path:
-    """Where ``make evaluate`` writes (``SAFEGEN_EVALUATION_DIR`` overrides, for tests)."""
-    return Path(os.environ.get("SAFEGEN_EVALUATION_DIR", PROJECT_ROOT / "out" / "evaluation"))
-
-
-@st.cache_data(show_spinner=False)
-def _load(folder: str, stamp: float) -> dict | None:
-    return load_evaluation(Path(folder))
-
-
-def load_run(folder: Path) -> dict | None:
-    """The evaluation in ``folder`` (cached until its summary or its baseline comparison changes)."""
-    stamps = [Path(folder) / name for name in ("summary.csv", "methods.csv")]
-    return _load(str(folder), sum(p.stat().st_mtime for p in stamps if p.is_file()))
 
 
 def quick_rerun() -> None:
@@ -131,8 +131,8 @@ def choose_run() -> tuple[str, dict | None]:
                           "slices, with the residual, saliency and Grad-CAM explainers: about a minute."):
             quick_rerun()
             st.rerun()
-    folder = Path(quick_dir) if source == QUICK else full_run_dir()
-    return source, load_run(folder)
+    folder = Path(quick_dir) if source == QUICK else run_dir(SEED)
+    return source, load_run(SEED, folder)
 
 
 def headline(tables: dict) -> None:

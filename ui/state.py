@@ -37,6 +37,12 @@ class Keys:
     STUDY_USERNAME = "study.username"
     STUDY_PASSWORD = "study.password"
     STUDY_SIGN_OUT = "study.sign_out"
+    STUDY_LAST_ACTION = "study.last_action"  # time.time() of the reader's last page run (idle timeout)
+    STUDY_SIGNED_OUT = "study.signed_out"  # signed out in this browser session: ignore the session cookie
+    STUDY_COOKIE_WRITTEN = "study.cookie_written"  # time.time() the session cookie was last written (0: due; None: delete)
+    STUDY_SETUP_TOKEN = "study.setup_token"  # the first-admin form's one-time token
+    STUDY_SIGN_IN_FAILURES = "study.sign_in_failures"  # failed sign-ins in this browser session
+    STUDY_SIGN_IN_WAIT_UNTIL = "study.sign_in_wait_until"  # time.time() before which this session may not try
     STUDY_ID = "study.study_id"  # the study being read
     STUDY_CASE = "study.case_id"  # the case on screen (a selectbox)
     STUDY_NEXT_CASE = "study.next_case"  # the case to show after a save (applied before the selectbox)
@@ -51,6 +57,8 @@ class Keys:
     STUDY_SESSION_CURRENT = "study.session_current"  # (study id, arm) of the reader's first unfinished session
     STUDY_ANSWER = "study.answer"  # prefix of the answer widgets: f"{STUDY_ANSWER}.{case}.{arm}.{version}.{key}"
     STUDY_FORM = "study.form"
+    STUDY_AUTOSAVED = "study.autosaved"  # {(case id, arm, version): the form's state last stored as its draft}
+    STUDY_DRAFT_SHOWN = "study.draft_shown"  # {((case id, arm), version)} whose restored draft was announced
     STUDY_MESSAGE = "study.message"  # a confirmation to show after the rerun that follows a save
     ADMIN_ACCOUNT_FORM = "admin.account_form"
     ADMIN_NEW_USERNAME = "admin.new_username"
@@ -76,6 +84,7 @@ class Keys:
     ADMIN_LIMIT = "admin.limit"
     ADMIN_TURING_QUALITY = "admin.turing_quality"
     ADMIN_STUDY = "admin.study"
+    ADMIN_MESSAGE = "admin.message"  # "Study ... created", shown after the rerun that lists it
     ADMIN_EXPORT = "admin.export"
     ADMIN_EXPORT_ZIP = "admin.export_zip"  # (study id, zip bytes) of the last prepared export
     ADMIN_EXPORT_DOWNLOAD = "admin.export_download"

@@ -7,11 +7,18 @@ shows it only when the reader's session is in the AI arm.
 
 from __future__ import annotations
 
+import hmac
 import json
+import math
+import os
+import re
+import secrets
+import sys
 import time
 
 import numpy as np
 import streamlit as st
+from itsdangerous import BadSignature, TimestampSigner
 from PIL import Image
 
 from core.io import load_volume
@@ -21,9 +28,19 @@ from core.study_stats import likert_levels
 from core.types import Volume
 from db.migrate import upgrade
 from db.models import Reader, Role
-from db.repository import StudyError, authenticate, create_reader
+from db.repository import SignInRefused, StudyError, create_first_admin, lock_seconds, sign_in
 from db.session import default_url, make_engine, make_session_factory, session_scope
 from ui.state import Keys
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain_markdown(text: str) -> str:
+    """User-supplied ``text`` (study instructions, titles, questions) for ``st.markdown`` and the
+    message elements: every markdown character escaped, so it shows as typed and never becomes an
+    image fetched from another host, a link, HTML or a Streamlit directive; line breaks kept."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
 
 CANVAS_SIDE = 512  # the longer side of the drawing canvas, screen pixels
 DEFAULT_BRUSH = 12  # canvas pixels
@@ -43,12 +60,81 @@ def session():
     return session_scope(study_db(default_url()))
 
 
+SESSION_COOKIE = "safegen_session"
+IDLE_TIMEOUT_S = 30 * 60  # a sign-in lasts this long after the reader's last action, across reloads
+SESSION_SECRET_ENV = "SAFEGEN_SESSION_SECRET"
+
+
+@st.cache_resource(show_spinner=False)
+def _session_signer() -> TimestampSigner:
+    """Signs the session cookie: ``$SAFEGEN_SESSION_SECRET``, else a random key per server process
+    (a restart then signs everyone out; several server processes need the variable)."""
+    return TimestampSigner(os.environ.get(SESSION_SECRET_ENV) or secrets.token_urlsafe(32), salt="safegen-session")
+
+
+def _write_cookie(value: str, max_age: int) -> None:
+    """Set (or, with ``max_age`` 0, delete) the session cookie in the reader's browser. A component's
+    frame has the app's origin, so it writes the app page's cookie; ``SameSite=Strict``. The cookie is
+    a signed reader id with its time, readable by the page's scripts (Streamlit offers no HttpOnly
+    cookie); user text is never rendered as HTML (:func:`plain_markdown`)."""
+    import streamlit.components.v1 as components
+
+    components.html(f"<script>window.parent.document.cookie = '{SESSION_COOKIE}={value}; path=/; "
+                    f"max-age={max_age}; SameSite=Strict';</script>", height=0)
+
+
+def _sign_in_session(reader_id: int) -> None:
+    st.session_state[Keys.STUDY_READER_ID] = reader_id
+    st.session_state[Keys.STUDY_LAST_ACTION] = time.time()
+    st.session_state[Keys.STUDY_COOKIE_WRITTEN] = 0.0  # due: written by the next run (a rerun would drop it)
+
+
+def sign_out() -> None:
+    for key in (Keys.STUDY_READER_ID, Keys.STUDY_LAST_ACTION):
+        st.session_state.pop(key, None)
+    st.session_state[Keys.STUDY_SIGNED_OUT] = True  # this browser session ignores the cookie from now on
+    st.session_state[Keys.STUDY_COOKIE_WRITTEN] = None  # due: deleted by the next run
+
+
+def _sync_cookie(reader_id: int | None) -> None:
+    """Write the session cookie when it is due: just signed in or out, or at most once a minute while
+    the reader works (its clock restarts with their activity)."""
+    written = st.session_state.get(Keys.STUDY_COOKIE_WRITTEN, 0.0)
+    with st.sidebar:
+        if reader_id is None and Keys.STUDY_COOKIE_WRITTEN in st.session_state and written is None:
+            _write_cookie("", 0)
+            st.session_state.pop(Keys.STUDY_COOKIE_WRITTEN)
+        elif reader_id is not None and time.time() - (written or 0.0) > 60:
+            _write_cookie(_session_signer().sign(str(reader_id)).decode(), IDLE_TIMEOUT_S)
+            st.session_state[Keys.STUDY_COOKIE_WRITTEN] = time.time()
+
+
 def current_reader() -> Reader | None:
+    """The signed-in reader of this browser session: signed in here, or (after a reload) by the
+    session cookie, either within :data:`IDLE_TIMEOUT_S` of their last action; None otherwise."""
     reader_id = st.session_state.get(Keys.STUDY_READER_ID)
-    if reader_id is None:
-        return None
-    with session() as s:
-        return s.get(Reader, reader_id)
+    if reader_id is not None and time.time() - st.session_state.get(Keys.STUDY_LAST_ACTION, 0.0) > IDLE_TIMEOUT_S:
+        sign_out()
+        st.info("You were signed out after 30 minutes without activity.")
+        reader_id = None
+    if reader_id is None and not st.session_state.get(Keys.STUDY_SIGNED_OUT):
+        try:
+            reader_id = int(_session_signer().unsign(st.context.cookies.get(SESSION_COOKIE) or "",
+                                                     max_age=IDLE_TIMEOUT_S))
+        except (BadSignature, ValueError):
+            reader_id = None
+    reader = None
+    if reader_id is not None:
+        with session() as s:
+            reader = s.get(Reader, reader_id)
+        if reader is None:
+            sign_out()
+        else:
+            if st.session_state.get(Keys.STUDY_READER_ID) != reader_id:
+                _sign_in_session(reader_id)  # back after a reload, by the cookie
+            st.session_state[Keys.STUDY_LAST_ACTION] = time.time()
+    _sync_cookie(None if reader is None else reader.id)
+    return reader
 
 
 def has_accounts() -> bool:
@@ -58,36 +144,94 @@ def has_accounts() -> bool:
         return bool(s.scalar(select(func.count(Reader.id))))
 
 
+SETUP_TOKEN_ENV = "SAFEGEN_SETUP_TOKEN"
+
+
+def setup_token() -> str:
+    """The token that lets a visitor of an empty database create the first admin: ``$SAFEGEN_SETUP_TOKEN``,
+    else a random one made once per server process and printed to the server's log (as Jupyter does).
+    Worthless once an account exists; ``python -m db.admin create-admin NAME`` needs no token."""
+    return os.environ.get(SETUP_TOKEN_ENV) or _random_setup_token()
+
+
+@st.cache_resource(show_spinner=False)
+def _random_setup_token() -> str:
+    token = secrets.token_urlsafe(16)
+    print(f"SAFEGEN: the study database has no accounts. To create the first admin, open the Reading page "
+          f"and enter the setup token {token} (or run on the server: python -m db.admin create-admin NAME)",
+          file=sys.stderr, flush=True)
+    return token
+
+
 def login_box() -> Reader | None:
-    """The signed-in reader, or a log-in form (a first-admin form on an empty database)."""
+    """The signed-in reader, or a log-in form (on an empty database: the first admin, with the setup token).
+
+    Failed sign-ins are throttled per name by :func:`db.repository.sign_in` and per browser session
+    here, with the same back-off (:func:`db.repository.lock_seconds`).
+    """
     reader = current_reader()
     if reader is not None:
         with st.sidebar:
             st.caption(f"Signed in as **{reader.username}** ({reader.role.value})")
             if st.button("Sign out", key=Keys.STUDY_SIGN_OUT):
-                st.session_state.pop(Keys.STUDY_READER_ID, None)
+                sign_out()
                 st.rerun()
         return reader
     first = not has_accounts()
+    if first:
+        setup_token()  # made (and printed to the server's log) when the first-admin form is first shown
     with st.form(Keys.STUDY_LOGIN):
         st.subheader("Create the first admin account" if first else "Sign in")
+        if first:
+            token = st.text_input("Setup token", type="password", key=Keys.STUDY_SETUP_TOKEN,
+                                  help="Printed in the log of the server that runs the dashboard. Or create "
+                                       "the admin on the server: `python -m db.admin create-admin NAME`.")
         username = st.text_input("User name", key=Keys.STUDY_USERNAME)
         password = st.text_input("Password", type="password", key=Keys.STUDY_PASSWORD)
         submitted = st.form_submit_button("Create account" if first else "Sign in")
-    if submitted:
-        try:
+    if not submitted:
+        return None
+    wait = st.session_state.get(Keys.STUDY_SIGN_IN_WAIT_UNTIL, 0.0) - time.time()
+    if wait > 0:
+        st.error(f"Too many failed sign-ins in this browser: try again in {math.ceil(wait)} s.")
+        return None
+    try:
+        if first:
+            if not hmac.compare_digest(token.strip().encode(), setup_token().encode()):
+                raise SignInRefused("Wrong setup token: it is printed in the log of the server that runs the dashboard.")
             with session() as s:
-                found = create_reader(s, username, password, Role.ADMIN) if first else authenticate(s, username, password)
-                found_id = None if found is None else found.id
-        except StudyError as error:
-            st.error(str(error))
-            return None
-        if found_id is None:
-            st.error("Unknown user name or wrong password.")
-            return None
-        st.session_state[Keys.STUDY_READER_ID] = found_id
-        st.rerun()
-    return None
+                found_id = create_first_admin(s, username, password).id
+        else:
+            found_id = sign_in(session, username, password)
+    except SignInRefused as error:
+        failures = st.session_state.get(Keys.STUDY_SIGN_IN_FAILURES, 0) + 1
+        st.session_state[Keys.STUDY_SIGN_IN_FAILURES] = failures
+        st.session_state[Keys.STUDY_SIGN_IN_WAIT_UNTIL] = time.time() + lock_seconds(failures)
+        st.error(str(error))
+        return None
+    except StudyError as error:
+        st.error(str(error))
+        return None
+    for key in (Keys.STUDY_SIGN_IN_FAILURES, Keys.STUDY_SIGN_IN_WAIT_UNTIL, Keys.STUDY_SIGNED_OUT):
+        st.session_state.pop(key, None)
+    _sign_in_session(found_id)
+    st.rerun()
+
+
+def require_screening_access() -> None:
+    """Scan review, Batch screening and Evaluation: open to anyone while the study database has no
+    accounts (a demo, one person's machine); once it has, to signed-in admins only, so a reader of a
+    blinded study cannot score its cases (or see SAFEGEN's output) outside the study. Stops the page
+    with a sign-in form or a refusal otherwise."""
+    if not has_accounts():
+        return
+    reader = login_box()
+    if reader is None:
+        st.stop()
+    if reader.role is not Role.ADMIN:
+        st.error("This server runs reader studies: scoring scans is for study admins. Your studies are on the "
+                 "Reading page.")
+        st.stop()
 
 
 @st.cache_resource(show_spinner=False)
@@ -211,7 +355,7 @@ def _button_row(question: dict, choices: list, previous, key: str, shortcut: boo
     text = question["text"]
     if question["kind"] == "likert" and not question.get("labels"):
         text += f" (1 = {question.get('low', 'lowest')}, {len(choices)} = {question.get('high', 'highest')})"
-    st.markdown(f"**{text}**" + (" · keys 1-" + str(len(choices)) if shortcut else ""))
+    st.markdown(f"**{plain_markdown(text)}**" + (" · keys 1-" + str(len(choices)) if shortcut else ""))
     columns = st.columns(len(choices))
     for i, (column, value) in enumerate(zip(columns, choices, strict=True)):
         column.button(_label(question, value), key=f"{key}.button.{i}", on_click=st.session_state.__setitem__,

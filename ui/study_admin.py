@@ -13,6 +13,8 @@ import streamlit as st
 from sqlalchemy import select
 
 from core.demo import available_cases
+from core.errors import InputError
+from core.resources import shared_path
 from core.score_folder import find_inputs
 from core.study_stats import likert_levels
 from db.models import Arm, Reader, Role, StudyKind
@@ -31,7 +33,15 @@ from db.repository import (
 from db.studies import analyse_study, create_study_from_files, export_study, read_case_list
 from ui.analysis import load_scorer, progress_bar
 from ui.state import Keys
-from ui.study import session
+from ui.study import plain_markdown, session
+
+def _shared(text: str | Path) -> Path:
+    """A server path the admin named, if it is inside the folders the server shares; else a StudyError."""
+    try:
+        return shared_path(text)
+    except InputError as error:
+        raise StudyError(str(error)) from None
+
 
 ARM_PLANS = {
     "alternate": "Alternate: half the readers see the AI heatmap",
@@ -49,16 +59,17 @@ def arms_for(reader_ids: list[int], plan: str) -> dict[int, Arm]:
     return {rid: (Arm.AI if i % 2 == 0 else Arm.UNAIDED) for i, rid in enumerate(reader_ids)}
 
 
-def accounts_section() -> None:
+def accounts_section(admin: Reader) -> None:
     with st.form(Keys.ADMIN_ACCOUNT_FORM, clear_on_submit=True):
         st.subheader("Add an account")
         username = st.text_input("User name", key=Keys.ADMIN_NEW_USERNAME)
-        password = st.text_input("Password (8 characters or more)", type="password", key=Keys.ADMIN_NEW_PASSWORD)
+        password = st.text_input("Password (8 characters or more, not easy to guess)", type="password",
+                                 key=Keys.ADMIN_NEW_PASSWORD)
         role = st.radio("Role", [Role.READER.value, Role.ADMIN.value], horizontal=True, key=Keys.ADMIN_NEW_ROLE)
         if st.form_submit_button("Add account"):
             try:
                 with session() as s:
-                    create_reader(s, username, password, Role(role))
+                    create_reader(s, s.get(Reader, admin.id), username, password, Role(role))
                 st.success(f"Account {username!r} added.")
             except StudyError as error:
                 st.error(str(error))
@@ -74,6 +85,8 @@ QUALITY_OPTION = "MRIQC-style quality rating"
 
 def new_study_section(admin: Reader) -> None:
     """The new-study form; its fields follow the study type chosen above it."""
+    if message := st.session_state.pop(Keys.ADMIN_MESSAGE, None):  # the study made by the previous run
+        st.success(message)
     with session() as s:
         readers = [(r.id, r.username) for r in s.scalars(select(Reader).where(Reader.role == Role.READER)
                                                          .order_by(Reader.username))]
@@ -166,7 +179,9 @@ def new_study_section(admin: Reader) -> None:
         except (StudyError, ValueError) as error:  # InputError is a ValueError
             st.error(f"The study was not created: {error}")
             return
-    st.success(f"Study {created[1]!r} created with {len(files)} case(s).")
+    # Rerun so the Studies tab (drawn earlier in this run) lists the new study; the message survives it.
+    st.session_state[Keys.ADMIN_MESSAGE] = f"Study {plain_markdown(repr(created[1]))} created with {len(files)} case(s)."
+    st.rerun()
 
 
 DEFAULT_KEYS = [q["key"] for q in DEFAULT_QUESTIONS]
@@ -198,14 +213,17 @@ def gather_cases(kind: StudyKind, demo: list[Path], folder_text: str, synthetic_
         folders.append((synthetic_text, "synthetic"))
     for text, truth in folders:
         if text.strip():
-            if not Path(text.strip()).is_dir():
+            folder = _shared(text.strip())
+            if not folder.is_dir():
                 raise StudyError(f"{text.strip()} is not a folder on the server.")
-            found = find_inputs(Path(text.strip()))
+            found = find_inputs(folder)
             files += found
             truths += [truth] * len(found)
             masks += [None] * len(found)
     if list_text.strip():
-        listed, listed_truths, listed_masks = read_case_list(Path(list_text.strip()), limit=limit or None, seed=seed)
+        listed, listed_truths, listed_masks = read_case_list(_shared(list_text.strip()), limit=limit or None, seed=seed)
+        for path in [*listed, *(m for m in listed_masks if m is not None)]:  # a list may not point outside the roots
+            _shared(path)
         files += listed
         truths += listed_truths
         masks += listed_masks
@@ -227,7 +245,7 @@ def studies_section(admin: Reader) -> None:
     titles = dict(studies)
     study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.ADMIN_STUDY)
     with session() as s:
-        rows = [{"reader": name, "done": done, "cases": total} for name, (done, total) in progress(s, study_id).items()]
+        rows = [{"reader": name, "done": done, "cases": total} for name, (done, total) in progress(s, s.get(Reader, admin.id), study_id).items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     if st.button("Prepare the export (answers CSV, NIfTI masks, summary)", key=Keys.ADMIN_EXPORT):
         with tempfile.TemporaryDirectory() as folder, session() as s:

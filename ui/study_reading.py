@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
+from sqlalchemy.exc import OperationalError
 
 from core.render import window_presets
-from db.models import Arm, Case, Reader, Study
+from db.models import Arm, Reader, Study
+from db.session import retry_when_busy
 from db.studies import case_ai_settings
 from db.repository import (
     StudyError,
     assignment,
     assignments,
     check_session_open,
+    load_draft,
     open_case,
     read_masks,
+    reader_case,
     reading_list,
+    save_draft,
     save_read,
     studies_of,
 )
@@ -30,6 +38,7 @@ from ui.study import (
     case_volume,
     default_tau,
     drawn_masks,
+    plain_markdown,
     question_widgets,
     reading_seconds,
     restart_clock,
@@ -87,7 +96,7 @@ def choose_study(reader: Reader) -> StudyView | None:
                                 "when the one before it is done.")
     if instructions:
         with st.expander("Instructions", icon=":material/info:"):
-            st.markdown(instructions)
+            st.markdown(plain_markdown(instructions))  # as typed: no remote images, links or HTML
     if minimum:
         st.caption(f"This study asks you to look at each case for at least {minimum:.0f} s before you submit.")
     return StudyView(study_id, title, instructions, questions, Arm(arm), minimum)
@@ -133,10 +142,20 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
         version = read.version
         stored_answers = {a.question: (a.value_int if a.value_text is None else a.value_text) for a in read.answers}
         stored_masks = read_masks(read)
-        case = s.get(Case, case_id)
-        scan_path, heatmap_path, name = case.scan_path, case.ai_heatmap_path, case.name
-        ai_tau, ai_flags = case_ai_settings(case)
+        case = reader_case(s, reader, case_id, arm)  # no truth; no AI output in a blinded arm
+        draft = load_draft(s, reader, case_id, arm)
+    scan_path, heatmap_path, name = case.scan_path, case.ai_heatmap_path, case.name
+    ai_tau, ai_flags = case_ai_settings(case)
     read_key = (case_id, arm.value)
+    if draft is not None:  # the form as the reader left it (a reload, a sign-out): it mirrors the widgets
+        draft_answers, draft_masks, saved_at = draft
+        stored_answers = {**stored_answers, **draft_answers}
+        for index, mask in draft_masks.items():
+            drawn_masks().setdefault((case_id, arm.value, index), mask)
+        shown = st.session_state.setdefault(Keys.STUDY_DRAFT_SHOWN, set())
+        if (read_key, version) not in shown:
+            shown.add((read_key, version))
+            st.info(f"Restored the answers and marks you had not saved yet (autosaved {saved_at:%H:%M:%S} UTC).")
     reading_seconds(read_key)  # start the clock on first view
     volume = case_volume(scan_path)
     left, right = st.columns([3, 2])
@@ -185,6 +204,28 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
                    "Page Up / Page Down previous / next case.")
         if save_next or save_draft:
             _save(reader, study, case_id, version, values, submit=bool(save_next))
+        else:
+            _autosave(reader, study, case_id, version, values)
+
+
+def _autosave(reader: Reader, study: StudyView, case_id: int, version: int, values: dict) -> None:
+    """Store the open form as the read's draft when it changed since this page last stored it (the
+    first view of a case only notes what it shows). Never in the way: a refused or failed autosave
+    is left to the next save, which reports it."""
+    masks = {index: mask for (case, arm_, index), mask in drawn_masks().items() if (case, arm_) == (case_id, study.arm.value)}
+    state = (json.dumps(values, sort_keys=True, default=str),
+             tuple((i, hashlib.sha1(np.packbits(m).tobytes()).hexdigest()) for i, m in sorted(masks.items())))
+    autosaved = st.session_state.setdefault(Keys.STUDY_AUTOSAVED, {})
+    key = (case_id, study.arm.value, version)
+    if autosaved.setdefault(key, state) == state:
+        return
+    try:
+        with session() as s:
+            save_draft(s, reader, case_id, expected_version=version, answers=values, masks=masks, arm=study.arm)
+    except (StudyError, OperationalError):
+        return
+    autosaved[key] = state
+    st.caption(f"Draft autosaved at {time.strftime('%H:%M:%S')}.")
 
 
 def _tint(picture, mask: np.ndarray):
@@ -202,12 +243,21 @@ def _save(reader: Reader, study: StudyView, case_id: int, version: int, values: 
     arm = study.arm
     masks = {index: mask for (case, arm_, index), mask in drawn_masks().items() if (case, arm_) == (case_id, arm.value)}
     read_key = (case_id, arm.value)
-    try:
+    seconds = reading_seconds(read_key)
+
+    def store() -> None:
         with session() as s:
-            save_read(s, reader, case_id, expected_version=version, answers=values, masks=masks,
-                      seconds=reading_seconds(read_key), submit=submit, arm=arm)
+            save_read(s, reader, case_id, expected_version=version, answers=values, masks=masks, seconds=seconds,
+                      submit=submit, arm=arm)
+
+    try:
+        retry_when_busy(store)  # a busy database (50 readers saving at once) is waited out, not reported
     except StudyError as error:
         st.error(str(error))
+        return
+    except OperationalError:  # SQLite still locked after its busy timeout, or the server gone: nothing stored
+        st.error("The study database is busy or unreachable, so this case was not saved; your answers and mask "
+                 "are still on the page. Press the button again in a moment.")
         return
     for key in [k for k in drawn_masks() if k[:2] == read_key]:
         del drawn_masks()[key]
