@@ -18,6 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from db.base import Base
 from db.migrate import upgrade
@@ -561,3 +562,39 @@ def test_only_an_admin_adds_accounts(db):
         assert second.role is Role.ADMIN
     with session_scope(db) as s:
         assert s.scalars(select(Reader.username).order_by(Reader.id)).all() == ["chief", "ann", "deputy"]
+
+
+def test_a_sign_in_waits_out_a_database_busy_past_its_busy_timeout_and_only_busy_errors_are_retried(tmp_path):
+    """SQLite's write lock held by another process past the 50 ms busy timeout: without the retry the
+    sign-in raised "database is locked" (as 6 of 50 readers did in scripts/bench_reader_study.py)."""
+    import threading
+
+    from db.session import retry_when_busy
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    engine, _ = _factory(url)
+    engine.dispose()
+    impatient = make_engine(url, busy_timeout_ms=50)
+    factory = make_session_factory(impatient)
+    with session_scope(factory) as s:
+        create_account(s, "ann", "ann-password")
+    holder = sqlite3.connect(tmp_path / "busy.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 0.6 s
+    threading.Timer(0.6, holder.rollback).start()
+    began = time.perf_counter()
+    assert sign_in(lambda: session_scope(factory), "ann", "ann-password") is not None
+    assert time.perf_counter() - began >= 0.5  # it waited for the lock instead of failing
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+        return "stored"
+
+    assert retry_when_busy(flaky, first_wait=0.01) == "stored" and len(calls) == 3
+    with pytest.raises(OperationalError, match="no such table"):  # not a busy database: raised at once
+        retry_when_busy(lambda: (_ for _ in ()).throw(
+            OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: x"))), first_wait=0.01)
+    holder.close()
+    impatient.dispose()
