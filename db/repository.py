@@ -555,6 +555,12 @@ def open_case(session: Session, reader: Reader, case_id: int, arm: Arm | None = 
     return _read_of(session, reader, *_case_for(session, reader, case_id, arm))
 
 
+def _read_query(reader: Reader, case: Case, assigned: Assignment):
+    """SELECT of the reader's read of ``case`` in ``assigned``'s arm."""
+    return select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
+                                  CaseRead.arm == assigned.arm)
+
+
 def _read_of(session: Session, reader: Reader, case: Case, assigned: Assignment, *,
              lock: bool = False) -> CaseRead:
     """The reader's read of ``case`` in ``assigned``'s arm, created on first visit (access already checked).
@@ -562,8 +568,7 @@ def _read_of(session: Session, reader: Reader, case: Case, assigned: Assignment,
     ``lock``: read it ``FOR UPDATE`` (fresh from the database, held until the transaction ends),
     for a compare-and-set of its version.
     """
-    query = select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
-                                   CaseRead.arm == assigned.arm)
+    query = _read_query(reader, case, assigned)
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     read = session.scalar(query)
@@ -760,8 +765,7 @@ def load_draft(session: Session, reader: Reader, case_id: int,
     slices (an all-False mask for a slice cleared) and when it was saved; None if there is none, or
     if the read was saved since the draft was made."""
     case, assigned = _case_for(session, reader, case_id, arm)
-    read = session.scalar(select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
-                                                 CaseRead.arm == assigned.arm))
+    read = session.scalar(_read_query(reader, case, assigned))  # never created here
     draft = None if read is None else session.get(Draft, read.id)
     if draft is None or draft.base_version != read.version:
         return None

@@ -208,11 +208,16 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
             _autosave(reader, study, case_id, version, values)
 
 
+def _drawn_on(case_id: int, arm: Arm) -> dict[int, np.ndarray]:
+    """Display slice -> the mask drawn in this visit on one case in one arm (not saved yet)."""
+    return {index: mask for (case, arm_, index), mask in drawn_masks().items() if (case, arm_) == (case_id, arm.value)}
+
+
 def _autosave(reader: Reader, study: StudyView, case_id: int, version: int, values: dict) -> None:
     """Store the open form as the read's draft when it changed since this page last stored it (the
     first view of a case only notes what it shows). Never in the way: a refused or failed autosave
     is left to the next save, which reports it."""
-    masks = {index: mask for (case, arm_, index), mask in drawn_masks().items() if (case, arm_) == (case_id, study.arm.value)}
+    masks = _drawn_on(case_id, study.arm)
     state = (json.dumps(values, sort_keys=True, default=str),
              tuple((i, hashlib.sha1(np.packbits(m).tobytes()).hexdigest()) for i, m in sorted(masks.items())))
     autosaved = st.session_state.setdefault(Keys.STUDY_AUTOSAVED, {})
@@ -241,7 +246,7 @@ def _tint(picture, mask: np.ndarray):
 
 def _save(reader: Reader, study: StudyView, case_id: int, version: int, values: dict, *, submit: bool) -> None:
     arm = study.arm
-    masks = {index: mask for (case, arm_, index), mask in drawn_masks().items() if (case, arm_) == (case_id, arm.value)}
+    masks = _drawn_on(case_id, arm)
     read_key = (case_id, arm.value)
     seconds = reading_seconds(read_key)
 
