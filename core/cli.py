@@ -214,7 +214,7 @@ def _head_training_setup(args: argparse.Namespace, left_out: set[str]):
     inputs = tuple(k.strip() for k in args.inputs.split(","))
     config = HeadTrainingConfig(head=HeadConfig(inputs=inputs, seed=args.seed), steps=args.steps, seed=args.seed)
     recipe = {k: getattr(args, k) for k in ("crop", "border_crop_probability", "hard_negative_probability",
-                                             "pool_size", "refresh_every", "refresh_size")
+                                             "image_loss_weight", "pool_size", "refresh_every", "refresh_size")
               if getattr(args, k) is not None}
     config = replace(config, **recipe)
     if args.elastic_px is not None:
@@ -413,12 +413,21 @@ def _progress(total: int, desc: str):
 def _cmd_score(args: argparse.Namespace) -> int:
     from core.score_folder import score_folder
 
-    return score_folder(
+    status = score_folder(
         args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
         batch_size=args.batch_size, device=args.device, recursive=args.recursive, models_dir=args.models,
         explainer=args.explainer, shap_samples=args.shap_samples, method=args.method, reference_dir=args.reference,
         profile=args.profile,
     )
+    if args.dicom_seg and status == 0:  # at least one file scored: scores.csv and masks/ are this run's
+        from core.dicom_seg import SEG_FOLDER, write_score_segs
+
+        written, messages = write_score_segs(args.input_dir, args.out)
+        for message in messages:
+            print(f"dicom-seg: {message}", file=sys.stderr)
+        print(f"wrote {len(written)} DICOM-SEG file(s) to {args.out / SEG_FOLDER} (one per scored file whose mask "
+              "is not empty)", file=sys.stderr)
+    return status
 
 
 def _load_scorer(args: argparse.Namespace):
@@ -680,6 +689,8 @@ def _add_head_recipe_options(parser: argparse.ArgumentParser, *, steps: int,
     parser.add_argument("--border-crop-probability", type=float, help="share of crops that touch the slice's edge")
     parser.add_argument("--hard-negative-probability", type=float,
                         help="share of clean crops centred on the hottest pixel of the head being trained (at refreshes)")
+    parser.add_argument("--image-loss-weight", type=float,
+                        help="weight of the crop-level loss on the slice score's logit (0: pixel loss only)")
     parser.add_argument("--pool-size", type=int, help="ready training crops")
     parser.add_argument("--refresh-every", type=int, help="steps between pool refreshes")
     parser.add_argument("--refresh-size", type=int, help="crops replaced at each refresh")
@@ -823,6 +834,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "brain MRI T1 when none fits), mri_t1, ct_head, or a user profile's name or folder")
     score.add_argument("--reference", type=Path, default=None,
                        help="reference slices a baseline is fitted on (default data/reference; built if missing)")
+    score.add_argument("--dicom-seg", action="store_true",
+                       help="also write dicom_seg/<stem>.seg.dcm, a DICOM Segmentation of the mask, for every scored "
+                            "file whose mask is not empty; it references a DICOM input itself, and for any other "
+                            "input a derived DICOM copy written beside it in dicom_seg/<stem>_images/")
     score.set_defaults(func=_cmd_score)
 
     ev = sub.add_parser("evaluate", help="AUROC, F1, Dice per variant, kind and severity; report and plots")

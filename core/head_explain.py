@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from core.detectors.head import HeadDetector
+from core.detectors.head import HeadDetector, box_max
 from core.explain import ExplainerCalibration, ExplainerName, ExplainerSettings, Explainer, QuantileMap
 
 GRADCAM_LAYER = "head.model.1.submodule.2"  # the decoder block at half resolution (16 channels)
@@ -57,9 +56,7 @@ class HeadScoreModel(torch.nn.Module):
         return torch.sigmoid(self.detector.logits(self.channels(images)))[:, 0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = F.avg_pool2d(self.pixel_map(images)[:, None], self.window, stride=1, padding=self.window // 2,
-                              count_include_pad=True)
-        return pooled.flatten(1).max(dim=1).values
+        return box_max(self.pixel_map(images)[:, None], self.window)
 
 
 class HeadExplainer(Explainer):

@@ -3,6 +3,8 @@
 
 Supported: NIfTI (``.nii``, ``.nii.gz``; 2-D and 3-D), DICOM (a file, a folder holding one series,
 or a ``.zip`` of one), PNG and JPEG, and InVesalius projects (``.inv3``: the CT or MR volume inside). Formats are recognised by their first bytes, not their names.
+DICOM is read as archives hold it: compressed (JPEG, JPEG-LS, JPEG 2000, RLE) and enhanced multi-frame
+images, whose frames are placed by their functional groups (see :mod:`core.dicom`).
 3-D volumes are reoriented to RAS+ (see :mod:`core.types`); CT values are in HU after the DICOM
 rescale; MONOCHROME1 images are inverted so that bright means dense everywhere.
 
@@ -33,6 +35,7 @@ import numpy as np
 import pydicom
 from PIL import Image
 
+from core.dicom import check_decodable, read_frames, stack_affine, stack_order
 from core.errors import (
     CorruptFileError, DimensionError, EmptyImageError, InputError, NonFiniteError, NotAFileError,
     SeriesMismatchError, TooLargeError, TooSmallError, UnsupportedDataError, UnsupportedFormatError,
@@ -454,7 +457,7 @@ def _load_nifti(path: Path, modality: Modality | None, limits: SizeLimits) -> Vo
 
 
 _XRAY_TAGS = {"CR", "DX", "RF", "MG", "XA", "PX", "IO"}
-_NON_IMAGE_SOP = {
+NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM segmentation object (SEG)",
     "1.2.840.10008.5.1.4.1.1.481.3": "a DICOM RT structure set",
     "1.2.840.10008.5.1.4.1.1.88.11": "a DICOM structured report",
@@ -493,15 +496,18 @@ def _read_dicom(path: Path, *, pixels: bool = True):
 
 def _check_is_image(ds, name: str) -> None:
     sop = str(ds.get("SOPClassUID", ""))
-    if sop in _NON_IMAGE_SOP:
-        raise UnsupportedFormatError(f"{name} is {_NON_IMAGE_SOP[sop]}, not an image")
+    if sop in NON_IMAGE_SOP_CLASSES:
+        raise UnsupportedFormatError(f"{name} is {NON_IMAGE_SOP_CLASSES[sop]}, not an image")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise UnsupportedFormatError(f"{name} is a DICOM file without an image (no pixel data)")
 
 
-def _dicom_pixels(ds, name: str, warnings: list[str]) -> np.ndarray:
+def _dicom_pixels(ds, name: str, warnings: list[str], rescale=None) -> np.ndarray:
+    """The decoded image in the modality's units (``rescale``: per-frame slopes and intercepts of an
+    enhanced image; else the file's rescale or modality LUT), gray, bright meaning dense."""
     from pydicom.pixels import apply_modality_lut
 
+    check_decodable(ds, name)
     try:
         raw = ds.pixel_array
     except Exception as error:
@@ -509,15 +515,15 @@ def _dicom_pixels(ds, name: str, warnings: list[str]) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         warnings.append(f"{name} is a colour image ({photometric}); it was converted to grayscale")
-        rgb = raw.astype(np.float32)
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            rgb = convert_color_space(raw, photometric, "RGB").astype(np.float32)
+        rgb = raw.astype(np.float32)  # pydicom returns YBR images (JPEG's usual colour space) as RGB
         if rgb.ndim >= 3 and rgb.shape[-1] == 3:
             return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
         return rgb
-    values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+    if rescale is not None:
+        slopes, intercepts = (np.asarray(v, dtype=float).reshape((-1, 1, 1) if raw.ndim == 3 else ()) for v in rescale)
+        values = (raw * slopes + intercepts).astype(np.float32)
+    else:
+        values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
     if photometric == "MONOCHROME1":
         # MONOCHROME1 shows low values as white; invert so that bright means dense everywhere.
         values = _invert(values, values)
@@ -530,9 +536,10 @@ def _invert(values, reference: np.ndarray):
     return reference.min() + reference.max() - values
 
 
-def _dicom_window(ds, pixels: np.ndarray) -> Window | None:
-    """The file's display window, moved along with the pixels when they were inverted."""
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+def _dicom_window(ds, pixels: np.ndarray, voi: tuple[float, float] | None = None) -> Window | None:
+    """The file's display window (``voi``: an enhanced image's frame window), moved along with the
+    pixels when they were inverted."""
+    center, width = voi or (_first(ds.get("WindowCenter")), _first(ds.get("WindowWidth")))
     if center is None or width is None or width <= 0:
         return None
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
@@ -544,24 +551,57 @@ def _description(ds) -> str:
     return " · ".join(str(ds.get(t)) for t in ("StudyDescription", "SeriesDescription") if ds.get(t))
 
 
+def _pixel_spacing(ds, info, name: str, warnings: list[str]) -> tuple[float, float]:
+    """(row, column) mm: an enhanced image's Pixel Measures, else PixelSpacing or ImagerPixelSpacing, else 1 mm."""
+    if info is not None and info.pixel_spacing is not None:
+        return info.pixel_spacing
+    spacing_tag = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    if spacing_tag is not None and len(spacing_tag) == 2 and float(spacing_tag[0]) > 0:
+        return float(spacing_tag[0]), float(spacing_tag[1])
+    warnings.append(f"{name} has no pixel spacing; 1 mm pixels are assumed")
+    return 1.0, 1.0
+
+
+def _frame_stack(info, row_mm: float, col_mm: float, name: str, warnings: list[str]):
+    """The frames of an enhanced image that has a position for each: their order along the slice normal
+    and the RAS affine of the frames stacked ``[row, column, frame]`` in that order; None otherwise."""
+    if info is None or info.positions is None or info.orientation is None or len(info.positions) < 2:
+        return None
+    order = stack_order(info.positions, info.orientation, name, warnings, "frames")
+    first, last = info.positions[order[0]], info.positions[order[-1]]
+    return order, stack_affine(info.orientation, row_mm, col_mm, first, last, len(order))
+
+
+def _canonical(stack: np.ndarray, ras: np.ndarray) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
+    """A ``[row, column, slice]`` stack reoriented to RAS+: its array, spacing and affine."""
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(stack, ras))
+    spacing = tuple(float(z) for z in canonical.header.get_zooms()[:3])
+    return np.asarray(canonical.dataobj, dtype=np.float32), spacing, canonical.affine.astype(float)
+
+
 def _load_dicom_file(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
-    """One DICOM file: a 2-D image, or a multi-frame file stacked as a volume."""
+    """One DICOM file: a 2-D image, or a multi-frame file stacked as a volume.
+
+    An enhanced image's frames are placed by their positions and read with their own pixel spacing,
+    rescale and window (see :mod:`core.dicom`); other multi-frame files are stacked in stored order.
+    """
     ds = _read_dicom(path)
     _check_is_image(ds, path.name)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     _check_voxels((int(ds.get("Rows", 0)), int(ds.get("Columns", 0)), frames), limits, path.name)
     warnings: list[str] = []
-    values = _dicom_pixels(ds, path.name, warnings)
-    window = _dicom_window(ds, np.asarray(ds.pixel_array))
-    spacing_tag = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    if spacing_tag is not None and len(spacing_tag) == 2 and float(spacing_tag[0]) > 0:
-        row_mm, col_mm = float(spacing_tag[0]), float(spacing_tag[1])
-    else:
-        row_mm = col_mm = 1.0
-        warnings.append(f"{path.name} has no pixel spacing; 1 mm pixels are assumed")
-    if values.ndim == 3 and frames > 1:
-        # Multi-frame: stack frames along the slice axis; a simplification that ignores per-frame geometry.
-        thickness = _first(ds.get("SpacingBetweenSlices")) or _first(ds.get("SliceThickness")) or 1.0
+    info = read_frames(ds, frames, path.name)
+    values = _dicom_pixels(ds, path.name, warnings, info.rescale if info else None)
+    window = _dicom_window(ds, np.asarray(ds.pixel_array), info.window if info else None)
+    row_mm, col_mm = _pixel_spacing(ds, info, path.name, warnings)
+    stack = _frame_stack(info, row_mm, col_mm, path.name, warnings) if values.ndim == 3 and frames > 1 else None
+    if stack is not None:
+        order, ras = stack
+        array, spacing, affine = _canonical(np.moveaxis(values[order], 0, 2), ras)
+    elif values.ndim == 3 and frames > 1:
+        # Multi-frame without per-frame positions: frames stacked along the slice axis in stored order.
+        thickness = (_first(ds.get("SpacingBetweenSlices")) or _first(ds.get("SliceThickness"))
+                     or (info and info.slice_thickness) or 1.0)
         array = np.stack([from_display(frame) for frame in values], axis=2).astype(np.float32)
         warnings.append(f"{path.name} is a multi-frame image; frames are shown in stored order")
         spacing = (col_mm, row_mm, float(thickness))
@@ -592,7 +632,7 @@ def _load_dicom_folder(folder: Path, modality: Modality | None, limits: SizeLimi
         except Exception:
             skipped += 1
             continue
-        if "SOPClassUID" in ds and str(ds.SOPClassUID) in _NON_IMAGE_SOP:
+        if "SOPClassUID" in ds and str(ds.SOPClassUID) in NON_IMAGE_SOP_CLASSES:
             skipped += 1
             continue
         if "Rows" not in ds:
@@ -626,16 +666,8 @@ def _load_dicom_folder(folder: Path, modality: Modality | None, limits: SizeLimi
         raise SeriesMismatchError(f"{name}: the images carry no position/orientation, so they cannot be stacked into a volume")
     _check_voxels((int(first.Rows), int(first.Columns), len(items)), limits, name)
     iop, _ = _slice_geometry(first)
-    normal = np.cross(iop[:3], iop[3:])
-    positions = np.array([float(np.dot(normal, _slice_geometry(ds)[1])) for _, ds in items])
-    order = np.argsort(positions)
-    positions = positions[order]
-    steps = np.diff(positions)
-    if np.any(np.isclose(steps, 0.0, atol=1e-4)):
-        raise SeriesMismatchError(f"{name}: two or more images share the same slice position (duplicates?)")
-    median = float(np.median(steps))
-    if np.any(np.abs(steps - median) > 0.1 * median):
-        warnings.append(f"{name}: the slice gaps are uneven ({steps.min():.2f}-{steps.max():.2f} mm)")
+    positions = np.array([_slice_geometry(ds)[1] for _, ds in items])
+    order = stack_order(positions, iop, name, warnings)
     slices, window, description = [], None, _description(first)
     for k in order:
         path, _ = items[k]
@@ -649,21 +681,10 @@ def _load_dicom_folder(folder: Path, modality: Modality | None, limits: SizeLimi
     stack = np.stack(slices, axis=2).astype(np.float32)  # [row, column, slice]
     validate_array(stack, name)
     row_mm, col_mm = (float(v) for v in first.PixelSpacing)
-    ipp0 = _slice_geometry(items[order[0]][1])[1]
-    ipp_last = _slice_geometry(items[order[-1]][1])[1]
-    step = (ipp_last - ipp0) / (len(items) - 1)
-    lps = np.eye(4)
-    lps[:3, 0] = iop[3:] * row_mm  # moving down a column (row index) follows the 2nd IOP vector
-    lps[:3, 1] = iop[:3] * col_mm  # moving along a row (column index) follows the 1st IOP vector
-    lps[:3, 2] = step
-    lps[:3, 3] = ipp0
-    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-    canonical = nib.as_closest_canonical(nib.Nifti1Image(stack, ras))
-    array = np.asarray(canonical.dataobj, dtype=np.float32)
-    return Volume(
-        array, tuple(float(z) for z in canonical.header.get_zooms()[:3]), canonical.affine.astype(float),
-        modality or _dicom_modality(first), source or str(folder), window, warnings, description,
-    )
+    ras = stack_affine(iop, row_mm, col_mm, positions[order[0]], positions[order[-1]], len(items))
+    array, spacing, affine = _canonical(stack, ras)
+    return Volume(array, spacing, affine, modality or _dicom_modality(first), source or str(folder), window,
+                  warnings, description)
 
 
 def _load_picture(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
@@ -841,6 +862,13 @@ def load_upload(
     return volume
 
 
+def _uncanonical(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Undo ``nib.as_closest_canonical``: a RAS+ array back to the voxel order that ``affine`` describes."""
+    back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(("R", "A", "S")),
+                                           nib.orientations.io_orientation(affine))
+    return nib.orientations.apply_orientation(array, back)
+
+
 def to_file_layout(array: np.ndarray, source: str | Path) -> np.ndarray:
     """Undo the loader's reorientation: a map in :class:`Volume` layout -> the file's own array layout.
 
@@ -867,11 +895,19 @@ def to_file_layout(array: np.ndarray, source: str | Path) -> np.ndarray:
             plane = _single_plane(ras_shape)
             # one sagittal / coronal slice read as a 2-D image (see _load_nifti), or a plain 2-D map
             data = array[:, :, None] if plane is None else np.expand_dims(np.asarray(array)[::-1, ::-1].T, plane)
-        back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(("R", "A", "S")), file_ornt)
-        native = nib.orientations.apply_orientation(data, back)
+        native = _uncanonical(data, img.affine)
         return np.ascontiguousarray(native.reshape(img.shape))
     if kind == "dicom" and array.ndim == 3:
-        return np.stack([to_display(array[:, :, k]) for k in range(array.shape[2])], axis=0)
+        ds = _read_dicom(path, pixels=False)
+        info = read_frames(ds, int(ds.get("NumberOfFrames", 1) or 1), path.name)
+        stack = _frame_stack(info, *_pixel_spacing(ds, info, path.name, []), path.name, [])
+        if stack is None:  # frames stacked in stored order
+            return np.stack([to_display(array[:, :, k]) for k in range(array.shape[2])], axis=0)
+        order, ras = stack
+        sorted_frames = _uncanonical(array, ras)  # [row, column, frame in `order`]
+        frames = np.empty_like(sorted_frames)
+        frames[:, :, order] = sorted_frames
+        return np.ascontiguousarray(np.moveaxis(frames, 2, 0))
     if kind == "inv3":
         return np.ascontiguousarray(array[::-1].transpose(2, 1, 0))  # back to (slices, rows, columns)
     if array.ndim != 2:

@@ -202,13 +202,18 @@ def create_account(session: Session, username: str, password: str, role: Role = 
     return reader
 
 
+def has_accounts(session: Session) -> bool:
+    """Whether any reader or admin account exists (an empty database asks for its first admin)."""
+    return bool(session.scalar(select(func.count(Reader.id))))
+
+
 def create_first_admin(session: Session, username: str, password: str) -> Reader:
     """The first account of an empty database, an admin; refused once any account exists.
 
     Callers prove they may do this: ``python -m db.admin create-admin`` runs on the server, and the
     Reading / Study admin pages ask for the one-time setup token the server printed to its log.
     """
-    if session.scalar(select(func.count(Reader.id))):
+    if has_accounts(session):
         raise StudyError("the database has accounts already: an admin adds new ones on the Study admin page")
     admin = create_account(session, username, password, Role.ADMIN)
     log.warning("first admin account %r created", admin.username)
@@ -233,23 +238,25 @@ def lock_seconds(failures: int) -> float:
 
 
 def sign_in(open_session: Callable[[], AbstractContextManager[Session]], username: str, password: str, *,
-            now: datetime | None = None) -> int:
+            now: datetime | None = None, open_read: Callable[[], AbstractContextManager[Session]] | None = None) -> int:
     """The id of the account ``username`` if ``password`` is its password; else :class:`SignInRefused`.
 
     Three short steps, so the ~0.5 s argon2 check never holds a write lock (SQLite takes one at the
-    start of every transaction): read the name's hash and lock-out, verify, record the outcome.
+    start of every write transaction): read the name's hash and lock-out, verify, record the outcome.
     Unknown names spend the same time and are counted and locked like real ones, so neither the
     answer, its timing nor a lock-out tells which names exist. Failures are logged (``safegen.auth``).
 
     Args:
         open_session: a unit of work, e.g. ``lambda: session_scope(factory)``.
         now: the clock (tests pass one).
+        open_read: a read-only unit of work for the first step, e.g. ``lambda: read_scope(factory)``,
+            so the look-up does not queue behind other writers (default ``open_session``).
     """
     now = now or utc_now()
     name = username.strip()[:64]
 
     def look_up() -> tuple[datetime | None, int | None, str | None]:
-        with open_session() as s:
+        with (open_read or open_session)() as s:
             throttle = s.get(SignInThrottle, name)
             reader = s.scalar(select(Reader).where(Reader.username == name))
             return (_aware(throttle.locked_until) if throttle is not None else None,
@@ -555,6 +562,22 @@ def open_case(session: Session, reader: Reader, case_id: int, arm: Arm | None = 
     return _read_of(session, reader, *_case_for(session, reader, case_id, arm))
 
 
+def find_read(session: Session, reader: Reader, case_id: int, arm: Arm | None = None) -> CaseRead | None:
+    """The reader's read of a case in ``arm`` as :func:`open_case` gives it, or None before their first
+    visit: never created here, so a read-only unit of work (:func:`db.session.read_scope`) may call it.
+
+    Raises:
+        StudyError: as :func:`open_case`.
+    """
+    return _existing_read(session, reader, case_id, arm)[1]
+
+
+def _existing_read(session: Session, reader: Reader, case_id: int, arm: Arm | None) -> tuple[Case, CaseRead | None]:
+    """The case (access checked) and the reader's read of it in the arm, if there is one."""
+    case, assigned = _case_for(session, reader, case_id, arm)
+    return case, session.scalar(_read_query(reader, case, assigned))
+
+
 def _read_query(reader: Reader, case: Case, assigned: Assignment):
     """SELECT of the reader's read of ``case`` in ``assigned``'s arm."""
     return select(CaseRead).where(CaseRead.case_id == case.id, CaseRead.reader_id == reader.id,
@@ -764,8 +787,7 @@ def load_draft(session: Session, reader: Reader, case_id: int,
     """The reader's autosaved form of a case: answers (as stored answers: number or text), drawn
     slices (an all-False mask for a slice cleared) and when it was saved; None if there is none, or
     if the read was saved since the draft was made."""
-    case, assigned = _case_for(session, reader, case_id, arm)
-    read = session.scalar(_read_query(reader, case, assigned))  # never created here
+    case, read = _existing_read(session, reader, case_id, arm)  # never created here
     draft = None if read is None else session.get(Draft, read.id)
     if draft is None or draft.base_version != read.version:
         return None

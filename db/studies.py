@@ -5,8 +5,9 @@
   the heatmap for the AI arm, then :func:`db.repository.create_study`.
 * :func:`export_study`: ``answers.csv`` (tidy, one row per answer), one NIfTI mask per case and
   reader on the scan's own voxel grid and affine (drawn display slices put back with
-  :meth:`core.types.Volume.stack_display_slices`), and ``summary.json`` (per-question statistics,
-  agreement, the mean heatmap usefulness with its confidence interval, reading time).
+  :meth:`core.types.Volume.stack_display_slices`), the same masks as DICOM-SEG objects with the images
+  they reference (:mod:`core.dicom_seg`), and ``summary.json`` (per-question statistics, agreement,
+  the mean heatmap usefulness with its confidence interval, reading time).
 """
 
 from __future__ import annotations
@@ -163,13 +164,17 @@ def display_mask(volume, mask: np.ndarray) -> np.ndarray:
     return volume.display_slices_of(np.asarray(mask, bool))
 
 
+def drawn_mask(volume, slices: dict[int, np.ndarray]) -> np.ndarray:
+    """A reader's drawn display-slice masks as one uint8 array on ``volume``'s grid (empty where not drawn)."""
+    rows, cols = volume.display_slice(0).shape
+    display = [slices.get(i, np.zeros((rows, cols), bool)) for i in range(volume.n_slices)]
+    return volume.stack_display_slices(display).astype(np.uint8)
+
+
 def mask_volume(case_scan: Path, slices: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """A reader's drawn display-slice masks as one uint8 array in the scan file's own index order, and
     the file's affine (as ``score`` writes its masks), so the mask overlays the scan in any viewer."""
-    volume = load_volume(case_scan)
-    rows, cols = volume.display_slice(0).shape
-    display = [slices.get(i, np.zeros((rows, cols), bool)) for i in range(volume.n_slices)]
-    mask = to_file_layout(volume.stack_display_slices(display).astype(np.uint8), Path(case_scan))
+    mask = to_file_layout(drawn_mask(load_volume(case_scan), slices), Path(case_scan))
     affine = nib.load(str(case_scan)).affine if detect_format(Path(case_scan)).startswith("nifti") else np.eye(4)
     return mask, affine
 
@@ -350,7 +355,9 @@ def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, 
 
     ``answers.csv``: one row per answer; ``readings.csv``: one row per reading (case x reader x arm)
     with one column per question, the case truth, session and seconds (the analysis-ready table);
-    ``summary.json``: :meth:`StudyReport.to_json`; ``masks/``: one NIfTI per drawn reading.
+    ``summary.json``: :meth:`StudyReport.to_json`; ``masks/``: one NIfTI per drawn reading; ``dicom_seg/``:
+    one DICOM-SEG per drawn reading (``<stem>.seg.dcm``, keys ``dicom_seg:...``) and the images they
+    reference (``<case>_images/``, keys ``dicom_seg_image:...``).
     """
     study = session.get(Study, study_id)
     if study is None:
@@ -366,13 +373,39 @@ def export_study(session: Session, admin: Reader, study_id: int, out_dir: Path, 
     crossed = bool((study.settings or {}).get("crossed"))
     for case, reader_name, arm, slices in exported:
         mask, affine = mask_volume(Path(case.scan_path), slices)
-        stem = safe_file_stem(f"{case.name}_{reader_name}" + (f"_{arm}" if crossed else ""))
-        target = out_dir / "masks" / f"{stem}.nii.gz"
+        target = out_dir / "masks" / f"{_reading_stem(case, reader_name, arm, crossed)}.nii.gz"
         image = nib.Nifti1Image(mask, affine)
         image.set_data_dtype(np.uint8)
         nib.save(image, str(target))
         paths[f"mask:{case.name}:{reader_name}" + (f":{arm}" if crossed else "")] = target
+    paths.update(_dicom_segs(exported, out_dir / "dicom_seg", crossed))
     paths["summary"].write_text(json.dumps(report.to_json(), indent=1, allow_nan=False))
+    return paths
+
+
+def _reading_stem(case: Case, reader_name: str, arm: str, crossed: bool) -> str:
+    """The file stem of a reading's exported masks: case and reader (and arm, in a crossed study)."""
+    return safe_file_stem(f"{case.name}_{reader_name}" + (f"_{arm}" if crossed else ""))
+
+
+def _dicom_segs(exported: list, folder: Path, crossed: bool) -> dict[str, Path]:
+    """One DICOM-SEG per drawn reading (MANUAL, the reader named as in the NIfTI file names), each case's
+    SEGs referencing one image series of the case written once beside them (:func:`core.dicom_seg.write_case_segs`):
+    a copy of its de-identified DICOM file, or a derived DICOM series of a NIfTI / PNG case."""
+    from core.dicom_seg import reader_author, write_case_segs
+
+    paths: dict[str, Path] = {}
+    for _, readings in itertools.groupby(exported, key=lambda reading: reading[0].id):
+        readings = list(readings)
+        case = readings[0][0]
+        volume = load_volume(case.scan_path)
+        masks = [(_reading_stem(case, name, arm, crossed), drawn_mask(volume, slices),
+                  reader_author(name, arm if crossed else None)) for _, name, arm, slices in readings]
+        segs, images = write_case_segs(volume, Path(case.scan_path), masks, folder, patient_id=case.name,
+                                       images_name=safe_file_stem(f"{case.name}_images"))
+        paths.update({f"dicom_seg_image:{case.name}:{path.name}": path for path in images})
+        for (_, name, arm, _), seg in zip(readings, segs, strict=True):
+            paths[f"dicom_seg:{case.name}:{name}" + (f":{arm}" if crossed else "")] = seg
     return paths
 
 

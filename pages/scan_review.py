@@ -12,6 +12,7 @@ from ui.analysis import explained_result, scan_result
 from ui.resources import demo_volume, uploaded_volume
 from ui.review import (
     apply_chart_pick,
+    dicom_seg_download,
     explainer_choice,
     heatmap_controls,
     make_overlay,
@@ -35,7 +36,7 @@ cases = {case.key: case for case in available_cases()}
 with st.sidebar:
     source = st.radio("Scan source", [SOURCE_DEMO, SOURCE_UPLOAD], key=Keys.SOURCE_KIND)
 
-volume, scan_key = None, None
+volume, scan_key, upload = None, None, None
 if source == SOURCE_DEMO:
     key = st.selectbox(
         "Demo scan", list(cases), format_func=lambda k: cases[k].title, key=Keys.DEMO_CASE
@@ -91,4 +92,5 @@ if volume is not None:
         window = window_presets(volume)[st.session_state[Keys.WINDOW]]
         panels(result, volume, index, apply_window(volume.display_slice(index), window), tau, cmap)
         mask_download(result, volume, tau)
+        dicom_seg_download(result, volume, tau, upload)
         summary_downloads(result, volume, tau, index, window, cmap, opacity)

@@ -4,14 +4,14 @@ import streamlit as st
 
 from db.repository import studies_of
 from ui.state import Keys
-from ui.study import login_box, session
+from ui.study import login_box, read_session
 from ui.study_admin import results
 
 st.title("Study results")
 reader = login_box()
 if reader is None:
     st.stop()
-with session() as s:
+with read_session() as s:
     titles = {x.id: x.title for x in studies_of(s, reader)}
 if not titles:
     st.info("No study to show yet.")

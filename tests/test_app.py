@@ -176,7 +176,8 @@ def test_the_view_offers_mask_and_summary_downloads_named_after_it(app):
     app.slider(key=Keys.TAU).set_value(1.5)
     _run(app)
     buttons = {b.proto.label: b.proto for b in app.get("download_button")}
-    assert set(buttons) == {"Download the mask at τ = 1.50 (NIfTI)", "Summary (PNG)", "Summary (PDF)"}
+    assert set(buttons) == {"Download the mask at τ = 1.50 (NIfTI)", "Download the mask at τ = 1.50 (DICOM-SEG)",
+                            "Summary (PNG)", "Summary (PDF)"}
     # The files are made on click (deferred callables); the browser test downloads them.
 
 

@@ -60,6 +60,7 @@ def _create(page, kind: str, title: str, case_list: str, readers: list[str]) -> 
     page.get_by_text(kind).click()
     page.get_by_text("Folder of REAL images" if kind.startswith("Visual") else "Every reader reads every case twice"
                      ).wait_for()  # the form has been redrawn for this study type
+    settled(page)  # ... and the previous study's form is gone (a stale copy doubles every textbox)
     page.get_by_role("textbox", name="Title").fill(title)
     page.get_by_role("textbox", name="Or a case list on the server").fill(case_list)
     for reader in readers:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from core.detectors.head import HeadConfig, HeadDetector, build_head, slice_score
+from core.detectors.head import HeadConfig, HeadDetector, build_head, image_logit, pad_to_multiple, slice_score
 from core.head_scoring import HeadCalibration, HeadScorer, back_to_slice, to_head_resolution
 from core.masks import unsafe_mask
 from core.preprocess import TAIL_MAX, normalize_intensity, robust_normalize
@@ -137,6 +137,27 @@ def test_head_maps_have_the_input_shape(shape):
     x = np.random.default_rng(0).uniform(size=(1, *shape)).astype(np.float32)
     (prob,) = head.probability([x])
     assert prob.shape == shape and ((prob >= 0) & (prob <= 1)).all()
+
+
+def test_padding_to_the_stride_mirrors_the_edge_instead_of_adding_zeros():
+    x = torch.arange(5 * 6, dtype=torch.float32).reshape(1, 1, 5, 6)
+    padded, size = pad_to_multiple(x, 4)
+    assert size == (5, 6) and padded.shape == (1, 1, 8, 8)
+    assert torch.equal(padded[..., :5, :6], x)
+    assert torch.equal(padded[0, 0, 5:, :6], x[0, 0, [3, 2, 1]])  # rows 4, 3, 2 mirrored about row 4
+    assert torch.equal(padded[0, 0, :5, 6:], x[0, 0, :, [4, 3]])
+    assert pad_to_multiple(x[..., :4, :4], 4)[0].shape == (1, 1, 4, 4)  # a multiple already: untouched
+    # A constant slice stays constant, so no step at the padded edge can light up the map.
+    flat, _ = pad_to_multiple(torch.full((1, 1, 131, 157), 0.7), 8)
+    assert torch.all(flat == 0.7)
+
+
+def test_the_image_logit_is_the_max_of_the_box_mean_of_the_logits_inside_the_crop():
+    logits = torch.full((2, 1, 20, 20), -4.0)
+    logits[0, 0, 5:8, 5:8] = 2.0  # a 3x3 hot square: its 3x3 box mean is 2
+    logits[1, 0, 0, 0] = 5.0  # a corner pixel: the box counts only the 4 pixels inside, (5 - 12) / 4
+    assert image_logit(logits, 3).tolist() == pytest.approx([2.0, -1.75])
+    assert image_logit(logits, 1).tolist() == pytest.approx([2.0, 5.0])
 
 
 def test_scoring_is_at_native_resolution_for_odd_sizes():

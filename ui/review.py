@@ -6,6 +6,8 @@ Everything here renders from a stored :class:`ScanResult`; nothing runs a model.
 from __future__ import annotations
 
 import functools
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -306,6 +308,30 @@ def mask_download(result: ScanResult, volume: Volume, tau: float) -> None:
                        file_name=f"{stem}_mask_tau{tau:.2f}.nii.gz", mime="application/gzip",
                        icon=":material/download:", on_click="ignore",
                        key=f"review.download.{stem}.{tau:.2f}")  # a new tau is a new file: a new button
+
+
+def dicom_seg_download(result: ScanResult, volume: Volume, tau: float, upload=None) -> None:
+    """The mask at ``tau`` as a DICOM-SEG (:mod:`core.dicom_seg`), zipped with the derived DICOM copy it
+    references when the scan is not DICOM. ``upload``: the uploaded file the volume came from (its
+    DICOM headers are re-read from it); None for a demo scan (read from its file)."""
+    stem = volume.name.split(".")[0] or "scan"
+    st.download_button(f"Download the mask at τ = {tau:.2f} (DICOM-SEG)",
+                       lambda: _dicom_seg_zip(result, volume, tau, upload, stem),
+                       file_name=f"{stem}_mask_tau{tau:.2f}_dicom_seg.zip", mime="application/zip",
+                       icon=":material/download:", on_click="ignore", key=f"review.dicom_seg.{stem}.{tau:.2f}",
+                       help="A DICOM Segmentation for PACS viewers (OHIF, 3D Slicer). A DICOM scan's SEG references "
+                            "its own images; any other scan's comes with a derived DICOM copy of the scan.")
+
+
+def _dicom_seg_zip(result: ScanResult, volume: Volume, tau: float, upload, stem: str) -> bytes:
+    from core.dicom_seg import safegen_author_of, seg_zip  # highdicom loads on the first click, not with the page
+
+    with tempfile.TemporaryDirectory(prefix="safegen-seg-") as folder:
+        source = Path(volume.source) if upload is None and volume.source else None
+        if upload is not None:  # the upload's temporary file is gone: its bytes are read again
+            source = Path(folder) / (Path(upload.name).name or "upload")
+            source.write_bytes(upload.getvalue())
+        return seg_zip(result.mask_at(tau), volume, safegen_author_of(result, tau), source=source, stem=stem)
 
 
 def summary_downloads(result: ScanResult, volume: Volume, tau: float, index: int, window: Window, cmap: str,

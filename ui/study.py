@@ -28,8 +28,8 @@ from core.study_stats import likert_levels
 from core.types import Volume
 from db.migrate import upgrade
 from db.models import Reader, Role
-from db.repository import SignInRefused, StudyError, create_first_admin, lock_seconds, sign_in
-from db.session import default_url, make_engine, make_session_factory, session_scope
+from db.repository import SignInRefused, StudyError, create_first_admin, has_accounts as _has_accounts, lock_seconds, sign_in
+from db.session import default_url, make_engine, make_session_factory, read_scope, session_scope
 from ui.state import Keys
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -58,6 +58,12 @@ def study_db(url: str):
 def session():
     """A unit of work on the study database ($SAFEGEN_DB_URL or data/safegen.db): commit or roll back."""
     return session_scope(study_db(default_url()))
+
+
+def read_session():
+    """A read-only unit of work on the same database (:func:`db.session.read_scope`), for what a page
+    only shows: it never waits for a save (or holds one up) and cannot write."""
+    return read_scope(study_db(default_url()))
 
 
 SESSION_COOKIE = "safegen_session"
@@ -125,7 +131,7 @@ def current_reader() -> Reader | None:
             reader_id = None
     reader = None
     if reader_id is not None:
-        with session() as s:
+        with read_session() as s:
             reader = s.get(Reader, reader_id)
         if reader is None:
             sign_out()
@@ -138,10 +144,8 @@ def current_reader() -> Reader | None:
 
 
 def has_accounts() -> bool:
-    from sqlalchemy import func, select
-
-    with session() as s:
-        return bool(s.scalar(select(func.count(Reader.id))))
+    with read_session() as s:
+        return _has_accounts(s)
 
 
 SETUP_TOKEN_ENV = "SAFEGEN_SETUP_TOKEN"
@@ -202,7 +206,7 @@ def login_box() -> Reader | None:
             with session() as s:
                 found_id = create_first_admin(s, username, password).id
         else:
-            found_id = sign_in(session, username, password)
+            found_id = sign_in(session, username, password, open_read=read_session)
     except SignInRefused as error:
         failures = st.session_state.get(Keys.STUDY_SIGN_IN_FAILURES, 0) + 1
         st.session_state[Keys.STUDY_SIGN_IN_FAILURES] = failures

@@ -33,7 +33,7 @@ from db.repository import (
 from db.studies import analyse_study, create_study_from_files, export_study, read_case_list
 from ui.analysis import load_scorer, progress_bar
 from ui.state import Keys
-from ui.study import plain_markdown, session
+from ui.study import plain_markdown, read_session, session
 
 def _shared(text: str | Path) -> Path:
     """A server path the admin named, if it is inside the folders the server shares; else a StudyError."""
@@ -87,7 +87,7 @@ def new_study_section(admin: Reader) -> None:
     """The new-study form; its fields follow the study type chosen above it."""
     if message := st.session_state.pop(Keys.ADMIN_MESSAGE, None):  # the study made by the previous run
         st.success(message)
-    with session() as s:
+    with read_session() as s:
         readers = [(r.id, r.username) for r in s.scalars(select(Reader).where(Reader.role == Role.READER)
                                                          .order_by(Reader.username))]
     cases = {c.key: c for c in available_cases()}
@@ -237,18 +237,18 @@ def gather_cases(kind: StudyKind, demo: list[Path], folder_text: str, synthetic_
 
 
 def studies_section(admin: Reader) -> None:
-    with session() as s:
+    with read_session() as s:
         studies = [(x.id, x.title) for x in studies_of(s, admin)]
     if not studies:
         st.info("No study yet.")
         return
     titles = dict(studies)
     study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.ADMIN_STUDY)
-    with session() as s:
+    with read_session() as s:
         rows = [{"reader": name, "done": done, "cases": total} for name, (done, total) in progress(s, s.get(Reader, admin.id), study_id).items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    if st.button("Prepare the export (answers CSV, NIfTI masks, summary)", key=Keys.ADMIN_EXPORT):
-        with tempfile.TemporaryDirectory() as folder, session() as s:
+    if st.button("Prepare the export (answers CSV, NIfTI and DICOM-SEG masks, summary)", key=Keys.ADMIN_EXPORT):
+        with tempfile.TemporaryDirectory() as folder, read_session() as s:  # reads only: saves go on meanwhile
             from ui.study import default_tau
 
             paths = export_study(s, s.get(Reader, admin.id), study_id, Path(folder), tau=default_tau())
@@ -274,7 +274,7 @@ def results(reader: Reader, study_id: int) -> None:
     # The estimator's radio sits in the MRMC section (shown only when there is one); its value from the
     # last run is what this run analyses with.
     covariance = st.session_state.get(Keys.RESULTS_COVARIANCE, "jackknife")
-    with session() as s:
+    with read_session() as s:
         report = analyse_study(s, s.get(Reader, reader.id), study_id, tau=default_tau(), covariance=covariance,
                                load_scan=case_volume, load_array=case_heatmap)
     if report.answers.empty:

@@ -20,6 +20,7 @@ from db.repository import (
     assignment,
     assignments,
     check_session_open,
+    find_read,
     load_draft,
     open_case,
     read_masks,
@@ -40,6 +41,7 @@ from ui.study import (
     drawn_masks,
     plain_markdown,
     question_widgets,
+    read_session,
     reading_seconds,
     restart_clock,
     session,
@@ -68,13 +70,13 @@ class StudyView:
 
 def choose_study(reader: Reader) -> StudyView | None:
     """Study selector, instructions and (in a crossed study) the session: one arm per session."""
-    with session() as s:
+    with read_session() as s:
         studies = [(st_.id, st_.title) for st_ in studies_of(s, reader)]
     if not studies:
         return None
     titles = dict(studies)
     study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.STUDY_ID)
-    with session() as s:
+    with read_session() as s:
         study = s.get(Study, study_id)
         try:
             sessions = [(a.arm, a.block) for a in assignments(s, reader, study_id)]
@@ -106,7 +108,7 @@ def choose_case(reader: Reader, study: StudyView) -> int | None:
     """Progress bar, the case selector and previous / next: after a save (or on arrival) the first
     case not done yet. None when the session is not open yet."""
     try:
-        with session() as s:
+        with read_session() as s:
             check_session_open(s, reader, study.id, study.arm)
             items = [(case.id, case.name, read is not None and read.submitted_at is not None)
                      for case, read in reading_list(s, reader, study.id, study.arm)]
@@ -137,13 +139,12 @@ def choose_case(reader: Reader, study: StudyView) -> int | None:
 def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
     """The case: slice, optional AI heatmap, mask canvas on the left; questions and save on the right."""
     arm = study.arm
-    with session() as s:
-        read = open_case(s, reader, case_id, arm)
-        version = read.version
-        stored_answers = {a.question: (a.value_int if a.value_text is None else a.value_text) for a in read.answers}
-        stored_masks = read_masks(read)
-        case = reader_case(s, reader, case_id, arm)  # no truth; no AI output in a blinded arm
-        draft = load_draft(s, reader, case_id, arm)
+    with read_session() as s:  # every view but the first: read-only, never queued behind a save
+        loaded = _load_case(s, find_read(s, reader, case_id, arm), reader, case_id, arm)
+    if loaded is None:  # the first visit creates the reader's read of the case
+        with session() as s:
+            loaded = _load_case(s, open_case(s, reader, case_id, arm), reader, case_id, arm)
+    version, stored_answers, stored_masks, case, draft = loaded
     scan_path, heatmap_path, name = case.scan_path, case.ai_heatmap_path, case.name
     ai_tau, ai_flags = case_ai_settings(case)
     read_key = (case_id, arm.value)
@@ -206,6 +207,17 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
             _save(reader, study, case_id, version, values, submit=bool(save_next))
         else:
             _autosave(reader, study, case_id, version, values)
+
+
+def _load_case(s, read, reader: Reader, case_id: int, arm: Arm) -> tuple | None:
+    """What the case panel shows of ``read`` (None: nothing, as there is no read yet): its version,
+    stored answers and masks, the case as the reader may see it (no truth; no AI output in a blinded
+    arm) and their draft."""
+    if read is None:
+        return None
+    answers = {a.question: (a.value_int if a.value_text is None else a.value_text) for a in read.answers}
+    case = reader_case(s, reader, case_id, arm)
+    return read.version, answers, read_masks(read), case, load_draft(s, reader, case_id, arm)
 
 
 def _drawn_on(case_id: int, arm: Arm) -> dict[int, np.ndarray]:

@@ -83,6 +83,21 @@ def slice_score(probability: np.ndarray, window: int) -> np.ndarray:
     return float(scores[0]) if single else scores
 
 
+def box_max(maps: torch.Tensor, window: int, *, count_edge: bool = True) -> torch.Tensor:
+    """:func:`slice_score` in torch, differentiable: the max of the ``window``-box-averaged map,
+    ``(B, 1, H, W)`` -> ``(B,)``. ``count_edge``: the box counts the zeros beyond the edge, as
+    :func:`slice_score` does; else it averages only the pixels inside."""
+    pooled = torch.nn.functional.avg_pool2d(maps, window, stride=1, padding=window // 2,
+                                            count_include_pad=count_edge)
+    return pooled.flatten(1).max(dim=1).values
+
+
+def image_logit(logits: torch.Tensor, window: int) -> torch.Tensor:
+    """The slice score's counterpart on logits (for the training's crop-level loss): :func:`box_max`
+    of the logit map, the box averaging only pixels inside the crop. ``(B, 1, H, W)`` -> ``(B,)``."""
+    return box_max(logits, window, count_edge=False)
+
+
 class Reconstructor:
     """E_AE's and S_diffusion's reconstructions of slices of any size, on the slices' own pixels.
 
@@ -123,10 +138,16 @@ class Reconstructor:
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Zero-pad ``(B, C, H, W)`` at the bottom and right to multiples of ``multiple``."""
+    """Pad ``(B, C, H, W)`` at the bottom and right to multiples of ``multiple`` by mirroring the edge.
+
+    Zeros would put a step (noisy background, then exact zeros) inside the head's view that it never
+    saw in training, and it lights up as a strip along the edge of most clean slices."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    return torch.nn.functional.pad(x, (0, pw, 0, ph)), (h, w)
+    if ph == pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
 @dataclass

@@ -20,7 +20,11 @@ Recipe (``python -m core.cli train head``, seeded, resumable):
    with ``hard_negative_probability`` > 0, that share of the new clean samples is cropped around the
    pixel where the head being trained is most wrong (its hottest), so the false alarms it makes on
    normal anatomy (orbits, skull edges, anatomy cut by the field of view) are what it sees next.
-4. **Loss and schedule.** ``DiceCELoss(sigmoid=True, batch=True)``, Adam, cosine decay.
+4. **Loss and schedule.** ``DiceCELoss(sigmoid=True, batch=True)``, Adam, cosine decay. With
+   ``image_loss_weight`` > 0 a crop-level term is added: binary cross-entropy of
+   :func:`core.detectors.head.image_logit` (the slice score's counterpart on logits) against "the crop
+   holds a label". The pixel loss barely notices one hot spot on a clean crop; the slice score is
+   that hot spot, so this term trains what the image-level decision uses.
 5. **Validation on held-out synthetic data.** Every ``validate_every`` steps the head scores a
    fixed set of whole ``val``-split slices (made the same way, other seed): pixel AUROC, Dice at
    probability 0.5 on the corrupted ones, and image AUROC of the slice score. The curve is kept in
@@ -40,9 +44,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
+from torch.nn.functional import binary_cross_entropy_with_logits
 from scipy import ndimage
 
-from core.detectors.head import HeadConfig, HeadDetector, Reconstructor, build_head, slice_score
+from core.detectors.head import HeadConfig, HeadDetector, Reconstructor, build_head, image_logit, slice_score
 from core.io import load_volume
 from core.preprocess import foreground_mask, robust_normalize, robust_scale
 from core.reference import KNOWN_SUBJECTS, ReferenceSubject, assign_splits
@@ -170,6 +175,7 @@ class HeadTrainingConfig:
     crop: int = 96
     border_crop_probability: float = 0.0
     hard_negative_probability: float = 0.0  # share of clean crops centred on the current head's hottest pixel
+    image_loss_weight: float = 0.0  # weight of the crop-level loss on the slice score's logit (image_logit)
     lr: float = 2e-3
     lr_min: float = 5e-5
     pool_size: int = 3000
@@ -340,7 +346,12 @@ def train_head(config: HeadTrainingConfig, reconstruct: Reconstructor, out: Path
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(step, config)
         x, y = pool.batch(config.batch_size, rng)
-        loss = loss_fn(model(x), y)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        if config.image_loss_weight > 0:
+            target = y.amax(dim=(1, 2, 3))
+            loss = loss + config.image_loss_weight * binary_cross_entropy_with_logits(
+                image_logit(logits, config.head.score_window), target)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -380,6 +391,7 @@ def train_head(config: HeadTrainingConfig, reconstruct: Reconstructor, out: Path
             "crop": config.crop,
             "border_crop_probability": config.border_crop_probability,
             "hard_negative_probability": config.hard_negative_probability,
+            "image_loss_weight": config.image_loss_weight,
             "lr": config.lr,
             "lr_min": config.lr_min,
             "pool_size": config.pool_size,
@@ -390,7 +402,8 @@ def train_head(config: HeadTrainingConfig, reconstruct: Reconstructor, out: Path
             "seconds": round(time.perf_counter() - start, 1),
             "variation": config.variation.as_dict(),
             "anomalies": config.anomalies.as_dict(),
-            "loss": "DiceCELoss(sigmoid=True, batch=True)",
+            "loss": "DiceCELoss(sigmoid=True, batch=True)" + (
+                f" + {config.image_loss_weight} BCE(image_logit)" if config.image_loss_weight > 0 else ""),
             "kept_step": history["step"][best_index],
         },
         "validation_curve": history,
