@@ -50,18 +50,23 @@ models: benchmark
 	$(BIN)/python -m core.cli calibrate
 	$(BIN)/python -m core.cli calibrate-explainers
 
-# The segmentation head (core/detectors/head.py), fed by the two models above: train it on corrupted
-# real slices under normal variation (seeded, CPU, resumable with `train-head --resume`; about 45 min
-# on 2 cores), then its slice / volume thresholds and its explainers' scale (about 10 min).
+# The segmentation head (core/detectors/head.py), the detector: chosen on the realistic validation set
+# among the heads below, it sees the image alone and trains with hard-negative mining, elastic variation
+# and a crop-level loss on its slice score (seeded, CPU, resumable with `train-head --resume`; about
+# 70 min on 2 shared cores), then its slice / volume thresholds and its explainers' scale (about 5 min).
 head: setup
-	$(BIN)/python -m core.cli train-head
+	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
+		--refresh-every 250 --image-loss-weight 1
 	$(BIN)/python -m core.cli calibrate-head
 
-# The ablation heads of the evaluation (committed in models/ablation): the committed head's recipe on
-# the image alone, and the image alone with hard-negative mining and elastic variation (about 35 and
-# 30 min on 2 cores; calibration 5 min each).
-ABLATION_HEADS := models/ablation/head_mri_t1_image.pt,models/ablation/head_mri_t1_image_hn.pt
+# The ablation heads of the evaluation (committed in models/ablation): the image with E_AE's and
+# S_diffusion's reconstructions (the detector before issue 21 part 4), the image alone on that recipe,
+# and the image alone with hard-negative mining and elastic variation (about 50, 35 and 30 min on 2
+# cores; calibration 5-25 min each).
+ABLATION_HEADS := models/ablation/head_mri_t1_3inputs.pt,models/ablation/head_mri_t1_image.pt,models/ablation/head_mri_t1_image_hn.pt
 ablations: setup
+	$(BIN)/python -m core.cli train-head --out models/ablation/head_mri_t1_3inputs.pt
+	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_3inputs.pt
 	$(BIN)/python -m core.cli train-head --inputs image --out models/ablation/head_mri_t1_image.pt
 	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_image.pt
 	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \

@@ -1,18 +1,32 @@
-"""SAFEGEN dashboard entry point: a router and nothing else. Run with `make run`."""
+"""SAFEGEN dashboard entry point: a router and nothing else. Run with `make run`.
+
+Every page has a stable address, its file's name: /scan_review, /batch_screening, /evaluation, /about,
+/reading, /study_results, /study_admin. The root address opens Scan review under its own address (Streamlit
+serves a default page only at the root, so a bookmarked /scan_review would otherwise be "Page not found").
+"""
 
 import streamlit as st
 
 st.set_page_config(page_title="SAFEGEN", page_icon=":material/health_and_safety:", layout="wide")
 
-pages = [
-    st.Page("pages/scan_review.py", title="Scan review", icon=":material/radiology:", default=True),
-    st.Page("pages/batch_screening.py", title="Batch screening", icon=":material/view_list:"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
-    st.Page("pages/about.py", title="About & model card", icon=":material/info:"),
+
+def page(name: str, title: str, icon: str) -> st.Page:
+    """``pages/<name>.py`` at the address ``/<name>`` (the address Streamlit gives a file under ``pages/``
+    before any session has run this router: :func:`ui.router.through_the_router` relies on that)."""
+    return st.Page(f"pages/{name}.py", title=title, icon=f":material/{icon}:", url_path=name)
+
+
+scan_review = page("scan_review", "Scan review", "radiology")
+screening = [
+    scan_review,
+    page("batch_screening", "Batch screening", "view_list"),
+    page("evaluation", "Evaluation", "monitoring"),
+    page("about", "About & model card", "info"),
 ]
 study = [
-    st.Page("pages/reading.py", title="Reading", icon=":material/edit_note:"),
-    st.Page("pages/study_results.py", title="Study results", icon=":material/query_stats:"),
-    st.Page("pages/study_admin.py", title="Study admin", icon=":material/admin_panel_settings:"),
+    page("reading", "Reading", "edit_note"),
+    page("study_results", "Study results", "query_stats"),
+    page("study_admin", "Study admin", "admin_panel_settings"),
 ]
-st.navigation({"Screening": pages, "Reader study": study}).run()
+root = st.Page(lambda: st.switch_page(scan_review), title="SAFEGEN", url_path="", default=True, visibility="hidden")
+st.navigation({"Screening": [root, *screening], "Reader study": study}).run()

@@ -45,6 +45,13 @@ class RobustScale:
         return ((np.asarray(values, dtype=np.float32) - self.median) / self.scale).astype(np.float32)
 
 
+def smallest_p_value(n: int, tests: int = 1) -> float:
+    """The smallest p-value :meth:`ConformalCalibrator.p_value` can give with ``n`` calibration scores,
+    ``1 / (n + 1)`` (a score above all of them); times ``tests``, capped at 1, for a Bonferroni p over
+    that many slices."""
+    return min(1.0, tests / (n + 1.0))
+
+
 @dataclass(frozen=True)
 class ConformalCalibrator:
     """Split-conformal p-values and thresholds from clean calibration scores."""

@@ -217,6 +217,17 @@ def read_manifest(folder: Path) -> pd.DataFrame | None:
     return table if {"file", "group"} <= set(table.columns) else None
 
 
+def with_groups(screening_table: pd.DataFrame, manifest: pd.DataFrame | None) -> pd.DataFrame:
+    """``screening_table`` with the manifest's ``group`` of each file after ``file`` ("" for a file the
+    manifest does not list); unchanged without a manifest."""
+    if manifest is None:
+        return screening_table
+    groups = dict(zip(manifest["file"], manifest["group"], strict=True))
+    table = screening_table.copy()
+    table.insert(table.columns.get_loc("file") + 1, "group", table["file"].map(groups).fillna(""))
+    return table
+
+
 def group_summary(screening_table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """Per group of the manifest: images scored, median and max score, flagged count and share.
 

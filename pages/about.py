@@ -3,7 +3,10 @@
 import streamlit as st
 
 from ui.about import calibration_facts, data_sources_table, models_table, versions_table
+from ui.router import through_the_router
+from ui.tables import show_table
 
+through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("About SAFEGEN")
 st.markdown(
     """
@@ -21,14 +24,14 @@ st.markdown(
     "of several scans (smoother than one clinical scan). Normal variation is simulated with "
     "augmentation (rotation, scale, translation, gamma, bias field, Rician noise)."
 )
-st.dataframe(data_sources_table(), hide_index=True)
+show_table(data_sources_table(), hide_index=True)
 st.subheader("Model card")
 st.markdown(
     "Each profile's two detectors were trained on CPU, on real normal slices of its modality only (brain MRI "
     "T1: two subjects; head CT: one), and are committed with a JSON record of their training. `make models` "
     "and `make models-ct` retrain and recalibrate them (seeded, about 40 and 25 min)."
 )
-st.dataframe(models_table(), hide_index=True)
+show_table(models_table(), hide_index=True)
 for name, value in calibration_facts().items():
     st.markdown(f"- **{name}**: {value}")
 st.markdown(
@@ -49,4 +52,4 @@ brains (README, Screening a real generator's images). The **Evaluation** page sh
 """
 )
 st.subheader("Software versions")
-st.dataframe(versions_table(), hide_index=True)
+show_table(versions_table(), hide_index=True)

@@ -4,9 +4,11 @@ import streamlit as st
 
 from ui.batch import batch_inputs, run_screening, show_screening
 from ui.review import batch_profile_choice, method_choice
+from ui.router import through_the_router
 from ui.state import Keys
 from ui.study import require_screening_access
 
+through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("Batch screening")
 require_screening_access()  # once the server runs reader studies: admins only
 st.caption(

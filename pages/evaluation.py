@@ -17,8 +17,11 @@ from ui.evaluation import (
     unseen_volume_line,
     where_safegen_loses,
 )
+from ui.router import through_the_router
 from ui.study import require_screening_access
+from ui.tables import show_table
 
+through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("Evaluation")
 require_screening_access()  # once the server runs reader studies: admins only
 st.header("The detector on the realistic benchmark")
@@ -35,14 +38,14 @@ else:
     realistic_headline(realistic)
     overall_tab, kinds_tab, sources_tab = st.tabs(["All methods", "Per kind and severity", "Seen vs held-out subject"])
     with overall_tab:
-        st.dataframe(realistic["overall"].round(3), key="eval.realistic_overall")
+        show_table(realistic["overall"].round(3), key="eval.realistic_overall", hide_index=True)
     with kinds_tab:
         st.plotly_chart(by_group_bars(realistic["by_kind"], "kind", "Image AUROC per artifact kind"),
                         key="eval.realistic_kind")
         st.plotly_chart(by_group_bars(realistic["by_severity"], "severity", "Image AUROC per severity"),
                         key="eval.realistic_severity")
     with sources_tab:
-        st.dataframe(realistic["by_source"].round(3), key="eval.realistic_source")
+        show_table(realistic["by_source"].round(3), key="eval.realistic_source", hide_index=True)
         if "unseen_volumes" in realistic:
             st.markdown(unseen_volume_line(realistic["unseen_volumes"]))
 
@@ -63,12 +66,12 @@ with detection:
     left, right = st.columns(2)
     left.plotly_chart(roc_figure(tables["scores"]), key="eval.roc")
     right.plotly_chart(grouped_bars(tables["per_kind_auroc"], "image AUROC", "Image AUROC per artifact kind"), key="eval.kind_auroc")
-    st.dataframe(tables["summary"].round(3))
+    show_table(tables["summary"].round(3))
 with localisation:
     if "explainer_summary" not in tables:
         st.info("This run evaluated no explainers (`evaluate --explainers all`).")
     else:
-        st.dataframe(tables["explainer_summary"].round(3))
+        show_table(tables["explainer_summary"].round(3))
         left, right = st.columns(2)
         left.plotly_chart(grouped_bars(tables["explainer_dice_per_kind"], "Dice at τ", "Dice at τ per kind and explainer"), key="eval.dice_kind")
         right.plotly_chart(deletion_figure(tables["explainer_deletion"]), key="eval.deletion")
@@ -81,11 +84,11 @@ with baselines:
         st.info("No comparison with the baselines in this run: `python -m core.cli evaluate --methods all "
                 "--out out/evaluation` (about 3 minutes; `make evaluate` runs it).")
     else:
-        st.dataframe(tables["methods"].round(3), key="eval.methods")
+        show_table(tables["methods"].round(3), key="eval.methods")
         if "methods_subset" in tables:
             st.caption("A slow method scored only the small subset (one artifact image per kind and severity, as "
                        "many clean); every method on exactly those images:")
-            st.dataframe(tables["methods_subset"].round(3), key="eval.methods_subset")
+            show_table(tables["methods_subset"].round(3), key="eval.methods_subset")
         st.plotly_chart(grouped_bars(tables["methods_auroc_per_kind"], "image AUROC",
                                      "Image AUROC per artifact kind and method"), key="eval.methods_kind")
         losses = where_safegen_loses(tables["methods_auroc_per_kind"])

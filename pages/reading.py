@@ -2,9 +2,11 @@
 
 import streamlit as st
 
+from ui.router import through_the_router
 from ui.study import login_box
 from ui.study_reading import case_panel, choose_case, choose_study
 
+through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("Reading")
 reader = login_box()
 if reader is None:

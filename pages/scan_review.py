@@ -25,10 +25,12 @@ from ui.review import (
     summary_downloads,
     verdict,
 )
+from ui.router import through_the_router
 from ui.state import SOURCE_DEMO, SOURCE_UPLOAD, Keys
 from ui.study import require_screening_access
 from ui.viewer import orthogonal_views, slice_viewer, volume_facts
 
+through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("Scan review")
 require_screening_access()  # once the server runs reader studies: admins only
 

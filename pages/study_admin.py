@@ -3,9 +3,11 @@
 import streamlit as st
 
 from db.models import Role
+from ui.router import through_the_router
 from ui.study import login_box
 from ui.study_admin import accounts_section, new_study_section, studies_section
 
+through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("Study admin")
 reader = login_box()
 if reader is None:

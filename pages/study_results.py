@@ -3,10 +3,12 @@
 import streamlit as st
 
 from db.repository import studies_of
+from ui.router import through_the_router
 from ui.state import Keys
 from ui.study import login_box, read_session
 from ui.study_admin import results
 
+through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("Study results")
 reader = login_box()
 if reader is None:

@@ -3,6 +3,7 @@ throw-away PostgreSQL cluster and a database URL per backend for the database te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -47,6 +48,13 @@ def _own_study_database_and_shared_folders(monkeypatch, tmp_path_factory):
 @pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory, server_data):
     """A real `streamlit run app.py` on a free loopback port; yields its base URL."""
+    with running_dashboard(tmp_path_factory, server_data) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_dashboard(tmp_path_factory, server_data: dict[str, str]):
+    """Start `streamlit run app.py` on a free loopback port, yield its base URL, stop it."""
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, "SAFEGEN_DB_URL": server_data["db_url"], "SAFEGEN_STUDIES_DIR": server_data["studies_dir"],

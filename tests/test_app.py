@@ -44,15 +44,29 @@ def test_switching_to_a_2d_ct_demo_drops_the_slider_and_offers_ct_windows(app):
     assert {"Brain", "Soft tissue", "Lung", "Bone"} <= set(windows)
 
 
-def test_about_page_lists_the_real_data_sources():
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/about.py")
+def _opened(page: str, timeout: float = 120) -> AppTest:
+    """``page`` under AppTest, reached from the root (which opens Scan review on the 2-D demo: seconds)."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.session_state[Keys.DEMO_CASE] = "ct_small"
     _run(at)
+    at.switch_page(page)
+    return _run(at)
+
+
+def shown_labels(table) -> dict[str, str]:
+    """The label each column of an ``st.dataframe`` shows (its column_config), by machine name."""
+    import json
+
+    return {name: config.get("label", name) for name, config in json.loads(table.proto.columns).items()}
+
+
+def test_about_page_lists_the_real_data_sources():
+    at = _opened("pages/about.py")
     assert at.title[0].value == "About SAFEGEN"
     table = at.dataframe[0].value
     assert "mni152" in set(table["name"])
     assert bool(table.loc[table["name"] == "mni152", "present"].iloc[0])
+    assert shown_labels(at.dataframe[0])["present"] == "On this machine"  # the data keeps its machine names
     models = at.dataframe[1].value  # the model card, read from the committed sidecars
     assert list(models["model"]) == ["autoencoder_mri_t1.pt", "diffusion_mri_t1.pt", "autoencoder_ct_head.pt",
                                      "diffusion_ct_head.pt", "generator_mri_t1.pt", "head_mri_t1.pt"]
@@ -62,6 +76,8 @@ def test_about_page_lists_the_real_data_sources():
     assert models["training images"].iloc[0] == "240 slices of mni152, colin27"
     assert models["training images"].iloc[2] == "150 slices of invesalius_cranium"
     assert models["final val loss"].iloc[0] == pytest.approx(0.0246, abs=5e-4)
+    assert shown_labels(at.dataframe[1])["final val loss"] == "Final validation loss"
+    assert shown_labels(at.dataframe[1])["CPU minutes"] == "CPU time (min)"
     assert any("4.706 z" in m.value for m in at.markdown)  # the default tau, from the calibration file
     assert any("Head CT (brain window): τ" in m.value and "4.445 z" in m.value for m in at.markdown)
     from core.head_scoring import HeadCalibration, head_calibration_file
@@ -102,6 +118,7 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
     from core.demo import get_case
     from core.io import load_volume
     from core.scoring import Scorer
+    from core.screening import reference_scores
 
     app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
     _run(app)
@@ -112,6 +129,12 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
     assert metrics["Score (worst slice)"] == f"{expected.score:.2f}"
     assert metrics["p-value vs real slices"] == f"{expected.p_value:.3f}"
     assert metrics["Autoencoder (E_AE)"] == f"{expected.score_autoencoder:.2f}"
+    n = Scorer.load(profile="ct_head").calibration.metadata["calib_images"]  # 29 real clean CT slices
+    assert len(reference_scores(Scorer.load(profile="ct_head"))) == n
+    floor = [c.value for c in app.caption if c.value.startswith("Conformal p-value")]
+    assert floor == [f"Conformal p-value against the {n} real clean calibration slices: (1 + those scoring at least "
+                     f"as high) / ({n} + 1). p = {1 / (n + 1):.2g} is the smallest p {n} calibration slices can "
+                     f"give, 1/({n} + 1): a score above all of them gets it, however far above."]
     assert app.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))
     assert app.selectbox(key=Keys.PROFILE).value == "auto"
     assert not any("out of their domain" in w.value for w in app.warning)
@@ -193,6 +216,15 @@ def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, cou
     assert len(trace["x"]) == 189 and trace["x"][0] == 1
     scores = [v for v in trace["y"] if v is not None]
     assert max(scores) == pytest.approx(float(metrics["Score (worst slice)"]), abs=0.01)
+    from core.head_scoring import HeadCalibration, head_calibration_file
+    from core.profiles import MRI_T1
+
+    n, scored = len(HeadCalibration.load(head_calibration_file(MRI_T1)).calib_scores), len(scores)
+    floor = next(c.value for c in app.caption if c.value.startswith("Conformal p-value"))
+    assert f"against the {n} real clean calibration slices" in floor
+    assert floor.endswith(f"times its {scored} scored slices (Bonferroni, at most 1), so it cannot fall below "
+                          f"{min(1.0, scored / (n + 1)):.2g}.")
+    assert float(metrics["p-value vs real slices"]) >= round(min(1.0, scored / (n + 1)), 3)  # 3 decimals: >= 0.001
     assert len(counted_scoring) <= 1  # scored once per server process (already, by the fixture's run)
     runs = len(counted_scoring)
     app.slider(key=Keys.SLICE).set_value(90)
@@ -241,10 +273,7 @@ def _evaluation_page(monkeypatch, evaluation_dir, data_dir, realistic_dir=None) 
     monkeypatch.setenv("SAFEGEN_EVALUATION_DIR", str(evaluation_dir))
     monkeypatch.setenv("SAFEGEN_REALISTIC_DIR", str(realistic_dir or evaluation_dir / "no-realistic-run"))
     monkeypatch.setenv("SAFEGEN_DATA_DIR", str(data_dir))
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.run()
-    at.switch_page("pages/evaluation.py")
-    return _run(at)
+    return _opened("pages/evaluation.py", timeout=300)
 
 
 def test_evaluation_page_without_results_says_how_to_make_them(monkeypatch, tmp_path):
@@ -281,6 +310,11 @@ def test_evaluation_page_shows_the_detectors_realistic_report_as_written(monkeyp
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Image AUROC"] == "1.000" and metrics["Dice at τ"] == "1.000" and metrics["Pixel AUROC"] == "1.000"
     assert metrics["Clean images flagged"] == "25.0%"
+    overall = at.dataframe[0]  # all methods: the report's names stay in the data ...
+    assert {"method", "image_auroc", "false_alarm"} <= set(overall.value.columns)
+    shown = shown_labels(overall)
+    assert (shown["image_auroc"], shown["false_alarm"], shown["dice_at_tau"]) == (
+        "Image AUROC", "Clean flagged", "Dice at τ")  # ... the reader sees these
     kinds = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["name"] for t in kinds["data"]} == {"head"}
     assert sorted(kinds["data"][0]["x"]) == sorted(table.loc[labels == 1, "kind"].unique())
@@ -378,3 +412,59 @@ def test_the_unsafe_extent_is_the_masks_voxels_times_the_voxel_volume():
     assert unsafe_extent(result, 1.0) == " Unsafe volume 0.34 ml in 2 region(s)."  # 17 x 20 mm3
     assert unsafe_extent(SimpleNamespace(**{**vars(result), "heatmap": np.zeros((10, 10))}), 1.0) == ""
     assert unsafe_extent(SimpleNamespace(**{**vars(result), "pixel_maps": False}), 1.0) == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch screening page: the table's labels, its CSV, the p-value's floor
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_batch_table_shows_labels_and_groups_and_its_csv_keeps_the_machine_names(monkeypatch, tmp_path):
+    import io
+    import json
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    from core.generated_set import GENERATED_SET_DIR
+    from core.head_scoring import load_detector
+    from core.screening import COLUMNS, reference_scores
+    from tests.test_generated_set import small_set
+    from ui.state import BATCH_FOLDER
+
+    downloads = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, data, mimetype, kind, filename=None):
+        downloads[filename] = data
+        return original(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    picked = small_set(tmp_path / "set")  # four files of three groups, and their manifest
+    shutil.copy(GENERATED_SET_DIR / "vae-01.png", tmp_path / "set" / "unlisted.png")  # not in the manifest
+    at = _opened("pages/batch_screening.py", timeout=300)
+    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
+    _run(at)
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(tmp_path / "set"))
+    _run(at)
+    at.button(key=Keys.BATCH_RUN).click()
+    _run(at)
+    ranked = at.dataframe[1]  # after the group summary
+    groups = dict(zip(ranked.value["file"], ranked.value["group"], strict=True))
+    assert groups == {**dict(zip(picked["file"], picked["group"], strict=True)), "unlisted.png": ""}
+    labels = shown_labels(ranked)
+    assert (labels["group"], labels["p_value"], labels["worst_slice"], labels["seconds"]) == (
+        "Group", "p-value", "Worst slice", "Time (s)")
+    configs = json.loads(ranked.proto.columns)
+    hidden = {name for name, config in configs.items() if config.get("hidden")} - {"_index"}
+    assert hidden == {"score_diffusion", "score_autoencoder", "warnings", "error"}  # the head has no components
+    csv = pd.read_csv(io.BytesIO(downloads["safegen_screening.csv"]), keep_default_na=False)
+    assert list(csv.columns) == ["file", "group", *COLUMNS[1:]]  # the machine names, with the group after the file
+    assert dict(zip(csv["file"], csv["group"], strict=True)) == groups
+    n = len(reference_scores(load_detector(profile="mri_t1")))  # the calibration loaded now
+    note = next(c.value for c in at.caption if "calibration slices can give" in c.value)
+    assert note.startswith(f"p = {1 / (n + 1):.2g} is the smallest p {n} calibration slices can give, 1/({n} + 1)")
+    at_floor = int(np.isclose(ranked.value["p_value"].astype(float), 1 / (n + 1)).sum())
+    assert (f"{at_floor} file(s) here have it" in note) == (at_floor > 0)

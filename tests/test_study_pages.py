@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_app import APP
+from tests.test_app import APP, shown_labels
 from ui.state import BATCH_FOLDER, Keys
 
 
@@ -145,6 +145,11 @@ def test_a_study_is_created_read_in_two_arms_and_summarised(study_env):
     assert metrics["Mean heatmap usefulness (1-5)"] == "5.00"
     summary = _table(results, "answers")
     assert summary.loc["realism", "mean"] == 3.0 and summary.loc["realism", "answers"] == 2
+    questions = shown_labels(next(d for d in results.dataframe if "q25" in d.value.columns))
+    assert (questions["_pos:0"], questions["q25"], questions["n_5"]) == ("Question", "25th percentile", "n(5)")
+    agreement = next(d for d in results.dataframe if "icc_2_1" in d.value.columns)  # the data keeps the names ...
+    assert [shown_labels(agreement)[c] for c in ("kappa_quadratic", "krippendorff_alpha_ordinal", "icc_2_1")] == [
+        "Cohen's κ (quadratic)", "Krippendorff's α (ordinal)", "ICC(2,1)"]  # ... the reader sees these
     between = _table(results, "reader_a")  # ann drew, bob left the case empty: Dice 0
     assert between[["reader_a", "reader_b"]].values.tolist() == [["ann", "bob"]] and between["dice"].tolist() == [0.0]
     against = _table(results, "dice", without="reader_a").set_index("reader")["dice"]  # against SAFEGEN's mask at tau

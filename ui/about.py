@@ -11,6 +11,8 @@ from core.demo import DEMO_CASES
 from core.profiles import MRI_T1, all_profiles
 from core.scoring import Calibration
 
+INPUT_NAMES = {"autoencoder": "E_AE", "diffusion": "S_diffusion"}  # the head's reconstruction inputs
+
 _PACKAGES = ("torch", "monai", "streamlit", "nibabel", "pydicom", "nilearn", "captum", "shap", "SQLAlchemy")
 
 
@@ -81,7 +83,10 @@ def models_table() -> pd.DataFrame:
         kept = curve["step"].index(training["kept_step"])
         rows.append({
             "model": head.name,
-            "network": "MONAI UNet segmentation head on the slice and its E_AE / S_diffusion reconstructions",
+            "network": "MONAI UNet segmentation head on " + (
+                "the slice alone (on the realistic validation set the E_AE / S_diffusion reconstructions did not help it)"
+                if meta["config"]["inputs"] == ["image"] else
+                "the slice and its " + " / ".join(INPUT_NAMES[k] for k in meta["config"]["inputs"][1:]) + " reconstructions"),
             "trained with": f"`{meta.get('command', '')}` (seed {training['seed']}, {training['steps']} steps)",
             "training images": f"{training['pool_size']} varied, corrupted slices at a time of "
                                f"{', '.join(training['subjects'])} (held out: {training['held_out']})",

@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 from core.baselines import SAFEGEN
+from core.calibration import smallest_p_value
 from core.explain import Explainer, ExplainerName
 from core.head_explain import load_explainer as head_explainer
 from core.profiles import DEFAULT_PROFILE
@@ -34,6 +35,25 @@ def load_scorer(profile: str = DEFAULT_PROFILE.name) -> Scorer | HeadScorer:
     head where the profile has one), once per server process. Raises FileNotFoundError naming the
     command that makes a missing file."""
     return load_detector(profile=profile)
+
+
+def calibration_slices(method: str = SAFEGEN, profile: str = DEFAULT_PROFILE.name) -> int:
+    """How many real clean calibration slices the p-values of ``method`` count against (SAFEGEN: the
+    detector of ``profile``), read from the calibration loaded now."""
+    from core.screening import reference_scores
+
+    return len(reference_scores(load_scorer(profile) if method == SAFEGEN else load_baseline(method)))
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader expects it: three decimals, or "< 0.001"."""
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
+
+
+def p_floor_sentence(n: int) -> str:
+    """Why many flagged scans share one p-value: the smallest p ``n`` calibration slices can give."""
+    return (f"p = {smallest_p_value(n):.2g} is the smallest p {n} calibration slices can give, 1/({n} + 1): a "
+            "score above all of them gets it, however far above")
 
 
 def progress_bar(total: int, first_text: str, label: str, unit: str = "slices"):

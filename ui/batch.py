@@ -12,14 +12,16 @@ import streamlit as st
 from core.io import load_upload, load_volume
 from core.score_folder import find_inputs
 from core.baselines import SAFEGEN
+from core.calibration import smallest_p_value
 from core.errors import InputError
 from core.export import spreadsheet_safe
 from core.resources import shared_path
-from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest
+from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest, with_groups
 from core.screening import Screening, screen
-from ui.analysis import load_baseline, load_scorer
+from ui.analysis import load_baseline, load_scorer, p_floor_sentence
 from ui.review import METHOD_LABELS
 from ui.state import BATCH_DEMO, BATCH_FOLDER, BATCH_UPLOAD, Keys
+from ui.tables import RATE, Column, show_table
 
 TYPES = ["nii", "gz", "dcm", "png", "jpg", "jpeg"]
 
@@ -106,15 +108,24 @@ def show_groups(screening: Screening, manifest: pd.DataFrame) -> None:
     if summary.empty:
         return
     st.subheader("By group (manifest.csv)")
-    st.dataframe(summary, hide_index=True, key="batch.groups", column_config={
-        "median score": st.column_config.NumberColumn(format="%.2f"),
-        "max score": st.column_config.NumberColumn(format="%.2f"),
-        "flagged share": st.column_config.NumberColumn(format="percent"),
-    })
+    show_table(summary, hide_index=True, key="batch.groups")
+
+
+def p_value_note(table: pd.DataFrame, n: int) -> str:
+    """The p-value's floor with ``n`` calibration slices, and how many files of ``table`` sit on it."""
+    at_floor = int(np.isclose(table["p_value"].astype(float), smallest_p_value(n)).sum())
+    note = f"{p_floor_sentence(n)}."
+    if at_floor:
+        note += f" {at_floor} file(s) here have it: p cannot rank them, the score can."
+    if (table["slices"].fillna(1) > 1).any():
+        note += (" A volume scored by the segmentation head has its worst slice's p multiplied by its scored "
+                 "slices (Bonferroni), so its smallest p is that many times larger.")
+    return note
 
 
 def show_screening(screening: Screening, manifest: pd.DataFrame | None = None) -> None:
-    table = screening.table
+    """The batch's figures, its ranked table (with each file's manifest group) and the CSV of that table."""
+    table = with_groups(screening.table, manifest)
     n_error = int((table["error"] != "").sum())
     if screening.method != SAFEGEN:
         st.info(f"Scored with the **{METHOD_LABELS.get(screening.method, screening.method)}** baseline (its own "
@@ -129,12 +140,13 @@ def show_screening(screening: Screening, manifest: pd.DataFrame | None = None) -
         show_groups(screening, manifest)
     flagged_only = st.checkbox("Show flagged files only", key=Keys.BATCH_FLAGGED_ONLY)
     shown = table[table["flag"]] if flagged_only else table
-    st.dataframe(shown, hide_index=True, column_config={
-        "score": st.column_config.NumberColumn(format="%.2f"),
-        "p_value": st.column_config.NumberColumn("p-value", format="%.3f"),
-        "score_diffusion": st.column_config.NumberColumn(format="%.2f"),
-        "score_autoencoder": st.column_config.NumberColumn(format="%.2f"),
-    })
+    n = len(screening.reference)
+    note = p_value_note(table, n)
+    p_value = Column("p-value", f"Conformal p-value against the {n} real clean calibration slices: (1 + those "
+                                f"scoring at least as high) / ({n} + 1). {note}",
+                     RATE if smallest_p_value(n) >= 0.001 else "%.4f")  # 1/(n + 1) shows, not 0.000
+    show_table(shown, hide_index=True, hide_empty=True, key="batch.table", overrides={"p_value": p_value})
+    st.caption(note)
     st.download_button("Download the table (CSV)", spreadsheet_safe(table).to_csv(index=False).encode(), file_name="safegen_screening.csv",
                        mime="text/csv", icon=":material/download:", on_click="ignore")
     worst = [name for name in screening.scored["file"] if name in screening.thumbnails][:4]

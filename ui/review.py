@@ -23,7 +23,8 @@ from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.scoring import ScanResult
 from core.summary import summary_page
 from core.types import Volume, Window
-from ui.analysis import heatmap_range, mask_nifti_bytes
+from core.calibration import smallest_p_value
+from ui.analysis import calibration_slices, format_p, heatmap_range, mask_nifti_bytes, p_floor_sentence
 from ui.state import Keys
 
 TAU_MAX = 20.0  # z units; above this every model map here is far outside normal variation
@@ -61,6 +62,18 @@ def unsafe_extent(result: ScanResult, tau: float) -> str:
     return f" Unsafe volume {totals.volume_ml:.2f} ml in {totals.n_regions} region(s)."
 
 
+def p_value_floor(result: ScanResult) -> str:
+    """What the p-value counts against and the smallest value it can take, from the calibration loaded now."""
+    n = calibration_slices(result.method, result.profile)
+    text = (f"Conformal p-value against the {n} real clean calibration slices: (1 + those scoring at least as "
+            f"high) / ({n} + 1). {p_floor_sentence(n)}.")
+    scored = int(np.isfinite(result.slice_scores).sum())
+    if result.head and scored > 1:  # core.head_scoring: a volume's p is Bonferroni over its scored slices
+        text += (f" For this volume p is the worst slice's p times its {scored} scored slices (Bonferroni, at most "
+                 f"1), so it cannot fall below {smallest_p_value(n, scored):.2g}.")
+    return text
+
+
 def verdict(result: ScanResult, tau: float) -> None:
     """The image-level verdict at the tolerance ``tau``: flag, score, p-value, components, warnings."""
     flags = result.flags_at(tau)
@@ -75,24 +88,28 @@ def verdict(result: ScanResult, tau: float) -> None:
                    icon=":material/check_circle:")
     safegen = result.method == SAFEGEN and not result.head
     cols = st.columns(5 if safegen else 3)
-    score_help = ("The head's anomaly probability, averaged over the worst 7x7-pixel region of the worst slice."
+    score_help = ("The head's anomaly probability at the worst region of the worst slice (averaged over the "
+                  "calibrated window)."
                   if result.head else "Calibrated z units; higher = more likely unsafe.")
     cols[0].metric("Score (worst slice)", f"{result.score:.2f}", help=score_help)
-    cols[1].metric("p-value vs real slices", f"{result.p_value:.3f}",
-                   help="Share of real clean calibration slices that score at least as high (conformal).")
+    floor = p_value_floor(result)
+    cols[1].metric("p-value vs real slices", format_p(result.p_value), help=floor)
     cols[2].metric("Worst slice", f"{result.worst_slice + 1}")
     if safegen:
         cols[3].metric("Diffusion (S_diffusion)", f"{result.score_diffusion:.2f}")
         cols[4].metric("Autoencoder (E_AE)", f"{result.score_autoencoder:.2f}")
+    st.caption(floor)
     with st.expander(f"About these scores ({len(result.warnings)} note(s))", icon=":material/info:"):
         seconds = f"Scored in {result.seconds.get('total', 0.0):.1f} s."
         if result.head:
             where = ("a volume is flagged when any slice is above the volume τ, set so that 5 % of clean volumes "
                      "of this many slices are flagged" if result.heatmap.ndim == 3 and result.heatmap.shape[2] > 1
                      else "it flags 5 % of clean calibration slices under normal variation")
-            st.markdown("A segmentation head (a small MONAI U-Net) sees the slice at about 1 mm with its E_AE and "
-                        "S_diffusion reconstructions and outputs an anomaly probability per pixel; the heatmap is "
-                        f"that probability. The default τ = {result.tau:.2f}: {where}. {seconds}")
+            sees = ("with its E_AE and S_diffusion reconstructions" if result.reconstruction is not None else
+                    "(the image alone: on the validation set the reconstructions did not help it)")
+            st.markdown(f"A segmentation head (a small MONAI U-Net) sees the slice at about 1 mm {sees} and outputs "
+                        "an anomaly probability per pixel; the heatmap is that probability. "
+                        f"The default τ = {result.tau:.2f}: {where}. {seconds}")
             st.markdown(f"Profile: **{get_profile(result.profile).title}**. "
                         + MODEL_SCOPE.get(result.profile, get_profile(result.profile).about))
         elif safegen:

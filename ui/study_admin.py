@@ -34,6 +34,7 @@ from db.studies import analyse_study, create_study_from_files, export_study, rea
 from ui.analysis import load_scorer, progress_bar
 from ui.state import Keys
 from ui.study import plain_markdown, read_session, session
+from ui.tables import RATE, Column, show_table
 
 def _shared(text: str | Path) -> Path:
     """A server path the admin named, if it is inside the folders the server shares; else a StudyError."""
@@ -81,6 +82,9 @@ KIND_NAMES = {
     StudyKind.TWO_ARM: "Two arms: every case with and without SAFEGEN (MRMC ROC)",
 }
 QUALITY_OPTION = "MRIQC-style quality rating"
+TURING_P = Column("p (vs chance)", "Two-sided exact binomial test of the accuracy against 0.5.", RATE)
+MRMC_TABLES = {"aucs": "AUC per reader and arm", "variance_components": "Variance components", "tests": "Tests",
+               "differences": "Difference between the arms", "reader_differences": "Difference per reader"}
 
 
 def new_study_section(admin: Reader) -> None:
@@ -246,7 +250,7 @@ def studies_section(admin: Reader) -> None:
     study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.ADMIN_STUDY)
     with read_session() as s:
         rows = [{"reader": name, "done": done, "cases": total} for name, (done, total) in progress(s, s.get(Reader, admin.id), study_id).items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    show_table(pd.DataFrame(rows), hide_index=True)
     if st.button("Prepare the export (answers CSV, NIfTI and DICOM-SEG masks, summary)", key=Keys.ADMIN_EXPORT):
         with tempfile.TemporaryDirectory() as folder, read_session() as s:  # reads only: saves go on meanwhile
             from ui.study import default_tau
@@ -289,10 +293,11 @@ def results(reader: Reader, study_id: int) -> None:
         st.markdown(f"**{report.turing_line}**")
         st.caption("Sensitivity: synthetic images called synthetic; specificity: real images called real; p: "
                    "two-sided exact binomial test of the accuracy against 0.5.")
-        st.dataframe(report.turing_table.astype(float).round(3), key="study.turing")
+        show_table(report.turing_table.astype(float).round(3), key="study.turing",
+                   overrides={"p_value": TURING_P})
     if report.reader_aucs is not None:
         st.subheader("ROC: readers' AUC")
-        st.dataframe(report.reader_aucs.round(3), hide_index=True, key="study.aucs")
+        show_table(report.reader_aucs.round(3), hide_index=True, key="study.aucs")
     if report.mrmc is not None:
         mrmc_section(report.mrmc)
     if report.usefulness and report.usefulness["n"]:
@@ -302,7 +307,7 @@ def results(reader: Reader, study_id: int) -> None:
                    f"{int(report.usefulness['n'])} ratings")
     summary = report.question_summary
     st.subheader("Questions")
-    st.dataframe(summary.round(2), key="study.questions")
+    show_table(summary.round(2), key="study.questions")
     likert = [q for q in report.questions if q["kind"] == "likert" and q["key"] in summary.index]
     if likert:
         levels = {q["key"]: list(range(1, likert_levels(q) + 1)) for q in likert}
@@ -314,17 +319,17 @@ def results(reader: Reader, study_id: int) -> None:
         st.plotly_chart(figure, key="study.ratings")
     for key, counts in report.checklists.items():
         st.subheader(f"Checklist: {key}")
-        st.dataframe(counts.round(3), hide_index=True, key=f"study.checklist.{key}")
+        show_table(counts.round(3), hide_index=True, key=f"study.checklist.{key}")
     if report.arms is not None:
         st.subheader("Arms")
-        st.dataframe(report.arms.round(2), key="study.arms")
+        show_table(report.arms.round(2), key="study.arms")
     if report.agreement is not None:
         st.subheader("Agreement between readers")
-        st.dataframe(report.agreement.round(3), key="study.agreement")
+        show_table(report.agreement.round(3), key="study.agreement")
     if reader.role is Role.ADMIN:
         mask_section(report)
     st.subheader("Reading time")
-    st.dataframe(report.reading_time.round(1), key="study.time")
+    show_table(report.reading_time.round(1), key="study.time")
 
 
 def mrmc_section(analysis) -> None:
@@ -341,9 +346,9 @@ def mrmc_section(analysis) -> None:
         st.caption(f"{analysis.cases_dropped} case(s) not read by every reader in every arm were left out.")
     frames = analysis.to_frames()
     with st.expander("Variance components, tests and per-reader differences"):
-        for name in ("aucs", "variance_components", "tests", "differences", "reader_differences"):
-            st.markdown(f"`{name}`")
-            st.dataframe(frames[name], hide_index=True, key=f"study.mrmc.{name}")
+        for name, title in MRMC_TABLES.items():
+            st.markdown(f"**{title}**")
+            show_table(frames[name], hide_index=True, key=f"study.mrmc.{name}")
 
 
 def mask_section(report) -> None:
@@ -355,11 +360,11 @@ def mask_section(report) -> None:
         st.caption("No reader has drawn a mask yet.")
     else:
         st.markdown("Dice between readers (cases where both drew or left the case empty count as agreement):")
-        st.dataframe(report.masks_between.round(3), hide_index=True, key="study.masks.between")
+        show_table(report.masks_between.round(3), hide_index=True, key="study.masks.between")
     if report.masks_vs_safegen is not None:
         st.markdown("Dice of each reader's mask with SAFEGEN's mask at the default τ:")
-        st.dataframe(report.masks_vs_safegen.round(3), hide_index=True, key="study.masks.safegen")
+        show_table(report.masks_vs_safegen.round(3), hide_index=True, key="study.masks.safegen")
     if report.masks_vs_truth_per_reader is not None:
         st.markdown("Readers against the ground-truth masks (Dice and hit rate on cases with an artifact; "
                     "false marks on clean cases):")
-        st.dataframe(report.masks_vs_truth_per_reader.round(3), hide_index=True, key="study.masks.truth")
+        show_table(report.masks_vs_truth_per_reader.round(3), hide_index=True, key="study.masks.truth")
