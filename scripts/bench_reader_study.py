@@ -6,8 +6,8 @@
 Like the Streamlit server, one process holds one engine and every reader is a thread of it (a
 browser session); each reader signs in (argon2 verification), then, for each of the study's cases
 in their own order, does the Reading page's reads (its reading list and its read of the case, in a
-``read_scope`` as the page does; ``--reads-in-write-transactions``: in a ``session_scope``, as
-before issue 22 part 3) and submits the case, one transaction per save, as fast as it can. Prints,
+``read_scope``; ``--reads-in-write-transactions``: in a ``session_scope``, as the Reading page still
+does) and submits the case, one transaction per save, as fast as it can. Prints,
 per database: sign-ins, page reads and saves that failed, saves lost (told "saved" but not in the
 database, or stored twice), and the median / p99 / worst latency of a sign-in, a page read and a
 save. PostgreSQL runs on

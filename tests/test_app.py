@@ -231,7 +231,8 @@ def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, cou
     _run(app)
     assert len(counted_scoring) == runs  # a slice move re-runs no model
     assert app.get("image")[0].captions[0].startswith("Slice 90 of 189")
-    assert [i.captions[0] for i in app.get("image")[1:3]] == ["Image", "Reconstruction (autoencoder, normalised)"]
+    # The detector sees the image alone, so no reconstruction panel: image, heatmap, mask.
+    assert [i.captions[0] for i in app.get("image")[1:3]] == ["Image", "Heatmap (residual), 0 to 1.0 (anomaly probability)"]
 
 
 def test_choosing_a_baseline_scores_the_scan_with_it_and_hides_safegens_parts(monkeypatch, tmp_path, counted_scoring):

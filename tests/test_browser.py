@@ -146,16 +146,16 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     from core.reference import KNOWN_SUBJECTS, subject_slices
 
     slices = subject_slices(KNOWN_SUBJECTS[0]).images
-    dropout = simulate(slices[len(slices) // 2], "dropout", 3, np.random.default_rng(7)).image
+    checker = simulate(slices[len(slices) // 2], "checkerboard", 3, np.random.default_rng(7)).image  # flagged: 0.999
     buffer = io.BytesIO()
-    Image.fromarray(np.round(dropout * 65535).astype(np.uint16)).save(buffer, format="PNG")
+    Image.fromarray(np.round(checker * 65535).astype(np.uint16)).save(buffer, format="PNG")
     page.goto(streamlit_server)
     page.get_by_role("heading", name="Scan review").wait_for()
     page.get_by_role("link", name=re.compile("Batch screening")).click()
     page.get_by_role("heading", name="Batch screening").wait_for()
     page.get_by_text("Upload files", exact=True).click()  # the page opens on the generated demo set
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(files=[
-        {"name": "dropout.png", "mimeType": "image/png", "buffer": buffer.getvalue()},
+        {"name": "checkerboard.png", "mimeType": "image/png", "buffer": buffer.getvalue()},
         {"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n not really"},
     ])
     _wait_idle(page)
@@ -167,6 +167,6 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     target = tmp_path / "screening.csv"
     download_info.value.save_as(target)
     rows = list(csv.DictReader(target.open()))
-    assert [r["file"] for r in rows] == ["dropout.png", "broken.png"]
+    assert [r["file"] for r in rows] == ["checkerboard.png", "broken.png"]
     assert rows[0]["flag"] == "True" and rows[1]["error"] and not rows[1]["score"]
     page.screenshot(path=str(artifacts_dir / "batch.png"), full_page=True)

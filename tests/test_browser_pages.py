@@ -40,7 +40,9 @@ def test_every_page_opens_at_its_address_through_the_router(browser, fresh_serve
             page.get_by_role("link", name="About & model card").wait_for()  # app.py's navigation ran
             assert page.url == f"{fresh_server}/{shown}", f"/{path} ended at {page.url}"
             assert not page.get_by_text("Page not found").count(), f"/{path}: Page not found"
-            if path in ("about", "evaluation"):  # quick pages: let them finish, then measure their tables
+            # The About page's tables fit a 1920 px screen. (Evaluation's show only once an evaluation has
+            # run, not on a clean clone; with the realistic run's long head names they scroll: README.)
+            if path == "about":
                 page.locator("[data-testid='stDataFrame']").first.wait_for()
                 settled(page)
                 assert not _overflowing_tables(page), f"/{path}: tables wider than the page {_overflowing_tables(page)}"

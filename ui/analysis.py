@@ -69,6 +69,17 @@ def progress_bar(total: int, first_text: str, label: str, unit: str = "slices"):
     return bar, advance
 
 
+@st.cache_resource(show_spinner="Loading the seed's reconstruction models ...")
+def load_seed_scorer(profile: str = DEFAULT_PROFILE.name) -> Scorer:
+    """A profile's seed scorer (S_diffusion, E_AE, their alpha-combination), once per server process:
+    the head's inputs where it has reconstruction inputs, else loaded on its own (the Evaluation
+    page's quick re-run measures the seed)."""
+    scorer = load_scorer(profile)
+    if isinstance(scorer, Scorer):
+        return scorer
+    return scorer.seed if scorer.seed is not None else Scorer.from_folder(profile=profile)
+
+
 @st.cache_resource
 def _shared_results() -> dict[tuple[str, str, str], ScanResult]:
     return {}

@@ -20,7 +20,7 @@ from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark,
 from core.head_evaluation import load_report
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
-from ui.analysis import load_scorer, progress_bar
+from ui.analysis import load_seed_scorer, progress_bar
 from ui.resources import data_dirs
 from ui.state import Keys
 
@@ -94,8 +94,7 @@ def quick_rerun() -> None:
     128 grid) and its explainers: the segmentation head's figures come from ``evaluate-realistic``."""
     from core.explain import Explainer
 
-    scorer = load_scorer()
-    scorer = getattr(scorer, "seed", None) or scorer  # the head's seed detectors, or the seed scorer itself
+    scorer = load_seed_scorer()
     reference_dir, benchmark_dir = data_dirs()
     with st.spinner("Preparing the benchmark (first time only) ..."):
         ensure_benchmark(reference_dir, benchmark_dir)
