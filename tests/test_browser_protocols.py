@@ -215,7 +215,9 @@ def _read_two_arm_session(page, truths: dict[str, str], reader: str, arm: str, *
             for step in range(1, 11):
                 page.mouse.move(box["x"] + (0.4 + 0.01 * step) * box["width"], box["y"] + 0.4 * box["height"])
             page.mouse.up()
-            page.get_by_text(re.compile(r"marked pixels on this slice: [1-9]\d*")).wait_for()
+            # During the rerun a stale copy of the caption can stand beside the new one: wait for either, then settle.
+            page.get_by_text(re.compile(r"marked pixels on this slice: [1-9]\d*")).first.wait_for()
+            settled(page)
         save_button(page).click()
         if done < 4 or last:  # after the last case of session 1 the page moves on to session 2
             progress(page, f"{done} of 4 cases done")
