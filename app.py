@@ -1,8 +1,10 @@
 """SAFEGEN dashboard entry point: a router and nothing else. Run with `make run`.
 
 Every page has a stable address, its file's name: /scan_review, /batch_screening, /evaluation, /about,
-/reading, /study_results, /study_admin. The root address opens Scan review under its own address (Streamlit
-serves a default page only at the root, so a bookmarked /scan_review would otherwise be "Page not found").
+/reading, /study_results, /study_admin. The root address shows Scan review too, in place: Streamlit serves a
+default page only at the root (a bookmarked /scan_review would be "Page not found" were Scan review the
+default), and a redirect from the root (``st.switch_page``) raced a reader's first click: a link clicked
+while it was pending landed on Scan review.
 """
 
 import streamlit as st
@@ -28,5 +30,5 @@ study = [
     page("study_results", "Study results", "query_stats"),
     page("study_admin", "Study admin", "admin_panel_settings"),
 ]
-root = st.Page(lambda: st.switch_page(scan_review), title="SAFEGEN", url_path="", default=True, visibility="hidden")
+root = st.Page("pages/scan_review.py", title="Scan review", url_path="", default=True, visibility="hidden")
 st.navigation({"Screening": [root, *screening], "Reader study": study}).run()

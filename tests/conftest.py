@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVER_LOGS: list[Path] = []  # the dashboards' logs, for the report of a failed browser test
 CHROMIUM = os.environ.get("SAFEGEN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -57,6 +58,7 @@ def running_dashboard(tmp_path_factory, server_data: dict[str, str]):
     """Start `streamlit run app.py` on a free loopback port, yield its base URL, stop it."""
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    SERVER_LOGS.append(log)
     env = {**os.environ, "SAFEGEN_DB_URL": server_data["db_url"], "SAFEGEN_STUDIES_DIR": server_data["studies_dir"],
            "SAFEGEN_DATA_ROOTS": os.pathsep.join([str(tmp_path_factory.getbasetemp()), str(ROOT / "data")])}
     with log.open("w") as out:
@@ -100,12 +102,41 @@ def browser():
         instance.close()
 
 
-@pytest.fixture(scope="session")
-def artifacts_dir() -> Path:
-    """Where the browser tests put their screenshots: out/test-artifacts (SAFEGEN_TEST_ARTIFACTS overrides)."""
+def _artifacts_folder() -> Path:
     folder = Path(os.environ.get("SAFEGEN_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where the browser tests put their screenshots: out/test-artifacts (SAFEGEN_TEST_ARTIFACTS overrides)."""
+    return _artifacts_folder()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a browser test fails, report what each open page showed (its text, a screenshot in the
+    artifacts folder) and the end of the dashboard's log: a CI log alone then tells why."""
+    outcome = yield
+    report = outcome.get_result()
+    browser = item.funcargs.get("browser") if hasattr(item, "funcargs") else None
+    if report.when != "call" or not report.failed or browser is None:
+        return
+    lines = []
+    for i, context in enumerate(browser.contexts):
+        for j, page in enumerate(context.pages):
+            try:
+                shot = _artifacts_folder() / f"FAILED-{item.name}-{i}-{j}.png"
+                page.screenshot(path=str(shot), full_page=True, timeout=10_000)
+                text = page.inner_text("body", timeout=10_000)
+            except Exception as error:  # a closed or hung page: say so and go on
+                text, shot = f"(could not read the page: {error})", None
+            lines.append(f"--- page {i}.{j} at {page.url} (screenshot {shot}):\n{text[:3000]}")
+    for log in SERVER_LOGS:
+        if log.exists():
+            lines.append(f"--- {log} (end):\n{log.read_text(errors='replace')[-3000:]}")
+    report.sections.append(("browser pages and server log", "\n".join(lines)))
 
 
 @pytest.fixture

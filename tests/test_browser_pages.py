@@ -28,17 +28,16 @@ def _overflowing_tables(page) -> list[list[int]]:
 
 def test_every_page_opens_at_its_address_through_the_router(browser, fresh_server, artifacts_dir):
     """First a page's own address on a server that has not run app.py yet (Streamlit would run the file
-    alone), then the root (which opens Scan review at /scan_review), then every page's address."""
+    alone), then the root (which shows Scan review in place, no redirect), then every page's address."""
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
         for path in ["about", "", *TITLES]:
             page.goto(f"{fresh_server}/{path}")
-            shown = path or "scan_review"
-            page.get_by_role("heading", name=TITLES[shown], exact=True).wait_for()
+            page.get_by_role("heading", name=TITLES[path or "scan_review"], exact=True).wait_for()
             page.get_by_role("link", name="About & model card").wait_for()  # app.py's navigation ran
-            assert page.url == f"{fresh_server}/{shown}", f"/{path} ended at {page.url}"
+            assert page.url == f"{fresh_server}/{path}", f"/{path} ended at {page.url}"
             assert not page.get_by_text("Page not found").count(), f"/{path}: Page not found"
             # The About page's tables fit a 1920 px screen. (Evaluation's show only once an evaluation has
             # run, not on a clean clone; with the realistic run's long head names they scroll: README.)

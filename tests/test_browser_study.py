@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.browser_helpers import answer_button, choose, pick, progress, settled, sign_in
+from tests.browser_helpers import answer_button, choose, pick, progress, save_button, settled, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _answer(page, question: str, choice: str) -> None:
 def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, streamlit_server, pilot_study,
                                                                   artifacts_dir, tmp_path):
     context, ann = sign_in(browser, streamlit_server, "Reading", "ann", "ann-password")
-    ann.get_by_text("0 of 1 cases done").wait_for()
+    progress(ann, "0 of 1 cases done")
     canvas = ann.locator("canvas").last
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
@@ -64,21 +64,19 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     _answer(ann, "Is there an artifact", "yes")
     _answer(ann, "heatmap_useful", "5")
     _answer(ann, "actionable", "3")
-    ann.get_by_role("button", name="Save and next").click()
-    ann.get_by_text("1 of 1 cases done").wait_for()
-    ann.get_by_role("button", name="Save and next").wait_for()  # the page has settled after its rerun
-    ann.wait_for_timeout(1000)
+    save_button(ann).click()
+    progress(ann, "1 of 1 cases done")
     ann.screenshot(path=str(artifacts_dir / "study_reading_ann.png"), full_page=True)
     context.close()
 
     context, bob = sign_in(browser, streamlit_server, "Reading", "bob", "bob-password")
-    bob.get_by_text("0 of 1 cases done").wait_for()
+    progress(bob, "0 of 1 cases done")
     assert bob.get_by_text("How useful is the heatmap").count() == 0  # the blinded arm
     _answer(bob, "realism", "2")
     _answer(bob, "Is there an artifact", "no")
     _answer(bob, "actionable", "2")
-    bob.get_by_role("button", name="Save and next").click()
-    bob.get_by_text("1 of 1 cases done").wait_for()
+    save_button(bob).click()
+    progress(bob, "1 of 1 cases done")
     context.close()
 
     context, chief = sign_in(browser, streamlit_server, "Study admin", "chief", "chief-password")

@@ -131,7 +131,7 @@ def current_reader() -> Reader | None:
             reader_id = None
     reader = None
     if reader_id is not None:
-        with session() as s:
+        with read_session() as s:
             reader = s.get(Reader, reader_id)
         if reader is None:
             sign_out()
@@ -144,7 +144,7 @@ def current_reader() -> Reader | None:
 
 
 def has_accounts() -> bool:
-    with session() as s:
+    with read_session() as s:
         return _has_accounts(s)
 
 
@@ -206,7 +206,7 @@ def login_box() -> Reader | None:
             with session() as s:
                 found_id = create_first_admin(s, username, password).id
         else:
-            found_id = sign_in(session, username, password)
+            found_id = sign_in(session, username, password, open_read=read_session)
     except SignInRefused as error:
         failures = st.session_state.get(Keys.STUDY_SIGN_IN_FAILURES, 0) + 1
         st.session_state[Keys.STUDY_SIGN_IN_FAILURES] = failures

@@ -20,6 +20,7 @@ from db.repository import (
     assignment,
     assignments,
     check_session_open,
+    find_read,
     load_draft,
     open_case,
     read_masks,
@@ -40,6 +41,7 @@ from ui.study import (
     drawn_masks,
     plain_markdown,
     question_widgets,
+    read_session,
     reading_seconds,
     restart_clock,
     session,
@@ -68,13 +70,13 @@ class StudyView:
 
 def choose_study(reader: Reader) -> StudyView | None:
     """Study selector, instructions and (in a crossed study) the session: one arm per session."""
-    with session() as s:
+    with read_session() as s:
         studies = [(st_.id, st_.title) for st_ in studies_of(s, reader)]
     if not studies:
         return None
     titles = dict(studies)
     study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.STUDY_ID)
-    with session() as s:
+    with read_session() as s:
         study = s.get(Study, study_id)
         try:
             sessions = [(a.arm, a.block) for a in assignments(s, reader, study_id)]
@@ -106,7 +108,7 @@ def choose_case(reader: Reader, study: StudyView) -> int | None:
     """Progress bar, the case selector and previous / next: after a save (or on arrival) the first
     case not done yet. None when the session is not open yet."""
     try:
-        with session() as s:
+        with read_session() as s:
             check_session_open(s, reader, study.id, study.arm)
             items = [(case.id, case.name, read is not None and read.submitted_at is not None)
                      for case, read in reading_list(s, reader, study.id, study.arm)]
@@ -137,8 +139,11 @@ def choose_case(reader: Reader, study: StudyView) -> int | None:
 def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
     """The case: slice, optional AI heatmap, mask canvas on the left; questions and save on the right."""
     arm = study.arm
-    with session() as s:  # the first visit creates the reader's read of the case
-        loaded = _load_case(s, open_case(s, reader, case_id, arm), reader, case_id, arm)
+    with read_session() as s:  # every view but the first: read-only, never queued behind a save
+        loaded = _load_case(s, find_read(s, reader, case_id, arm), reader, case_id, arm)
+    if loaded is None:  # the first visit creates the reader's read of the case
+        with session() as s:
+            loaded = _load_case(s, open_case(s, reader, case_id, arm), reader, case_id, arm)
     version, stored_answers, stored_masks, case, draft = loaded
     scan_path, heatmap_path, name = case.scan_path, case.ai_heatmap_path, case.name
     ai_tau, ai_flags = case_ai_settings(case)
