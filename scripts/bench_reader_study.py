@@ -6,8 +6,8 @@
 Like the Streamlit server, one process holds one engine and every reader is a thread of it (a
 browser session); each reader signs in (argon2 verification), then, for each of the study's cases
 in their own order, does the Reading page's reads (its reading list and its read of the case, in a
-``read_scope``; ``--reads-in-write-transactions``: in a ``session_scope``, as the Reading page still
-does) and submits the case, one transaction per save, as fast as it can. Prints,
+``read_scope``, as the page does; ``--reads-in-write-transactions``: in a ``session_scope``, for
+comparison) and submits the case, one transaction per save, as fast as it can. Prints,
 per database: sign-ins, page reads and saves that failed, saves lost (told "saved" but not in the
 database, or stored twice), and the median / p99 / worst latency of a sign-in, a page read and a
 save. PostgreSQL runs on
@@ -148,7 +148,7 @@ def main() -> int:
     parser.add_argument("--saves", type=int, default=50)
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--reads-in-write-transactions", action="store_true",
-                        help="the page's reads in write transactions (BEGIN IMMEDIATE on SQLite), as before read_scope")
+                        help="the page's reads in write transactions (BEGIN IMMEDIATE on SQLite), for comparison")
     args = parser.parse_args()
     options = {"reads_in_write_transactions": args.reads_in_write_transactions}
     print(f"{args.readers} readers (threads of one process) x {args.saves} saves each")

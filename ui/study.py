@@ -28,7 +28,8 @@ from core.study_stats import likert_levels
 from core.types import Volume
 from db.migrate import upgrade
 from db.models import Reader, Role
-from db.repository import SignInRefused, StudyError, create_first_admin, has_accounts as _has_accounts, lock_seconds, sign_in
+from db import repository
+from db.repository import SignInRefused, StudyError, create_first_admin, lock_seconds, sign_in
 from db.session import default_url, make_engine, make_session_factory, read_scope, session_scope
 from ui.state import Keys
 
@@ -145,7 +146,7 @@ def current_reader() -> Reader | None:
 
 def has_accounts() -> bool:
     with read_session() as s:
-        return _has_accounts(s)
+        return repository.has_accounts(s)
 
 
 SETUP_TOKEN_ENV = "SAFEGEN_SETUP_TOKEN"
