@@ -58,6 +58,7 @@ head: setup
 	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
 		--refresh-every 250 --image-loss-weight 1
 	$(BIN)/python -m core.cli calibrate-head
+	$(BIN)/python -m core.cli calibrate-domain
 
 # The ablation heads of the evaluation (committed in models/ablation): the image with E_AE's and
 # S_diffusion's reconstructions (the detector before issue 21 part 4), the image alone on that recipe,

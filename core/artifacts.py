@@ -66,6 +66,7 @@ from skimage.morphology import remove_small_holes
 
 from core.errors import EmptyImageError
 from core.preprocess import fill_holes, largest_component
+from core.reference import load_split
 
 # --------------------------------------------------------------------------------------------
 # Vocabulary and constants
@@ -879,8 +880,6 @@ def benchmark_from_reference(reference_dir: Path, split: str, out_dir: Path, *, 
                              n_per_kind_severity: int) -> pd.DataFrame:
     """``make-benchmark``: corrupt the *real* slices of a reference split (never its augmented copies,
     which would mix simulated variation into the benchmark's "clean")."""
-    from core.reference import load_split
-
     data = load_split(reference_dir, split)
     real = data.augmentation == 0
     sources = [f"{s}:{i}" for s, i in zip(data.subject[real], data.slice_index[real], strict=True)]

@@ -12,6 +12,7 @@ Commands:
     train-head             train the anomaly-segmentation head on corrupted real slices (seeded, CPU, --resume)
     calibrate-head         the head's slice and volume thresholds, and its explainers' scale, from clean calib
                            slices under normal variation
+    calibrate-domain       the appearance check: what the head's training slices look like to the head
     train-loko             the leave-one-kind-out heads (each without the corruptions closest to one artifact kind)
     train-profile NAME     train a profile on a folder of your own real images (reference, models, calibration)
     make-generated-set     sample the demo's generated set (DDPM generator at three sampler settings, VAE, real controls)
@@ -42,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InputError
-from core.io import MAX_DECODED_BYTES, SizeLimits, check_scorable, load_volume
-from core.types import Modality
+from core.io import ACCEPTED_SUFFIXES, MAX_DECODED_BYTES, SizeLimits, check_scorable, load_volume
+from core.types import SAFEGEN_METHOD, Modality
 
 EXIT_BAD_INPUT = 2
 
@@ -275,6 +276,26 @@ def _cmd_train_loko(args: argparse.Namespace) -> int:
         head = train_head(config, reconstruct, out, checkpoint=Path("out") / "head_training" / f"loko_{name}.ckpt",
                           resume=True, log=lambda line: print(line, flush=True), command=command)
         _report_head(out, head)
+    return 0
+
+
+def _cmd_calibrate_domain(args: argparse.Namespace) -> int:
+    from core.domain_calibration import calibrate_domain
+    from core.head_scoring import head_file
+    from core.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    head_path = head_file(profile)
+    if not head_path.is_file():
+        print(f"error: {head_path} is missing; make it with `python -m core.cli train-head`", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    start = time.perf_counter()
+    out = profile.domain_file()
+    with _progress(None, "calibrate-domain") as bar:
+        model = calibrate_domain(head_path, profile, out, n_images=args.n, volumes_per_subject=args.volumes,
+                                 seed=args.seed, progress=lambda done, total: bar.update(1))
+    print(f"{model.n_slices} in-domain slices; threshold {model.threshold:.2f} (their {model.quantile:.1%} quantile); "
+          f"wrote {_shown(out)} in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -515,11 +536,11 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from core.errors import InputError
-    from core.evaluation import markdown_table
     from core.head_evaluation import false_alarms, run_method, summarise, write_report
     from core.realistic_benchmark import read_labels
     from core.head_scoring import HeadScorer, calibration_file_of
     from core.profiles import MRI_T1
+    from core.tables import markdown_table
 
     try:
         table = read_labels(args.benchmark)
@@ -573,11 +594,11 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate_loko(args: argparse.Namespace) -> int:
     from core.errors import InputError
-    from core.evaluation import markdown_table
     from core.head_evaluation import loko_table, run_method
     from core.head_scoring import HeadScorer
     from core.profiles import MRI_T1
     from core.realistic_benchmark import read_labels
+    from core.tables import markdown_table
 
     heads = sorted(args.heads_dir.glob("head_*.pt"))
     try:
@@ -620,7 +641,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _progress(len(bench["images"]) * len(names), "methods") as bar:
         tables = run_comparison(names, bench, args.reference, args.out, scorer=_load_scorer(args) if any(
-            n.startswith("safegen") for n in names) else None, context=context, progress=bar.update)
+            n.startswith(SAFEGEN_METHOD) for n in names) else None, context=context, progress=bar.update)
     print(tables["methods"].drop(columns=["title"]).round(3).to_string())
     print(f"wrote {args.out}/methods.md in {time.perf_counter() - start:.0f} s")
     return 0
@@ -788,6 +809,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "written beside it as NAME.calibration.json, no explainers")
     cal_head.set_defaults(func=_cmd_calibrate_head)
 
+    domain = sub.add_parser("calibrate-domain", help="the appearance check of the profile's head (models/domain_*.npz)")
+    domain.add_argument("--profile", default="mri_t1")
+    domain.add_argument("--n", type=int, default=1200, help="2-D images of the training split under normal variation")
+    domain.add_argument("--volumes", type=int, default=2, help="varied volumes per training subject (plus each as it is)")
+    domain.add_argument("--seed", type=int, default=0)
+    domain.set_defaults(func=_cmd_calibrate_domain)
+
     train = sub.add_parser("train", help="train a detector on real normal slices (CPU, seeded)")
     train.add_argument("model", choices=sorted(TRAIN_DEFAULTS))
     _add_profile_option(train)
@@ -814,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.set_defaults(func=_cmd_calibrate)
 
     score = sub.add_parser("score", help="score every image in a folder (scores.csv, masks/, heatmaps/)")
-    score.add_argument("input_dir", type=Path, help="folder of .nii/.nii.gz (2-D or 3-D), .png, .dcm files")
+    score.add_argument("input_dir", type=Path, help="folder of scans: " + ", ".join(ACCEPTED_SUFFIXES))
     score.add_argument("--out", type=Path, required=True, help="output folder")
     score.add_argument("--alpha", type=float, help="weight of the diffusion map (default: from calibration)")
     score.add_argument("--tau", type=float, help="tolerance in calibrated units (default: at the false-alarm rate)")
@@ -826,7 +854,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--explainer", choices=[e.value for e in _explainer_names()],
                        help="explainer of the heatmaps and masks (default: the best Dice in the README's table)")
     score.add_argument("--shap-samples", type=int, help="KernelSHAP coalitions per slice (default 200)")
-    score.add_argument("--method", default="safegen", choices=_method_names(),
+    score.add_argument("--method", default=SAFEGEN_METHOD, choices=_method_names(),
                        help="detector: safegen (default) or a baseline, fitted on the reference slices first "
                             "(README, Baselines side by side)")
     score.add_argument("--profile", default="auto",

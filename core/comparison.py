@@ -25,10 +25,14 @@ import numpy as np
 import pandas as pd
 
 from core.baselines import factories
-from core.evaluation import VariantOutput, breakdown_table, markdown_table, small_subset, summary_table
-from core.reference import load_split
+from core.baselines.scorer import fit_baseline
+from core.evaluation import VariantOutput, breakdown_table, small_subset, summary_table, variant_outputs
+from core.scoring import Scorer
+from core.tables import markdown_table
+from core.types import SAFEGEN_METHOD
 
-SAFEGEN_ROWS = {"combined": "safegen", "autoencoder": "safegen_autoencoder", "diffusion": "safegen_diffusion"}
+SAFEGEN_ROWS = {"combined": SAFEGEN_METHOD, "autoencoder": f"{SAFEGEN_METHOD}_autoencoder",
+                "diffusion": f"{SAFEGEN_METHOD}_diffusion"}
 SAFEGEN_DIFFERS = ("this project's detectors (see README, Detectors); trained once with `make models` (committed "
                    "weights), so no fit time here; its ms per slice is one pass that computes every SAFEGEN row "
                    "(diffusion, NLL, autoencoder and their combination)")
@@ -74,15 +78,10 @@ def run_methods(names: list[str], benchmark: dict, reference_dir: Path, *, score
                 ) -> list[MethodResult]:
     """Fit, calibrate and score every named method on the benchmark's images (a slow baseline with
     ``max_images`` set scores the benchmark's small subset only)."""
-    from core.baselines.base import calibrate
-
     images = benchmark["images"]
     results = []
     safegen = [n for n in names if n in SAFEGEN_ROWS.values()]
     if safegen:
-        from core.evaluation import variant_outputs
-        from core.scoring import Scorer
-
         scorer = scorer or Scorer.load()
         start = time.perf_counter()
         outputs, _ = variant_outputs(scorer, images, progress=progress)
@@ -94,15 +93,11 @@ def run_methods(names: list[str], benchmark: dict, reference_dir: Path, *, score
                                             fit_seconds=float("nan"), ms_per_slice=ms, differs=SAFEGEN_DIFFERS))
     others = [n for n in names if n not in SAFEGEN_ROWS.values()]
     if others:
-        train = load_split(reference_dir, "train").images
-        calib_split = load_split(reference_dir, "calib")
-        calib = calib_split.images[calib_split.augmentation == 0]
-        known = factories()
         for name in others:
             start = time.perf_counter()
-            method = known[name]().fit(train)
-            calibrated = calibrate(method, calib)
+            calibrated = fit_baseline(name, reference_dir)
             fit = time.perf_counter() - start
+            method = calibrated.method
             index = _subset(benchmark) if getattr(method, "max_images", None) else None
             scored = images if index is None else images[index]
             start = time.perf_counter()

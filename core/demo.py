@@ -97,7 +97,7 @@ DEMO_CASES: tuple[DemoCase, ...] = (
         title="CT slice — pydicom test file (DICOM)",
         path=package_file("pydicom", "data", "test_files", "CT_small.dcm"),
         modality=Modality.CT,
-        description="A small 128x128 CT slice from pydicom's own test files.",
+        description="A small 128x128 CT slice from pydicom's own test files: a thoracic vertebra, 85 mm across, so the head-CT profile says it is out of its domain.",
         provenance="pydicom (pip)",
     ),
 )

@@ -49,7 +49,7 @@ from pydicom.sr.codedict import codes
 from pydicom.valuerep import DS
 
 from core.io import NON_IMAGE_SOP_CLASSES, detect_format, load_volume, to_file_layout
-from core.types import Modality, Volume
+from core.types import SAFEGEN_METHOD, Modality, Volume
 
 ARTIFACT_CATEGORY = codes.SCT.MorphologicallyAbnormalStructure  # SCT 49755003, CID 7150
 ARTIFACT_TYPE = codes.DCM.ImageArtifacts  # DCM 111207 "Image artifact(s)"
@@ -92,7 +92,7 @@ class MaskAuthor:
 def safegen_author(*, method: str, profile: str, explainer: str, tau: float, head: bool = False) -> MaskAuthor:
     """SAFEGEN's mask (or a baseline's, ``method`` other than ``safegen``) at ``tau``: AUTOMATIC, the
     profile (a baseline: its name) as the algorithm's version. ``head``: the segmentation head scored it."""
-    if method == "safegen":
+    if method == SAFEGEN_METHOD:
         name, version = "SAFEGEN", profile
         detector = (("detector", "segmentation head" if head else "reconstruction scores"),)
     else:
@@ -102,7 +102,7 @@ def safegen_author(*, method: str, profile: str, explainer: str, tau: float, hea
 
 
 def safegen_author_of(result, tau: float | None = None) -> MaskAuthor:
-    """:func:`safegen_author` of a :class:`~core.scoring.ScanResult` (its own tau unless ``tau`` is given)."""
+    """:func:`safegen_author` of a :class:`~core.types.ScanResult` (its own tau unless ``tau`` is given)."""
     return safegen_author(method=result.method, profile=result.profile, explainer=result.explainer,
                           tau=result.tau if tau is None else tau, head=result.head)
 
@@ -544,7 +544,7 @@ def write_score_segs(input_dir: Path, out_dir: Path) -> tuple[dict[str, Path], l
             volume = load_volume(path)
             mask = from_file_layout(file_mask, volume, path)
             author = safegen_author(method=row["method"], profile=row["profile"] or "-", explainer=row["explainer"],
-                                    tau=float(row["tau"]), head=row["method"] == "safegen" and not row["alpha"])
+                                    tau=float(row["tau"]), head=row["method"] == SAFEGEN_METHOD and not row["alpha"])
             target = out_dir / SEG_FOLDER / f"{stem}.seg.dcm"
             reference = write_dicom_seg(mask, volume, author, target, source=path)
             written[name] = target

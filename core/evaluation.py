@@ -27,11 +27,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.artifacts import benchmark_from_reference
 from core.calibration import ConformalCalibrator
 from core.detectors.base import top_fraction_mean
+from core.explainer_evaluation import evaluate_explainers
 from core.masks import unsafe_mask
 from core.metrics import aupro, dice, f1_max, image_auprc, image_auroc, iou, pixel_auroc
+from core.reference import build_reference, load_split
 from core.scoring import Scorer, combine
+from core.tables import markdown_table
 
 VARIANTS = ("diffusion", "diffusion_nll", "autoencoder", "combined")
 
@@ -141,22 +145,6 @@ def breakdown_table(
                                                                                    axis=(1, 2))))
         table[out.name] = column
     return pd.DataFrame(table)
-
-
-def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A plain Markdown table (no ``tabulate`` dependency): floats to ``digits`` decimals, integer
-    columns as integers, a missing value (NaN: e.g. no pixel maps) as a dash."""
-
-    def cell(v) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "–" if np.isnan(v) else f"{v:.{digits}f}"
-        return str(v)
-
-    cols = [frame.index.name or ""] + [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for index, *row in frame.itertuples(name=None):  # per column, so an int column stays int
-        lines.append("| " + " | ".join([str(index), *map(cell, row)]) + " |")
-    return "\n".join(lines)
 
 
 def write_report(
@@ -352,8 +340,6 @@ def run_evaluation(
                                                                  float_format="%.4f")
     explained = None
     if explainers:
-        from core.explainer_evaluation import evaluate_explainers
-
         artifact = labels == 1
         explained, _ = evaluate_explainers(
             explainers, images[artifact], gt[artifact], kinds[artifact], severity_names[artifact], clean_test,
@@ -372,9 +358,6 @@ TEST_BENCHMARK_PER_GROUP = 4
 
 def ensure_benchmark(reference_dir: Path, benchmark_dir: Path) -> None:
     """Build the reference slices and the test benchmark as ``make benchmark`` does, if missing (5 s)."""
-    from core.artifacts import benchmark_from_reference
-    from core.reference import build_reference
-
     if not (Path(reference_dir) / "test.npz").is_file():
         build_reference(reference_dir, seed=0)
     if not (Path(benchmark_dir) / "benchmark.npz").is_file():
@@ -417,7 +400,5 @@ def load_benchmark(benchmark_dir: Path, *, small: bool = False) -> dict[str, np.
 
 def clean_test_slices(reference_dir: Path) -> np.ndarray:
     """The real (not augmented) slices of the reference ``test`` split: clean scans never calibrated on."""
-    from core.reference import load_split
-
     test = load_split(reference_dir, "test")
     return test.images[test.augmentation == 0]

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from core.detectors.autoencoder import smooth
+from core.detectors.vae import VAE
 from core.profiles import DEFAULT_PROFILE
 from core.scoring import FOREGROUND_LEVEL, Scorer
 
@@ -315,8 +316,6 @@ class Explainer:
         """
         name = ExplainerName(name)
         if name is ExplainerName.LATENT_IG and latent_model is None:
-            from core.detectors.vae import VAE
-
             latent_model = VAE.load(scorer.profile.model_file("vae"))
         return cls(AnomalyScoreModel(scorer), name, calibration, settings, reconstruct=scorer.autoencoder.reconstruct,
                    latent_model=latent_model, batch_size=scorer.batch_size)
@@ -336,7 +335,6 @@ class Explainer:
         calibration = ExplainerCalibration.load(path)
         latent_model = None
         if name is ExplainerName.LATENT_IG:  # the profile's VAE beside the calibration file
-            from core.detectors.vae import VAE
 
             latent_model = VAE.load(scorer.profile.model_file("vae", path.parent))
         return cls.for_scorer(scorer, name, calibration, replace(calibration.settings, **overrides), latent_model)

@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.evaluation import markdown_table
 from core.explain import Explainer
 from core.masks import unsafe_mask
 from core.metrics import aupro, dice, iou, pixel_auroc, pointing_game
 from core.scoring import FOREGROUND_LEVEL
+from core.tables import markdown_table
 
 DELETION_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2)
 

@@ -42,8 +42,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from core.detectors.diffusion import DiffusionDetector, from_diffusion_grid
+from core.detectors.vae import VAE
 from core.reference import load_split
 from core.resources import PROJECT_ROOT, file_sha256, shown_path
+from core.turing_set import round_trip
 
 GENERATED_SET_DIR = PROJECT_ROOT / "demo" / "generated_mri_t1"
 MANIFEST = "manifest.csv"
@@ -124,8 +127,6 @@ def sample_vae(vae, train_images: np.ndarray, n: int, *, seed: int, batch_size: 
 
 def to_grid(images: np.ndarray, size: int) -> np.ndarray:
     """``(N, h, w)`` images in [0, 1] resized to ``size`` the way the diffusion model's output is."""
-    from core.detectors.diffusion import from_diffusion_grid
-
     if images.shape[-1] == size:
         return images
     return from_diffusion_grid(torch.from_numpy(images[:, None].astype(np.float32)), size)[:, 0].clamp(0, 1).numpy()
@@ -140,10 +141,6 @@ def make_generated_set(out_dir: Path = GENERATED_SET_DIR, *, generator_weights: 
     are drawn (seeded) from the un-augmented slices of the reference's test split, which no model
     was trained on.
     """
-    from core.detectors.diffusion import DiffusionDetector
-    from core.detectors.vae import VAE
-    from core.turing_set import round_trip
-
     diffusion = DiffusionDetector.load(Path(generator_weights))
     vae = VAE.load(Path(vae_weights))
     train = load_split(Path(reference_dir), "train")

@@ -22,6 +22,7 @@ import torch
 
 from core.detectors.head import HeadDetector, box_max
 from core.explain import ExplainerCalibration, ExplainerName, ExplainerSettings, Explainer, QuantileMap
+from core.head_scoring import HeadScorer
 
 GRADCAM_LAYER = "head.model.1.submodule.2"  # the decoder block at half resolution (16 channels)
 HEAD_EXPLAINERS = (ExplainerName.RESIDUAL, ExplainerName.SALIENCY, ExplainerName.GRADCAM, ExplainerName.SHAP)
@@ -135,8 +136,6 @@ def load_explainer(scorer, name: ExplainerName | str, **overrides) -> Explainer:
     :class:`~core.head_scoring.HeadScorer`, else :meth:`core.explain.Explainer.load`. ``overrides``
     change settings such as ``shap_samples``."""
     from dataclasses import replace
-
-    from core.head_scoring import HeadScorer
 
     if not isinstance(scorer, HeadScorer):
         return Explainer.load(scorer, name, **overrides)

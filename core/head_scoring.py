@@ -1,4 +1,4 @@
-"""SAFEGEN's score with the segmentation head: scans in, :class:`~core.scoring.ScanResult` out.
+"""SAFEGEN's score with the segmentation head: scans in, :class:`~core.types.ScanResult` out.
 
 Data flow for one scan::
 
@@ -30,11 +30,13 @@ from skimage.transform import resize
 
 from core.calibration import ConformalCalibrator
 from core.detectors.head import HeadDetector, HeadInput, Reconstructor, slice_score
-from core.masks import unsafe_mask
+from core.domain import AppearanceModel, HeadFeatures, domain_warnings
+from core.detectors.head_training import HeadTrainingConfig, ValidationSet, draw_sample, split_source
+from core.metrics import image_auroc
 from core.preprocess import robust_normalize, robust_scale
 from core.profiles import DEFAULT_PROFILE, Profile, get_profile
-from core.scoring import DEFAULT_FALSE_ALARM_RATE, ScanResult, Scorer, scored_slices
-from core.types import Modality, Volume
+from core.scoring import DEFAULT_FALSE_ALARM_RATE, Scorer, slices_to_score
+from core.types import SAFEGEN_METHOD, Modality, ScanResult, Volume, maps_on_scan, result_from_slice_maps
 
 HEAD_SPACING_MM = 1.0
 # Slices whose pixel size is within this ratio of 1 mm are scored as they are (no resampling).
@@ -123,7 +125,7 @@ class HeadScan:
     Attributes:
         normalised: the scan, :func:`core.preprocess.robust_normalize` with one scale for all slices.
         slices: per scored display slice, the slice at about 1 mm.
-        scored: bool per display slice (:func:`core.scoring.scored_slices`).
+        scored: bool per display slice: scored or not (:func:`core.scoring.slices_to_score`).
         warnings: what a user should know.
     """
 
@@ -134,12 +136,9 @@ class HeadScan:
 
     @classmethod
     def of(cls, volume: Volume, profile: Profile) -> "HeadScan":
-        warnings: list[str] = []
-        if volume.modality is not Modality.OTHER and volume.modality is not profile.modality:
-            warnings.append(f"the models ({profile.title}) were trained on {profile.about.split(',')[0]}; this "
-                            f"{volume.modality.value} scan is out of their domain, so its scores say little")
+        warnings = domain_warnings(volume, profile.domain_spec)
         normalised = volume.with_array(robust_normalize(volume.array, scale=robust_scale(volume.array, Modality.MR)))
-        scored = scored_slices(volume)
+        scored = slices_to_score(volume)
         if not scored.all():
             warnings.append(f"{int((~scored).sum())} of {len(scored)} slices hold too little tissue to compare "
                             "with the reference slices and were not scored")
@@ -149,7 +148,8 @@ class HeadScan:
 
 
 class HeadScorer:
-    """The head, the two detectors that feed it, and its calibration (see the module docstring).
+    """The head, the two detectors that feed it, and its calibration (see the module docstring): SAFEGEN's
+    :class:`core.types.ScanScorer`.
 
     Args:
         head: the trained head.
@@ -161,6 +161,8 @@ class HeadScorer:
         false_alarm_rate: the rate the thresholds are set for (default: the calibration's).
     """
 
+    name = SAFEGEN_METHOD
+
     def __init__(self, head: HeadDetector, seed: Scorer | None, calibration: HeadCalibration, *,
                  tau: float | None = None, false_alarm_rate: float | None = None,
                  profile: Profile | str | None = None, batch_size: int = 16) -> None:
@@ -169,6 +171,8 @@ class HeadScorer:
         self.head = head
         self.seed = seed
         self.calibration = calibration
+        self.appearance: AppearanceModel | None = None  # the profile's appearance check, when fitted
+        self._features: HeadFeatures | None = None
         self.profile = get_profile(profile or (seed.profile if seed is not None else DEFAULT_PROFILE))
         self.false_alarm_rate = false_alarm_rate or calibration.false_alarm_rate
         self.fixed_tau = None if tau is None else float(tau)
@@ -176,6 +180,11 @@ class HeadScorer:
                                          diffusion_level=head.config.diffusion_level)
         self.batch_size = seed.batch_size if seed is not None else batch_size
         self.window = calibration.score_window
+
+    @property
+    def calibration_scores(self) -> np.ndarray:
+        """The clean calibration slices' scores (under normal variation) its thresholds and p-values count against."""
+        return self.calibration.calibrator.scores
 
     @property
     def tau(self) -> float:
@@ -221,7 +230,17 @@ class HeadScorer:
         if tuple(head.config.inputs) != (HeadInput.IMAGE,):
             seed = Scorer.from_folder(models_dir, profile=profile, device=device, **seed_settings)
         calibration = HeadCalibration.load(calibration_path) if calibration_path is not None else HeadCalibration(np.zeros(1))
-        return cls(head, seed, calibration, tau=tau, false_alarm_rate=false_alarm_rate, profile=profile)
+        scorer = cls(head, seed, calibration, tau=tau, false_alarm_rate=false_alarm_rate, profile=profile)
+        domain_file = profile.domain_file(models_dir)
+        if Path(head_path).resolve() == head_file(profile, models_dir).resolve() and domain_file.is_file():
+            scorer.appearance = AppearanceModel.load(domain_file)  # fitted on this head's features
+        return scorer
+
+    def appearance_distances(self, slices: list[np.ndarray]) -> np.ndarray:
+        """Each slice's distance from the training slices in the head's features (:mod:`core.domain`)."""
+        if self._features is None:
+            self._features = HeadFeatures(self.head)
+        return self.appearance.distances(np.stack([self._features(s) for s in slices]))
 
     def inputs(self, slices: list[np.ndarray], *, progress=None) -> list[np.ndarray]:
         """The head's input channels ``(C, H, W)`` of each slice (already normalised, at about 1 mm)."""
@@ -239,8 +258,8 @@ class HeadScorer:
         return np.array([slice_score(p, self.window) for p in probs])
 
     @staticmethod
-    def scored_slices(volume: Volume) -> np.ndarray:
-        return scored_slices(volume)
+    def slices_to_score(volume: Volume) -> np.ndarray:
+        return slices_to_score(volume)
 
     def _explained(self, explainer, channels: list[np.ndarray], probs: list[np.ndarray], progress=None) -> list:
         """The maps the result shows: the probabilities, or ``explainer``'s maps on their scale."""
@@ -253,12 +272,20 @@ class HeadScorer:
             return []
         return list(explainer.maps_of(np.stack(channels), progress=progress))
 
-    def _to_scan(self, volume: Volume, scan: HeadScan, slice_maps: list[np.ndarray]) -> np.ndarray:
+    @staticmethod
+    def _display_maps(volume: Volume, scan: HeadScan, slice_maps: list[np.ndarray]) -> np.ndarray:
+        """Maps of the scored slices, on the head's pixels, put back on every display slice's pixels
+        ``(n_slices, rows, columns)`` (0 on unscored slices): the head's grid for :func:`core.types.maps_on_scan`."""
         shown_shape = scan.normalised.display_slice(0).shape
         display_maps = np.zeros((volume.n_slices, *shown_shape), dtype=np.float32)
         for k, m in zip(np.flatnonzero(scan.scored), slice_maps, strict=True):
             display_maps[k] = back_to_slice(m, shown_shape)
-        return volume.stack_display_slices(display_maps).astype(np.float32)
+        return display_maps
+
+    @staticmethod
+    def _to_scan(volume: Volume):
+        """The head's way back onto the scan (:data:`core.types.ToScan`): its maps are display slices."""
+        return lambda display_maps, as_mask=False: volume.stack_display_slices(display_maps)
 
     def score_volume(self, volume: Volume, *, explainer=None, progress=None) -> ScanResult:
         """Score every slice of a scan (see the module docstring).
@@ -272,6 +299,9 @@ class HeadScorer:
         """
         start = time.perf_counter()
         scan = HeadScan.of(volume, self.profile)
+        warnings = list(scan.warnings)
+        if self.appearance is not None and (unlike := self.appearance.warning(self.appearance_distances(scan.slices))):
+            warnings.insert(0, unlike)
         seconds = {"prepare": time.perf_counter() - start}
         t0 = time.perf_counter()
         channels = self.inputs(scan.slices, progress=progress)
@@ -281,32 +311,30 @@ class HeadScorer:
         seconds["head"] = time.perf_counter() - t0
         slice_scores = np.full(volume.n_slices, np.nan)
         slice_scores[scan.scored] = [slice_score(p, self.window) for p in probs]
-        tau = self.tau_for(volume, int(scan.scored.sum()))
-        flags = np.nan_to_num(slice_scores, nan=-np.inf) > tau
+        n_scored = int(scan.scored.sum())
+        tau = self.tau_for(volume, n_scored)
         t0 = time.perf_counter()
         shown = self._explained(explainer, channels, probs)
         if explainer is not None and str(explainer.name) != "residual":
             seconds["explain"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        heatmap = self._to_scan(volume, scan, shown)
-        mask = unsafe_mask(heatmap, tau, flags)
+        display_maps = self._display_maps(volume, scan, shown)
         reconstruction = None
         if "autoencoder" in self.head.config.inputs:  # E_AE's pseudo-normal slice, as the head saw it
             channel = list(self.head.config.inputs).index("autoencoder")
-            reconstruction = self._to_scan(volume, scan, [c[channel] for c in channels])
+            reconstruction = self._display_maps(volume, scan, [c[channel] for c in channels])
         seconds["map_back"] = time.perf_counter() - t0
-        worst = int(np.nanargmax(slice_scores))
-        p_value = float(self.calibration.calibrator.p_value(slice_scores[worst]))
-        if volume.is_3d:  # the Bonferroni p-value of "some slice is unlike clean ones"
-            p_value = min(1.0, p_value * int(scan.scored.sum()))
-        seconds["total"] = time.perf_counter() - start
-        return ScanResult(
-            source=volume.source, score=float(slice_scores[worst]), score_diffusion=float("nan"),
-            score_autoencoder=float("nan"), p_value=p_value, flag=bool(flags.any()), heatmap=heatmap, mask=mask,
-            slice_scores=slice_scores, worst_slice=worst, alpha=float("nan"), tau=float(tau), seconds=seconds,
-            warnings=scan.warnings, explainer="residual" if explainer is None else str(explainer.name),
-            spacing=tuple(float(s) for s in volume.spacing), reconstruction=reconstruction, profile=self.profile.name,
-            head=True,
+
+        def p_value(score: float) -> float:
+            p = float(self.calibration.calibrator.p_value(score))
+            # a volume: the Bonferroni p-value of "some slice is unlike clean ones"
+            return min(1.0, p * n_scored) if volume.is_3d else p
+
+        return result_from_slice_maps(
+            volume, slice_scores, display_maps, tau, self._to_scan(volume), p_value, method=self.name,
+            seconds=seconds, start=start, warnings=warnings,
+            explainer="residual" if explainer is None else str(explainer.name), reconstruction_maps=reconstruction,
+            profile=self.profile.name, head=True,
         )
 
     def explain(self, volume: Volume, result: ScanResult, explainer, *, progress=None) -> ScanResult:
@@ -319,8 +347,8 @@ class HeadScorer:
         channels = self.inputs(scan.slices)
         shown = (self.head.probability(channels) if str(explainer.name) == "residual"
                  else self._explained(explainer, channels, [], progress=progress))
-        heatmap = self._to_scan(volume, scan, shown)
-        mask = unsafe_mask(heatmap, result.tau, result.flags_at(result.tau))
+        heatmap, mask = maps_on_scan(self._display_maps(volume, scan, shown), result.tau, result.flags_at(result.tau),
+                                     self._to_scan(volume))
         seconds = {**result.seconds, "explain": time.perf_counter() - start}
         return _replace(result, heatmap=heatmap, mask=mask, explainer=str(explainer.name), seconds=seconds)
 
@@ -340,8 +368,6 @@ def clean_variants(split: str, n: int, seed: int, *, variation=None) -> list[np.
     normal variation and normalised as the head sees them (no corruption)."""
     from dataclasses import replace as _replace
 
-    from core.detectors.head_training import HeadTrainingConfig, draw_sample, split_source
-
     config = HeadTrainingConfig()
     variation = variation or config.variation
     source = split_source(split)
@@ -358,9 +384,6 @@ def choose_score_window(scorer: HeadScorer, *, n: int = 400, seed: int = 8,
     """The box side whose slice score has the best image AUROC on ``n`` synthetic ``val``-split slices
     (half with a training corruption: :class:`core.detectors.head_training.ValidationSet`), and the
     AUROC of each candidate."""
-    from core.detectors.head_training import HeadTrainingConfig, ValidationSet, split_source
-    from core.metrics import image_auroc
-
     config = HeadTrainingConfig(head=scorer.head.config)
     val = ValidationSet.make(n, split_source("val"), scorer.reconstruct, config, seed=seed)
     probs = scorer.head.probability(val.inputs)

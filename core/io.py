@@ -51,6 +51,14 @@ MIN_SCORABLE_SIDE = 16
 see every slice resized to a 128 x 128 grid; a smaller image would be blown up more than 8 times, and its
 score would say nothing about it (a 1 x 2 PNG was once scored and flagged)."""
 
+ACCEPTED_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".inv3")
+"""The file names SAFEGEN takes as one image file, everywhere: the ``score`` command, Batch screening,
+reader studies, reference folders and the uploaders (compare them lower-cased). ``.nii.gz`` / ``.nii``:
+NIfTI, gzipped or plain (2-D or 3-D); ``.dcm``: a DICOM file; ``.png``, ``.jpg`` / ``.jpeg``: pictures;
+``.inv3``: an InVesalius project (its CT or MR volume). :func:`load_volume` goes by a file's first
+bytes, not its name; these names are what a folder is searched for. A zipped DICOM series (``.zip``)
+is read by :func:`load_volume` too, but is not among them: the ``score`` command asks for it unpacked."""
+
 
 @dataclass(frozen=True)
 class SizeLimits:
@@ -547,17 +555,30 @@ def _dicom_window(ds, pixels: np.ndarray, voi: tuple[float, float] | None = None
     return Window(center, width, "From file")
 
 
+def _body_part(ds) -> str:
+    return str(ds.get("BodyPartExamined", "") or "").strip()
+
+
 def _description(ds) -> str:
     return " · ".join(str(ds.get(t)) for t in ("StudyDescription", "SeriesDescription") if ds.get(t))
 
 
-def _pixel_spacing(ds, info, name: str, warnings: list[str]) -> tuple[float, float]:
-    """(row, column) mm: an enhanced image's Pixel Measures, else PixelSpacing or ImagerPixelSpacing, else 1 mm."""
+def _stated_pixel_spacing(ds, info) -> tuple[float, float] | None:
+    """(row, column) mm as the file states it: an enhanced image's Pixel Measures, else PixelSpacing or
+    ImagerPixelSpacing; None when it states none."""
     if info is not None and info.pixel_spacing is not None:
         return info.pixel_spacing
     spacing_tag = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     if spacing_tag is not None and len(spacing_tag) == 2 and float(spacing_tag[0]) > 0:
         return float(spacing_tag[0]), float(spacing_tag[1])
+    return None
+
+
+def _pixel_spacing(ds, info, name: str, warnings: list[str]) -> tuple[float, float]:
+    """(row, column) mm: :func:`_stated_pixel_spacing`, else 1 mm (with a warning)."""
+    stated = _stated_pixel_spacing(ds, info)
+    if stated is not None:
+        return stated
     warnings.append(f"{name} has no pixel spacing; 1 mm pixels are assumed")
     return 1.0, 1.0
 
@@ -612,7 +633,8 @@ def _load_dicom_file(path: Path, modality: Modality | None, limits: SizeLimits) 
         affine = np.diag([row_mm, col_mm, 1.0, 1.0])
     validate_array(array, str(path))
     return Volume(array, spacing, affine, modality or _dicom_modality(ds), str(path), window, warnings,
-                  _description(ds))
+                  _description(ds), body_part=_body_part(ds),
+                  spacing_known=_stated_pixel_spacing(ds, info) is not None)
 
 
 def _slice_geometry(ds):
@@ -684,7 +706,7 @@ def _load_dicom_folder(folder: Path, modality: Modality | None, limits: SizeLimi
     ras = stack_affine(iop, row_mm, col_mm, positions[order[0]], positions[order[-1]], len(items))
     array, spacing, affine = _canonical(stack, ras)
     return Volume(array, spacing, affine, modality or _dicom_modality(first), source or str(folder), window,
-                  warnings, description)
+                  warnings, description, body_part=_body_part(first))
 
 
 def _load_picture(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:
@@ -704,7 +726,8 @@ def _load_picture(path: Path, modality: Modality | None, limits: SizeLimits) -> 
     if array.ndim != 2:
         raise DimensionError(f"{path.name} has shape {array.shape}; expected a 2-D grayscale picture")
     validate_array(array, str(path))
-    return Volume(array, (1.0, 1.0), np.eye(4), modality or Modality.OTHER, str(path), warnings=warnings)
+    return Volume(array, (1.0, 1.0), np.eye(4), modality or Modality.OTHER, str(path), warnings=warnings,
+                  spacing_known=False)
 
 
 def _load_zip(path: Path, modality: Modality | None, limits: SizeLimits) -> Volume:

@@ -254,9 +254,34 @@ def normalize_volume(volume: Volume, **kwargs) -> Volume:
     return volume.with_array(normalised, window=Window(0.5, 1.0, "Normalised"))
 
 
+def normalise_for_models(volume: Volume, modality: Modality | None = None, window: Window | None = None) -> Volume:
+    """Intensities in [0, 1] the way the reference slices were made, for the models of a profile.
+
+    * A picture (PNG/JPEG, modality OT, 2-D) is divided by its maximum: a generative model writes
+      full-range pictures, and SAFEGEN's own 16-bit benchmark PNGs come back exactly.
+    * A scan of the profile's ``modality`` with a profile ``window`` (CT: its HU window) gets that window.
+    * Anything else follows :func:`normalize_volume` (MR: 1st-99th percentile of the tissue over
+      the whole volume, as the reference set; CT: brain window).
+
+    Args:
+        volume: the scan or image as loaded.
+        modality: the profile's modality (:attr:`core.profiles.Profile.modality`); None: no profile.
+        window: the profile's HU window (CT), or None (MR: robust percentiles).
+    """
+    if volume.modality is Modality.OTHER and not volume.is_3d:
+        peak = float(np.max(volume.array))
+        if peak > 0 and float(np.min(volume.array)) >= 0:
+            return normalize_volume(volume, window=Window(peak / 2.0, peak))
+    if window is not None and volume.modality is modality:
+        return normalize_volume(volume, window=window)
+    return normalize_volume(volume)
+
+
 # ---------------------------------------------------------------------------------------------
 # The model grid
 # ---------------------------------------------------------------------------------------------
+
+GRID_SIZE = 128  # side of the square grid every slice model (SAFEGEN's detectors, the baselines) sees
 
 
 @dataclass(frozen=True)
@@ -338,7 +363,7 @@ def _resize_square(image: np.ndarray, side: int, order: int) -> np.ndarray:
 
 
 def to_model_grid(
-    image2d: np.ndarray, size: int = 128, *, pad_value: float = 0.0, order: int = 1
+    image2d: np.ndarray, size: int = GRID_SIZE, *, pad_value: float = 0.0, order: int = 1
 ) -> tuple[np.ndarray, GridTransform]:
     """Pad a slice symmetrically to a square, then resize it to the ``(size, size)`` model grid.
 
@@ -407,7 +432,7 @@ def mask_from_model_grid(grid_mask: np.ndarray, transform: GridTransform, thresh
     return soft >= threshold
 
 
-def to_model_batch(volume: Volume, size: int = 128, *, pad_value: float = 0.0) -> tuple[np.ndarray, list[GridTransform]]:
+def to_model_batch(volume: Volume, size: int = GRID_SIZE, *, pad_value: float = 0.0) -> tuple[np.ndarray, list[GridTransform]]:
     """Every display slice of a volume on the model grid, as one detector batch.
 
     Args:

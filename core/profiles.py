@@ -29,13 +29,41 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.reference import KNOWN_SUBJECTS, AugmentParams, ReferenceSubject
-from core.resources import PROJECT_ROOT
+from core.augment import AugmentParams
+from core.domain import HEAD_PARTS, DomainSpec
+from core.resources import PROJECT_ROOT, package_file
 from core.types import Modality, Window
 
 MODELS_DIR = PROJECT_ROOT / "models"
 USER_PROFILES_DIR = PROJECT_ROOT / "profiles"  # user profiles, one folder each (git-ignored)
 PROFILE_FILE = "profile.json"
+
+
+@dataclass(frozen=True)
+class ReferenceSubject:
+    """One real volume of normal anatomy available offline."""
+
+    name: str
+    path: Path | None
+    description: str
+    provenance: str
+
+
+# The order is part of the split recipe: changing it changes which slices land where.
+KNOWN_SUBJECTS: tuple[ReferenceSubject, ...] = (
+    ReferenceSubject(
+        name="mni152",
+        path=package_file("nilearn.datasets", "data", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+        description="ICBM 2009a MNI152 T1 template, skull-stripped, 1 mm (average of 152 adults)",
+        provenance="pip: nilearn (ships the file inside the wheel)",
+    ),
+    ReferenceSubject(
+        name="colin27",
+        path=Path("/usr/share/mricron/templates/ch2bet.nii.gz"),
+        description="Colin27 T1 (27 averaged scans of one adult), skull-stripped, 1 mm",
+        provenance="apt: mricron-data",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +92,16 @@ class Profile:
     data_suffix: str
     about: str
     home: Path | None = None
+    domain: DomainSpec | None = None
+
+    @property
+    def domain_spec(self) -> DomainSpec:
+        """What its models were made for (:mod:`core.domain`); a user profile: its modality only."""
+        return self.domain or DomainSpec(self.modality, (), (0.0, float("inf")), self.title)
+
+    def domain_file(self, models_dir: Path | None = None) -> Path:
+        """``models/domain_<name>.npz``: the appearance check (``python -m core.cli calibrate-domain``)."""
+        return self.models_dir(models_dir) / f"domain_{self.name}.npz"
 
     def models_dir(self, models_dir: Path | None = None) -> Path:
         """Where its files are: ``models_dir`` when given, else its home (user profile) or ``models/``."""
@@ -153,6 +191,7 @@ MRI_T1 = Profile(
     data_suffix="",
     about="brain MRI T1 slices of two real subjects (MNI152 and Colin27, both averages), skull-stripped, "
           "with augmentation standing in for normal variation",
+    domain=DomainSpec(Modality.MR, HEAD_PARTS, (120.0, 320.0), "brain MRI T1"),
 )
 
 # Head CT: one real scan. Brain window (level 40, width 80 HU), the window head CT is read in:
@@ -177,10 +216,16 @@ CT_HEAD = Profile(
     data_suffix="_ct_head",
     about="head CT slices of ONE real subject (the InVesalius sample scan) in the brain window, with "
           "augmentation standing in for normal variation: a first CT profile, not a validated detector",
+    domain=DomainSpec(Modality.CT, HEAD_PARTS, (120.0, 400.0), "head CT"),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (MRI_T1, CT_HEAD)}
 DEFAULT_PROFILE = MRI_T1
+# The default (brain MRI T1) profile's files, which the baselines build on; other profiles' are
+# ``Profile.model_file`` / ``Profile.calibration_file``.
+DIFFUSION_WEIGHTS = DEFAULT_PROFILE.model_file("diffusion")
+AUTOENCODER_WEIGHTS = DEFAULT_PROFILE.model_file("autoencoder")
+CALIBRATION_FILE = DEFAULT_PROFILE.calibration_file()
 
 
 def user_profiles(root: Path | None = None) -> dict[str, Profile]:

@@ -30,8 +30,9 @@ from PIL import Image
 
 from core.artifacts import ArtifactKind, ArtifactPlacementError, Severity, simulate
 from core.detectors.head_training import UNSEEN_SUBJECT, SampleSource, load_subject, split_source
+from core.errors import InputError
 from core.types import from_display
-from core.variation import VariationParams, quantise, vary
+from core.variation import VariationParams, quantise, vary, vary_volume
 
 LABEL_COLUMNS = ("file", "label", "kind", "severity", "source", "subject", "format", "height", "width")
 
@@ -115,8 +116,6 @@ def make_unseen_volumes(out_dir: Path, *, n: int = 12, seed: int = 606,
     normal variation (gamma, a smooth bias field shared by the slices, Rician noise, 8-bit storage
     half of the time), on the scan's own 2 x 2 x 3 mm grid, as NIfTI files under ``out_dir/volumes``.
     They measure the volume-level false-alarm rate."""
-    from core.variation import rician, smooth_field
-
     folder = Path(out_dir) / "volumes"
     folder.mkdir(parents=True, exist_ok=True)
     image = nib.load(str(UNSEEN_SUBJECT.path))
@@ -125,12 +124,7 @@ def make_unseen_volumes(out_dir: Path, *, n: int = 12, seed: int = 606,
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        out = array / scale
-        field = smooth_field(out.shape[:2], rng, cells=2) * rng.uniform(*variation.bias_amplitude)
-        out = np.clip(out * np.exp(field)[:, :, None], 0, None) ** rng.uniform(*variation.gamma)
-        out = rician(out, float(np.exp(rng.uniform(*np.log(variation.noise_sigma)))), rng)
-        if rng.uniform() < variation.quantise_probability:
-            out = quantise(out)
+        out = vary_volume(array / scale, rng, variation)
         path = folder / f"unseen_{i:02d}.nii.gz"
         nib.save(nib.Nifti1Image(out.astype(np.float32), image.affine), str(path))
         paths.append(path)
@@ -140,8 +134,6 @@ def make_unseen_volumes(out_dir: Path, *, n: int = 12, seed: int = 606,
 def read_labels(benchmark_dir: Path) -> pd.DataFrame:
     """A realistic benchmark's ``labels.csv`` (empty kinds stay ``""``); :class:`core.errors.InputError`
     with the command that makes it if the folder has none."""
-    from core.errors import InputError
-
     path = Path(benchmark_dir) / "labels.csv"
     if not path.is_file():
         raise InputError(f"{path} not found; run `python -m core.cli make-realistic-benchmark`")

@@ -2,7 +2,7 @@
 
 SAFEGEN's detectors learn what *real* images look like. No public brain-MRI dataset can be
 downloaded at run time here, so the reference set is built from the few real volumes that install
-with Python and Debian packages:
+with Python and Debian packages (:data:`core.profiles.KNOWN_SUBJECTS`):
 
 * ``mni152``: the ICBM 2009a MNI152 T1 template shipped inside the nilearn wheel (an average of
   152 adult brains, skull-stripped, 1 mm). Always available: nilearn is a pinned requirement.
@@ -11,8 +11,8 @@ with Python and Debian packages:
   where apt is available).
 
 That is at most two subjects, both averages, so they are smoother than a single clinical scan.
-Normal variation is therefore simulated with augmentation (rotation, scale, crop/translation,
-gamma, smooth bias field, Rician noise). The README and the dashboard say so.
+Normal variation is therefore simulated with augmentation (:mod:`core.augment`: rotation, scale,
+crop/translation, gamma, smooth bias field, Rician noise). The README and the dashboard say so.
 
 Other modality profiles (:mod:`core.profiles`, e.g. head CT from the InVesalius sample scan) build
 their reference sets with the same recipe, their own subjects, normalisation and augmentation.
@@ -28,117 +28,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from core.io import load_volume
-from core.resources import file_sha256, package_file
-from core.preprocess import foreground_mask, normalize_intensity, to_model_grid
+from core.augment import AugmentParams, augment
+from core.io import ACCEPTED_SUFFIXES, load_volume
+from core.preprocess import GRID_SIZE, foreground_mask, normalise_for_models, normalize_intensity, to_model_grid
+from core.profiles import DEFAULT_PROFILE, Profile, ReferenceSubject, get_profile
+from core.resources import file_sha256
 from core.types import Modality, Window
 
-if TYPE_CHECKING:
-    from core.profiles import Profile
-
 SPLITS = ("train", "val", "calib", "test")
-GRID_SIZE = 128
 REFERENCE_SPACING_MM = 1.0
-
-
-@dataclass(frozen=True)
-class ReferenceSubject:
-    """One real volume of normal anatomy available offline."""
-
-    name: str
-    path: Path | None
-    description: str
-    provenance: str
-
-
-# The order is part of the split recipe: changing it changes which slices land where.
-KNOWN_SUBJECTS: tuple[ReferenceSubject, ...] = (
-    ReferenceSubject(
-        name="mni152",
-        path=package_file("nilearn.datasets", "data", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
-        description="ICBM 2009a MNI152 T1 template, skull-stripped, 1 mm (average of 152 adults)",
-        provenance="pip: nilearn (ships the file inside the wheel)",
-    ),
-    ReferenceSubject(
-        name="colin27",
-        path=Path("/usr/share/mricron/templates/ch2bet.nii.gz"),
-        description="Colin27 T1 (27 averaged scans of one adult), skull-stripped, 1 mm",
-        provenance="apt: mricron-data",
-    ),
-)
-
-
-def available_subjects() -> list[ReferenceSubject]:
-    """The known subjects whose files are present on this machine."""
-    return [s for s in KNOWN_SUBJECTS if s.path is not None and s.path.is_file()]
-
-
-@dataclass(frozen=True)
-class AugmentParams:
-    """Ranges of the random augmentation that stands in for normal anatomical/scanner variation."""
-
-    rotation_deg: float = 10.0
-    scale: tuple[float, float] = (0.9, 1.1)
-    translate_px: float = 8.0
-    gamma: tuple[float, float] = (0.75, 1.35)
-    bias_amplitude: float = 0.15  # peak relative gain change of the smooth bias field
-    noise_sigma: tuple[float, float] = (0.0, 0.03)  # noise, in units of the [0, 1] range
-    noise: str = "rician"  # "rician" (MR magnitude images) or "gaussian" (CT)
-
-
-def augment(image: np.ndarray, rng: np.random.Generator, params: AugmentParams = AugmentParams()) -> np.ndarray:
-    """One random, realistic variant of a normalised slice.
-
-    Args:
-        image: ``(H, W)`` float32 in [0, 1], background 0.
-        rng: the random generator (the caller owns seeding).
-        params: augmentation ranges.
-
-    Returns:
-        ``(H, W)`` float32 in [0, 1].
-    """
-    h, w = image.shape
-    angle = np.deg2rad(rng.uniform(-params.rotation_deg, params.rotation_deg))
-    scale = rng.uniform(*params.scale)
-    shift = rng.uniform(-params.translate_px, params.translate_px, size=2)
-    # affine_transform maps output coordinates to input coordinates: rotate/scale about the centre.
-    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
-    matrix = np.array([[cos, -sin], [sin, cos]])
-    centre = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
-    offset = centre - matrix @ (centre + shift)
-    out = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant", cval=0.0)
-
-    foreground = out > 0.02
-    out = np.clip(out, 0.0, 1.0) ** rng.uniform(*params.gamma)
-
-    # Smooth multiplicative bias field: a random 2nd-order polynomial over the image plane.
-    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
-    terms = np.stack([xx, yy, xx * yy, xx**2, yy**2])
-    coef = rng.normal(size=len(terms))
-    field = np.tensordot(coef, terms, axes=1)
-    field = field / (np.abs(field).max() + 1e-8)
-    out = out * (1.0 + params.bias_amplitude * rng.uniform(0, 1) * field)
-
-    # Rician noise: magnitude of a complex signal with Gaussian noise in both channels, as in MRI;
-    # CT's quantum noise is close to Gaussian in HU.
-    sigma = rng.uniform(*params.noise_sigma)
-    if sigma > 0:
-        real = out + rng.normal(0, sigma, size=out.shape)
-        if params.noise == "gaussian":
-            noisy = real
-        else:
-            imag = rng.normal(0, sigma, size=out.shape)
-            noisy = np.sqrt(real**2 + imag**2)
-        # Skull-stripped references have an exactly-zero background; keep it so.
-        out = np.where(foreground, noisy, 0.0)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass
@@ -181,34 +85,26 @@ def subject_slices(subject: ReferenceSubject, *, modality: Modality = Modality.M
     return SubjectSlices(subject.name, np.stack(images).astype(np.float32), keep.astype(np.int32))
 
 
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".png", ".jpg", ".jpeg", ".inv3")
-
-
 def image_files(folder: Path) -> list[Path]:
     """The image files directly in ``folder``, in file-name order."""
     return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
+                  if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(ACCEPTED_SUFFIXES))
 
 
 def folder_slices(subject: ReferenceSubject, *, modality: Modality, window: Window | None) -> SubjectSlices:
     """A "slices" subject: every 2-D image file in the folder ``subject.path``, in file-name order.
 
     Each image is normalised exactly as it will be when it is scored
-    (:func:`core.scoring.normalise_for_models` of the file as loaded, so a PNG keeps its own scale)
+    (:func:`core.preprocess.normalise_for_models` of the file as loaded, so a PNG keeps its own scale)
     and put on the model grid. Blank images are dropped, and so are 3-D files (each volume is a
     subject of its own). ``modality`` and ``window`` are the profile's.
     """
-    from core.profiles import Profile
-    from core.scoring import normalise_for_models
-
-    stand_in = Profile(name="folder", title="", modality=modality, subjects=(), window=window,
-                       augment=AugmentParams(), data_suffix="", about="")
     images, kept = [], []
     for index, path in enumerate(image_files(subject.path)):
         volume = load_volume(path)
         if volume.is_3d:
             continue
-        normalised = normalise_for_models(volume, stand_in).array
+        normalised = normalise_for_models(volume, modality, window).array
         if not np.ptp(normalised) > 0:
             continue
         images.append(to_model_grid(normalised, GRID_SIZE)[0])
@@ -278,7 +174,7 @@ def build_reference(
     block: int = 8,
     gap: int = 2,
     subjects: list[ReferenceSubject] | None = None,
-    profile: "Profile | str | None" = None,
+    profile: Profile | str | None = None,
 ) -> ReferenceManifest:
     """Build ``train/val/calib/test.npz`` and ``manifest.json`` under ``out_dir``.
 
@@ -291,8 +187,6 @@ def build_reference(
     Raises:
         FileNotFoundError: no reference subject is available.
     """
-    from core.profiles import DEFAULT_PROFILE, get_profile
-
     profile = get_profile(profile or DEFAULT_PROFILE)
     subjects = profile.available_subjects() if subjects is None else subjects
     if not subjects:

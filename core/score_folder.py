@@ -1,7 +1,7 @@
 """``python -m core.cli score INPUT_DIR --out OUT_DIR``: the fixed contract other tools rely on.
 
-For every ``.nii``, ``.nii.gz``, ``.png``, ``.dcm`` and ``.inv3`` (InVesalius) file in INPUT_DIR (sub-folders with
-``--recursive``):
+For every ``.nii``, ``.nii.gz``, ``.png``, ``.jpg``, ``.jpeg``, ``.dcm`` and ``.inv3`` (InVesalius) file in INPUT_DIR
+(:data:`core.io.ACCEPTED_SUFFIXES`; sub-folders with ``--recursive``):
 
 * a row of ``OUT_DIR/scores.csv``: ``file,score,flag`` then ``p_value, score_diffusion,
   score_autoencoder, worst_slice, flagged_slices, scored_slices, alpha, tau, method, profile, explainer,
@@ -18,7 +18,8 @@ For every ``.nii``, ``.nii.gz``, ``.png``, ``.dcm`` and ``.inv3`` (InVesalius) f
   The ``profile`` column says which one scored the row. Baselines are fitted on the brain MRI
   reference only.
 * ``OUT_DIR/masks/<stem>.nii.gz`` (uint8 0/1) and ``OUT_DIR/heatmaps/<stem>.nii.gz`` (float32,
-  calibrated units) from the chosen explainer (``--explainer``, :mod:`core.explain`), ``<stem>`` = the file name without ``.nii.gz``, ``.nii``, ``.png`` or ``.dcm``.
+  calibrated units) from the chosen explainer (``--explainer``, :mod:`core.explain`), ``<stem>`` = the file name
+  without its suffix (one of :data:`core.io.ACCEPTED_SUFFIXES`, e.g. ``.nii.gz``).
   Their arrays have the input's array shape and index order (see :func:`core.io.to_file_layout`);
   for a NIfTI input they also carry its affine, so they overlay it in any viewer.
 
@@ -39,7 +40,6 @@ from __future__ import annotations
 import csv
 import stat
 import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -48,10 +48,13 @@ from tqdm.auto import tqdm
 
 from core.errors import NotAFileError, UnsupportedFormatError
 from core.export import spreadsheet_safe_text
-from core.io import DEFAULT_LIMITS, SizeLimits, check_scorable, detect_format, load_volume, stat_input, to_file_layout
+from core.io import (
+    ACCEPTED_SUFFIXES, DEFAULT_LIMITS, SizeLimits, detect_format, load_volume, stat_input, to_file_layout,
+)
+from core.score_files import score_files
+from core.types import SAFEGEN_METHOD
 
-SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm", ".inv3")
-ROW_SUFFIXES = (*SUFFIXES, ".zip")  # names that get a row; a zip's row says to unpack it
+ROW_SUFFIXES = (*ACCEPTED_SUFFIXES, ".zip")  # names that get a row; a zip's row says to unpack it
 COLUMNS = (
     "file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
     "flagged_slices", "scored_slices", "alpha", "tau", "method", "profile", "explainer", "unsafe_area_mm2",
@@ -64,7 +67,7 @@ EXIT_NOTHING_SCORED = 2
 def output_stem(name: str) -> str:
     """``brain.nii.gz`` -> ``brain``; only the contract's suffixes are removed (case-insensitive)."""
     lower = name.lower()
-    for suffix in SUFFIXES:
+    for suffix in ACCEPTED_SUFFIXES:
         if lower.endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -87,7 +90,7 @@ def find_entries(input_dir: Path, *, recursive: bool = False) -> list[Path]:
 def find_inputs(input_dir: Path, *, recursive: bool = False) -> list[Path]:
     """Image files of the contract's types (regular files, or links to them), sorted; hidden files are skipped."""
     return [p for p in find_entries(input_dir, recursive=recursive)
-            if p.name.lower().endswith(SUFFIXES) and p.is_file()]
+            if p.name.lower().endswith(ACCEPTED_SUFFIXES) and p.is_file()]
 
 
 def _check_entry(path: Path, recursive: bool) -> None:
@@ -113,6 +116,18 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+class _ScorerPerVolume:
+    """A scorer for :func:`core.score_files.score_files` that scores each volume with the scorer and
+    explainer ``scorer_for(volume)`` picks (its profile's, with ``--profile auto``)."""
+
+    def __init__(self, scorer_for):
+        self.scorer_for = scorer_for
+
+    def score_volume(self, volume):
+        scorer, explainer = self.scorer_for(volume)
+        return scorer.score_volume(volume, explainer=explainer)
+
+
 def score_folder(
     input_dir: Path,
     out_dir: Path,
@@ -126,7 +141,7 @@ def score_folder(
     models_dir: Path | None = None,
     explainer: str | None = None,
     shap_samples: int | None = None,
-    method: str = "safegen",
+    method: str = SAFEGEN_METHOD,
     reference_dir: Path | None = None,
     scorer=None,
     profile: str = "auto",
@@ -136,7 +151,7 @@ def score_folder(
 
     ``scorer``: score every file with it (``profile`` is then ignored). ``limits``: what the loader refuses.
     """
-    from core.baselines import SAFEGEN, method_choices
+    from core.baselines import method_choices
     from core.profiles import DEFAULT_PROFILE, auto_profile, get_profile
     from core.head_scoring import HeadScorer, load_detector
 
@@ -146,7 +161,7 @@ def score_folder(
         return EXIT_NOTHING_SCORED
     files = find_entries(input_dir, recursive=recursive)
     if not files:
-        print(f"error: {input_dir} holds no .nii, .nii.gz, .png, .dcm or .inv3 files", file=sys.stderr)
+        print(f"error: {input_dir} holds no {', '.join(ACCEPTED_SUFFIXES)} files", file=sys.stderr)
         return EXIT_NOTHING_SCORED
     if method not in method_choices():
         print(f"error: unknown method {method!r}; choose from {', '.join(method_choices())}", file=sys.stderr)
@@ -159,7 +174,7 @@ def score_folder(
             print(f"error: {error}", file=sys.stderr)
             return EXIT_NOTHING_SCORED
     fixed = scorer  # one scorer for every file
-    if method != SAFEGEN:
+    if method != SAFEGEN_METHOD:
         if named not in (None, DEFAULT_PROFILE):
             print(f"error: the baselines are fitted on the {DEFAULT_PROFILE.title} reference only; "
                   f"--profile {named.name} applies to SAFEGEN's score", file=sys.stderr)
@@ -178,7 +193,7 @@ def score_folder(
 
     def scorer_for(volume):
         """The scorer and explainer for ``volume`` (its profile's when ``--profile auto``)."""
-        if method != SAFEGEN:
+        if method != SAFEGEN_METHOD:
             return fixed, None
         if fixed is not None:
             target = fixed.profile
@@ -200,7 +215,7 @@ def score_folder(
             loaded[name] = model, load_explainer(model, explainer or DEFAULT_EXPLAINER, **overrides)
         return loaded[name]
 
-    if method == SAFEGEN and fixed is None:
+    if method == SAFEGEN_METHOD and fixed is None:
         # the named (or, for auto, the default) profile's models load here: missing files fail
         # before any output is written
         try:
@@ -211,48 +226,56 @@ def score_folder(
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
 
-    rows, used_stems, n_scored = [], {}, 0
-    for path in tqdm(files, desc="score", unit="file", file=sys.stderr):
-        name = str(path.relative_to(input_dir)) if recursive else path.name
-        row = dict.fromkeys(COLUMNS, "")
-        row["file"] = name
-        stem = output_stem(str(path.relative_to(input_dir).with_name(path.name)) if recursive else path.name)
-        start = time.perf_counter()
-        try:
-            if stem in used_stems:
-                raise ValueError(f"its output name {stem}.nii.gz is already taken by {used_stems[stem]}")
-            _check_entry(path, recursive)
-            volume = load_volume(path, limits=limits)
-            check_scorable(volume)
-            scorer, chosen = scorer_for(volume)
-            result = scorer.score_volume(volume, explainer=chosen)
-            heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
-            mask = to_file_layout(result.mask, path).astype(np.uint8)
-            affine = _affine_for(path)
-            for folder, array in (("heatmaps", heatmap), ("masks", mask)):
-                target = out_dir / folder / f"{stem}.nii.gz"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                nib.save(nib.Nifti1Image(array, affine), str(target))
-            used_stems[stem] = name
-            scored = np.isfinite(result.slice_scores)
-            summary = result.summary_at()
-            row.update(
-                score=_fmt(result.score), flag=str(int(result.flag)), p_value=_fmt(result.p_value),
-                score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
-                worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
-                scored_slices=str(int(scored.sum())), alpha=_fmt(result.alpha, 2), tau=_fmt(result.tau),
-                method=result.method, profile=result.profile if result.method == SAFEGEN else "",
-                explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
-                unsafe_regions=str(summary.n_regions),
-                unsafe_volume_ml=_fmt(summary.volume_ml, 3) if volume.n_slices > 1 else "",
-                warnings=" | ".join(result.warnings),
-            )
+    row_of = {path: {**dict.fromkeys(COLUMNS, ""), "file": str(path.relative_to(input_dir)) if recursive else path.name}
+            for path in files}
+    used_stems: dict[str, str] = {}  # output stem -> the row that wrote it
+
+    def stem_of(path: Path) -> str:
+        return output_stem(str(path.relative_to(input_dir).with_name(path.name)) if recursive else path.name)
+
+    def load_entry(path: Path):
+        """Refuse a taken output name and what score does not open (see the module docstring), then load."""
+        stem = stem_of(path)
+        if stem in used_stems:
+            raise ValueError(f"its output name {stem}.nii.gz is already taken by {used_stems[stem]}")
+        _check_entry(path, recursive)
+        return load_volume(path, limits=limits)
+
+    def write_outputs(path: Path, volume, result) -> None:
+        """The file's heatmap and mask, then its row's score columns (last: a row with scores wrote both files)."""
+        stem, row = stem_of(path), row_of[path]
+        heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
+        mask = to_file_layout(result.mask, path).astype(np.uint8)
+        affine = _affine_for(path)
+        for folder, array in (("heatmaps", heatmap), ("masks", mask)):
+            target = out_dir / folder / f"{stem}.nii.gz"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(array, affine), str(target))
+        used_stems[stem] = row["file"]
+        scored = np.isfinite(result.slice_scores)
+        summary = result.summary_at()
+        row.update(
+            score=_fmt(result.score), flag=str(int(result.flag)), p_value=_fmt(result.p_value),
+            score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
+            worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
+            scored_slices=str(int(scored.sum())), alpha=_fmt(result.alpha, 2), tau=_fmt(result.tau),
+            method=result.method, profile=result.profile if result.method == SAFEGEN_METHOD else "",
+            explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
+            unsafe_regions=str(summary.n_regions),
+            unsafe_volume_ml=_fmt(summary.volume_ml, 3) if volume.n_slices > 1 else "",
+            warnings=" | ".join(result.warnings),
+        )
+
+    n_scored = 0
+    for file in score_files(tqdm(files, desc="score", unit="file", file=sys.stderr), _ScorerPerVolume(scorer_for),
+                            load=load_entry, after_scoring=write_outputs):
+        row = row_of[file.path]
+        if file.error is None:
             n_scored += 1
-        except Exception as error:  # one bad file must not stop the run; the row says why
-            message = str(error) or type(error).__name__
-            row["error"] = message if type(error).__module__.startswith("core") else f"{type(error).__name__}: {message}"
-        row["seconds"] = f"{time.perf_counter() - start:.2f}"
-        rows.append(row)
+        else:  # the row says why; its score columns stay empty
+            row["error"] = file.error
+        row["seconds"] = f"{file.seconds:.2f}"
+    rows = list(row_of.values())
 
     with (out_dir / "scores.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=COLUMNS)

@@ -31,16 +31,11 @@ from core.calibration import ConformalCalibrator, RobustScale
 from core.detectors.autoencoder import AutoencoderDetector
 from core.detectors.base import top_fraction_mean
 from core.detectors.diffusion import DiffusionDetector
-from core.masks import MaskSummary, summarise_mask, unsafe_mask
-from core.preprocess import foreground_mask, maps_to_volume, normalize_volume, to_model_batch
-from core.profiles import DEFAULT_PROFILE, MODELS_DIR, Profile, get_profile
-from core.reference import GRID_SIZE
-from core.types import Modality, Volume, Window
-
-# The default (brain MRI T1) profile's files; other profiles' are ``Profile.model_file`` etc.
-DIFFUSION_WEIGHTS = DEFAULT_PROFILE.model_file("diffusion")
-AUTOENCODER_WEIGHTS = DEFAULT_PROFILE.model_file("autoencoder")
-CALIBRATION_FILE = DEFAULT_PROFILE.calibration_file()
+from core.domain import domain_warnings
+from core.metrics import auroc_standard_error, image_auroc
+from core.preprocess import GRID_SIZE, foreground_mask, maps_to_volume, normalise_for_models, to_model_batch
+from core.profiles import DEFAULT_PROFILE, Profile, get_profile
+from core.types import SAFEGEN_METHOD, ScanResult, Volume, maps_on_scan, result_from_slice_maps
 
 ALPHA_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # alpha is chosen and calibrated on this grid
 DEFAULT_FALSE_ALARM_RATE = 0.05
@@ -119,24 +114,6 @@ class Calibration:
         )
 
 
-def normalise_for_models(volume: Volume, profile: Profile | None = None) -> Volume:
-    """Intensities in [0, 1] the way the reference slices were made.
-
-    * A picture (PNG/JPEG, modality OT, 2-D) is divided by its maximum: a generative model writes
-      full-range pictures, and SAFEGEN's own 16-bit benchmark PNGs come back exactly.
-    * A scan of the profile's modality with a profile window (CT: its HU window) gets that window.
-    * Anything else follows :func:`core.preprocess.normalize_volume` (MR: 1st-99th percentile of
-      the tissue over the whole volume, as the reference set; CT: brain window).
-    """
-    if volume.modality is Modality.OTHER and not volume.is_3d:
-        peak = float(np.max(volume.array))
-        if peak > 0 and float(np.min(volume.array)) >= 0:
-            return normalize_volume(volume, window=Window(peak / 2.0, peak))
-    if profile is not None and profile.window is not None and volume.modality is profile.modality:
-        return normalize_volume(volume, window=profile.window)
-    return normalize_volume(volume)
-
-
 @dataclass(frozen=True)
 class ComponentMaps:
     """Calibrated (robust-z) maps of each detector for a batch of grid slices, ``(B, H, W)`` each."""
@@ -181,99 +158,10 @@ def raw_component_maps(
     return maps
 
 
-@dataclass
-class ScanResult:
-    """One scored scan (2-D image or 3-D volume), in the scan's own array layout.
-
-    Attributes:
-        source: file the scan came from.
-        score: the scan's score (its worst slice's), robust-z units; higher = more likely unsafe.
-        score_diffusion / score_autoencoder: each component's calibrated score on that worst slice.
-        p_value: conformal p-value of ``score`` against clean calibration slices.
-        flag: ``score > tau``.
-        heatmap: the explainer's map on the combined map's calibrated scale (the combined map itself
-            for the ``residual`` explainer), ``volume.array.shape``, float32 (0 on unscored slices).
-        mask: :func:`core.masks.unsafe_mask` of the heatmap at tau, ``volume.array.shape``, uint8.
-        slice_scores: per display slice (NaN where the slice was not scored).
-        worst_slice: display-slice index of ``score``.
-        alpha, tau: the settings used.
-        seconds: wall time per stage.
-        warnings: what a user should know (out-of-domain modality, unscored slices ...).
-        explainer: which explainer made ``heatmap`` (see :mod:`core.explain`).
-        reconstruction: the autoencoder's pseudo-normal version of the scan in normalised [0, 1]
-            intensities, the scan's shape (0 on unscored slices); None for results made without it.
-        spacing: voxel size in mm of the scan, for areas and volumes.
-        method: which detector scored it: ``safegen``, or a baseline's ``--method`` name
-            (:mod:`core.baselines`; its ``score_diffusion`` / ``score_autoencoder`` / ``alpha`` are NaN,
-            and an image-level baseline's heatmap and mask are all zero).
-        pixel_maps: False for an image-level method: no heatmap, and every mask is empty.
-        profile: the modality profile whose models scored it (:mod:`core.profiles`).
-        head: True when the segmentation head scored it (:mod:`core.head_scoring`): ``tau`` and the
-            heatmap are anomaly probabilities, and the component scores and ``alpha`` are NaN.
-    """
-
-    source: str
-    score: float
-    score_diffusion: float
-    score_autoencoder: float
-    p_value: float
-    flag: bool
-    heatmap: np.ndarray
-    mask: np.ndarray
-    slice_scores: np.ndarray
-    worst_slice: int
-    alpha: float
-    tau: float
-    seconds: dict[str, float]
-    warnings: list[str] = field(default_factory=list)
-    explainer: str = "residual"
-    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
-    reconstruction: np.ndarray | None = None
-    method: str = "safegen"
-    pixel_maps: bool = True
-    profile: str = "mri_t1"
-    head: bool = False
-
-    @property
-    def flagged_slices(self) -> np.ndarray:
-        return np.flatnonzero(np.nan_to_num(self.slice_scores, nan=-np.inf) > self.tau)
-
-    def flags_at(self, tau: float) -> np.ndarray:
-        """Bool per display slice: its score is above ``tau`` (unscored slices never are)."""
-        return np.nan_to_num(self.slice_scores, nan=-np.inf) > tau
-
-    def mask_at(self, tau: float) -> np.ndarray:
-        """The unsafe-region mask at another tolerance, without re-running a model.
-
-        :func:`core.masks.unsafe_mask` of the heatmap on the slices whose score is above ``tau``
-        (as :attr:`mask` at ``self.tau``, up to the grid-to-scan resampling of that mask), uint8,
-        the scan's shape.
-        """
-        return unsafe_mask(self.heatmap, tau, self.mask_flags_at(tau))
-
-    def mask_flags_at(self, tau: float) -> np.ndarray:
-        """Bool per display slice: its mask may hold pixels at ``tau`` (flagged, and the method has pixel maps)."""
-        return self.flags_at(tau) if self.pixel_maps else np.zeros(len(self.slice_scores), dtype=bool)
-
-    @property
-    def detector(self) -> str:
-        """One line on what made the score, for captions and summaries."""
-        if self.method != "safegen":
-            return f"baseline {self.method} (its own map and threshold; README, Baselines side by side)"
-        if self.head:
-            return ("SAFEGEN segmentation head: per-pixel anomaly probability from the slice and its E_AE and "
-                    "S_diffusion reconstructions")
-        return (f"SAFEGEN: S_diffusion {self.score_diffusion:.2f} · E_AE {self.score_autoencoder:.2f} · "
-                f"α = {self.alpha:.2f} · heatmap: {self.explainer}")
-
-    def summary_at(self, tau: float | None = None) -> MaskSummary:
-        """Unsafe area per slice, regions and total area / volume of the mask at ``tau`` (default: ``self.tau``)."""
-        mask = self.mask if tau is None else self.mask_at(tau)
-        return summarise_mask(mask, self.spacing)
-
-
-def scored_slices(volume: Volume) -> np.ndarray:
-    """Bool per display slice: enough tissue to be comparable with the reference slices."""
+def slices_to_score(volume: Volume) -> np.ndarray:
+    """Bool per display slice: enough tissue to be comparable with the reference slices, so it is
+    scored (every scorer's ``slices_to_score``; NaN in :attr:`core.types.ScanResult.slice_scores`
+    elsewhere)."""
     if not volume.is_3d:
         return np.ones(1, dtype=bool)
     tissue = foreground_mask(volume.array, volume.modality)
@@ -288,10 +176,10 @@ class PreparedScan:
     """A scan made ready for any slice model (SAFEGEN's or a baseline's), and the way back.
 
     Attributes:
-        normalised: the scan in [0, 1] (:func:`normalise_for_models`).
+        normalised: the scan in [0, 1] (:func:`core.preprocess.normalise_for_models`).
         grid: ``(N, 1, 128, 128)`` model-grid slices, one per display slice.
         transforms: how each grid slice maps back onto the scan (:func:`core.preprocess.maps_to_volume`).
-        scored: bool per display slice (:func:`scored_slices`).
+        scored: bool per display slice: scored or not (:func:`slices_to_score`).
         warnings: what a user should know before reading the scores.
     """
 
@@ -306,15 +194,10 @@ class PreparedScan:
         """Prepare ``volume`` for the models of ``profile`` (default brain MRI T1); a scan of another
         modality is prepared all the same, with a warning that its scores say little."""
         profile = get_profile(profile or DEFAULT_PROFILE)
-        warnings: list[str] = []
-        if volume.modality is not Modality.OTHER and volume.modality is not profile.modality:
-            warnings.append(
-                f"the models ({profile.title}) were trained on {profile.about.split(',')[0]}; this "
-                f"{volume.modality.value} scan is out of their domain, so its scores say little"
-            )
-        normalised = normalise_for_models(volume, profile)
+        warnings = domain_warnings(volume, profile.domain_spec)
+        normalised = normalise_for_models(volume, profile.modality, profile.window)
         grid, transforms = to_model_batch(normalised, GRID_SIZE)
-        scored = scored_slices(volume)
+        scored = slices_to_score(volume)
         if not scored.all():
             warnings.append(
                 f"{int((~scored).sum())} of {len(scored)} slices hold too little tissue to compare with the "
@@ -322,17 +205,16 @@ class PreparedScan:
             )
         return cls(normalised, grid, transforms, scored, warnings + list(volume.warnings))
 
-    def maps_to_scan(self, grid_maps: np.ndarray, tau: float, flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Grid heatmaps ``(N, H, W)`` -> the scan's float32 heatmap and its uint8 tau mask (made on the grid)."""
-        grid_mask = unsafe_mask(np.moveaxis(grid_maps, 0, -1), tau, flagged)
-        heatmap = maps_to_volume(grid_maps, self.transforms, self.normalised)
-        mask = maps_to_volume(np.moveaxis(grid_mask, -1, 0).astype(np.float32), self.transforms, self.normalised,
-                              as_mask=True)
-        return heatmap.astype(np.float32), mask.astype(np.uint8)
+    def to_scan(self, grid_maps: np.ndarray, as_mask: bool = False) -> np.ndarray:
+        """Grid maps ``(N, H, W)`` back onto the scan (:data:`core.types.ToScan`)."""
+        return maps_to_volume(grid_maps, self.transforms, self.normalised, as_mask=as_mask)
 
 
 class Scorer:
-    """The two trained detectors plus their calibration: scans in, :class:`ScanResult` out."""
+    """The two trained detectors plus their calibration: scans in, :class:`ScanResult` out
+    (a :class:`core.types.ScanScorer`: SAFEGEN's seed scorer, under the segmentation head)."""
+
+    name = SAFEGEN_METHOD
 
     def __init__(
         self,
@@ -413,7 +295,13 @@ class Scorer:
             reconstruction=raw.get("reconstruction"),
         )
 
+    @property
+    def calibration_scores(self) -> np.ndarray:
+        """The clean calibration slices' scores at this scorer's alpha (its tau and p-values count against them)."""
+        return self._calibrator.scores
+
     def slice_scores(self, combined: np.ndarray) -> np.ndarray:
+        """Slice score of each combined map ``(B, H, W)``: the mean of its top ``score_fraction`` of pixels."""
         return top_fraction_mean(combined, self.calibration.score_fraction)
 
     def score_volume(self, volume: Volume, *, explainer=None, progress=None) -> ScanResult:
@@ -443,41 +331,23 @@ class Scorer:
         fraction = self.calibration.score_fraction
         component["diffusion"][scored] = top_fraction_mean(maps.diffusion, fraction)
         component["autoencoder"][scored] = top_fraction_mean(maps.autoencoder, fraction)
-        flagged = np.nan_to_num(slice_scores, nan=-np.inf) > self.tau
         explained = combined
         if explainer is not None and explainer.name != "residual":
             t0 = time.perf_counter()
             explained = np.zeros_like(combined)
             explained[scored] = explainer.maps(grid[scored], residual=combined_scored)
             seconds["explain"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        heatmap, mask = scan.maps_to_scan(explained, self.tau, flagged)
         recon_grid = np.zeros_like(combined)
         recon_grid[scored] = maps.reconstruction
-        reconstruction = maps_to_volume(recon_grid, scan.transforms, scan.normalised).astype(np.float32)
-        seconds["map_back"] = time.perf_counter() - t0
-        worst = int(np.nanargmax(slice_scores))
-        seconds["total"] = time.perf_counter() - start
-        return ScanResult(
-            source=volume.source,
-            score=float(slice_scores[worst]),
-            score_diffusion=float(component["diffusion"][worst]),
-            score_autoencoder=float(component["autoencoder"][worst]),
-            p_value=float(self._calibrator.p_value(slice_scores[worst])),
-            flag=bool(flagged.any()),
-            heatmap=heatmap,  # maps_to_scan returns float32 / uint8 already: no second full-volume copy
-            mask=mask,
-            slice_scores=slice_scores,
-            worst_slice=worst,
-            alpha=self.alpha,
-            tau=self.tau,
-            seconds=seconds,
-            warnings=scan.warnings,
-            explainer="residual" if explainer is None else str(explainer.name),
-            spacing=tuple(float(s) for s in volume.spacing),
-            reconstruction=reconstruction,
+        result = result_from_slice_maps(
+            volume, slice_scores, explained, self.tau, scan.to_scan, self._calibrator.p_value, method=self.name,
+            seconds=seconds, start=start, warnings=scan.warnings,
+            explainer="residual" if explainer is None else str(explainer.name), reconstruction_maps=recon_grid,
             profile=self.profile.name,
         )
+        worst = result.worst_slice
+        return replace(result, score_diffusion=float(component["diffusion"][worst]),
+                       score_autoencoder=float(component["autoencoder"][worst]), alpha=self.alpha)
 
     def explain(self, volume: Volume, result: ScanResult, explainer, *, progress=None) -> ScanResult:
         """``result`` (of :meth:`score_volume` on ``volume``) with another explainer's heatmap and mask.
@@ -490,13 +360,13 @@ class Scorer:
         scored = np.isfinite(result.slice_scores)
         explained = np.zeros((len(scan.grid), *scan.grid.shape[2:]), dtype=np.float32)
         explained[scored] = explainer.maps(scan.grid[scored], progress=progress)
-        heatmap, mask = scan.maps_to_scan(explained, result.tau, result.flags_at(result.tau))
+        heatmap, mask = maps_on_scan(explained, result.tau, result.flags_at(result.tau), scan.to_scan)
         seconds = {**result.seconds, "explain": time.perf_counter() - start}
         return replace(result, heatmap=heatmap, mask=mask, explainer=str(explainer.name), seconds=seconds)
 
     @staticmethod
-    def scored_slices(volume: Volume) -> np.ndarray:
-        return scored_slices(volume)
+    def slices_to_score(volume: Volume) -> np.ndarray:
+        return slices_to_score(volume)
 
 
 def fit_calibration(
@@ -528,8 +398,6 @@ def fit_calibration(
         score_fraction, batch_size, progress: as in :class:`Scorer`.
         metadata: recorded in the calibration file.
     """
-    from core.metrics import auroc_standard_error, image_auroc
-
     raw = raw_component_maps(diffusion, autoencoder, calib_images[:, None], batch_size=batch_size,
                              with_nll=True, progress=progress)
     tissue = calib_images > FOREGROUND_LEVEL

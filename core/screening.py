@@ -6,20 +6,18 @@ file-writing twin with the fixed output contract.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from core.io import check_scorable
 from core.render import apply_window, auto_window, overlay_heatmap
-from core.scoring import Scorer
-from core.types import Volume
+from core.score_files import score_files
+from core.types import SAFEGEN_METHOD, ScanScorer, Volume
 
-COLUMNS = ("file", "score", "flag", "p_value", "score_diffusion", "score_autoencoder", "worst_slice",
-           "slices", "seconds", "warnings", "error")
+COLUMNS = ("file", "score", "flag", "out_of_domain", "p_value", "score_diffusion", "score_autoencoder",
+           "worst_slice", "slices", "seconds", "warnings", "error")
 THUMBNAIL_PX = 160
 
 
@@ -31,7 +29,7 @@ class Screening:
 
     table: pd.DataFrame
     thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
-    method: str = "safegen"
+    method: str = SAFEGEN_METHOD
     tau: float = float("nan")
     reference: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
@@ -55,7 +53,7 @@ def thumbnail(volume: Volume, heatmap: np.ndarray, slice_index: int, tau: float,
 
 def screen(
     items: Iterable[tuple[str, Callable[[], Volume]]],
-    scorer,
+    scorer: ScanScorer,
     *,
     progress: Callable[[int, str], None] | None = None,
 ) -> Screening:
@@ -64,45 +62,46 @@ def screen(
     Args:
         items: a display name and a zero-argument loader per file (loading happens here, so one
             bad file costs only its own row).
-        scorer: the models and calibration (a :class:`core.scoring.Scorer`, or a
-            :class:`core.baselines.scorer.BaselineScorer` to screen with a baseline).
+        scorer: SAFEGEN's (:func:`core.head_scoring.load_detector`) or a baseline's
+            (:class:`core.baselines.scorer.BaselineScorer`).
         progress: called with ``(files done, name)`` after each file.
     """
     rows, thumbs = [], {}
-    for done, (name, load) in enumerate(items, start=1):
+
+    def keep_thumbnail(item: tuple[str, Callable[[], Volume]], volume: Volume, result) -> None:
+        heatmap = result.heatmap if result.pixel_maps else np.full_like(result.heatmap, -np.inf)
+        thumbs[item[0]] = thumbnail(volume, heatmap, result.worst_slice, scorer.tau)
+
+    files = score_files(items, scorer, load=_call_loader, after_scoring=keep_thumbnail)
+    for done, file in enumerate(files, start=1):
+        name = file.path[0]
         row = dict.fromkeys(COLUMNS, "")
         row.update(file=name, score=np.nan, p_value=np.nan, score_diffusion=np.nan, score_autoencoder=np.nan,
-                   flag=False, worst_slice=None, slices=None)
-        start = time.perf_counter()
-        try:
-            volume = load()
-            check_scorable(volume)  # a 1x2 image gets a row saying so, not a score
-            result = scorer.score_volume(volume)
-            row.update(score=result.score, flag=result.flag, p_value=result.p_value,
+                   flag=False, out_of_domain=False, worst_slice=None, slices=None)
+        if (result := file.result) is not None:  # scored; its thumbnail may still have failed (then: error too)
+            row.update(score=result.score, flag=result.flag, out_of_domain=bool(result.out_of_domain), p_value=result.p_value,
                        score_diffusion=result.score_diffusion, score_autoencoder=result.score_autoencoder,
-                       worst_slice=result.worst_slice + 1, slices=volume.n_slices,
+                       worst_slice=result.worst_slice + 1, slices=file.volume.n_slices,
                        warnings=" | ".join(result.warnings))
-            heatmap = result.heatmap if result.pixel_maps else np.full_like(result.heatmap, -np.inf)
-            thumbs[name] = thumbnail(volume, heatmap, result.worst_slice, scorer.tau)
-        except Exception as error:  # one bad file must not stop the batch; its row says why
-            message = str(error) or type(error).__name__
-            row["error"] = message if type(error).__module__.startswith("core") else f"{type(error).__name__}: {message}"
-        row["seconds"] = round(time.perf_counter() - start, 2)
+        if file.error is not None:
+            row["error"] = file.error
+        row["seconds"] = round(file.seconds, 2)
         rows.append(row)
         if progress is not None:
             progress(done, name)
-    table = pd.DataFrame(rows, columns=list(COLUMNS)).astype({"worst_slice": "Int64", "slices": "Int64"})
+    # score_diffusion / score_autoencoder: None where the method has none (only the seed scorer has), NaN here
+    table = pd.DataFrame(rows, columns=list(COLUMNS)).astype({"worst_slice": "Int64", "slices": "Int64",
+                                                              "score_diffusion": float, "score_autoencoder": float})
     table = table.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
-    return Screening(table, thumbs, getattr(scorer, "name", "safegen"), float(scorer.tau), reference_scores(scorer))
+    return Screening(table, thumbs, scorer.name, float(scorer.tau), reference_scores(scorer))
 
 
-def reference_scores(scorer) -> np.ndarray:
+def _call_loader(item: tuple[str, Callable[[], Volume]]) -> Volume:
+    """Load a ``(name, load)`` item of :func:`screen`."""
+    return item[1]()
+
+
+def reference_scores(scorer: ScanScorer) -> np.ndarray:
     """Slice scores of the clean calibration slices (the head's, under normal variation; the seed's at
     its alpha; a baseline's own calibration scores): the histogram's reference."""
-    from core.head_scoring import HeadScorer
-
-    if isinstance(scorer, HeadScorer):
-        return np.asarray(scorer.calibration.calibrator.scores, dtype=float)
-    if isinstance(scorer, Scorer):
-        return np.asarray(scorer.calibration.calibrator(scorer.alpha).scores, dtype=float)
-    return np.asarray(scorer.calibrated.calib_scores, dtype=float)
+    return np.asarray(scorer.calibration_scores, dtype=float)

@@ -25,11 +25,14 @@ import torch
 
 from core.detectors.autoencoder import smooth
 from core.detectors.base import top_fraction_mean
+from core.detectors.head import HeadDetector
+from core.explain import Explainer, ExplainerName
+from core.head_scoring import HeadCalibration, HeadScorer, head_calibration_file, head_file
 from core.io import load_volume
 from core.metrics import image_auroc
-from core.preprocess import to_model_batch
+from core.preprocess import normalise_for_models, to_model_batch
 from core.profiles import Profile
-from core.scoring import Scorer, normalise_for_models
+from core.scoring import Scorer
 from core.types import Volume
 
 
@@ -82,11 +85,8 @@ def run_bench(scorer: Scorer, validation_dir: Path | None, *, repeats: int = 5, 
 
 def _head_rows(scorer: Scorer, volume: Volume, one: Volume, repeats: int) -> list[tuple[str, str]]:
     """The segmentation head's score (:mod:`core.head_scoring`) of the same slice and volume."""
-    from core.head_scoring import HeadCalibration, HeadScorer, head_calibration_file, head_file
-
     if not (head_file(scorer.profile).is_file() and head_calibration_file(scorer.profile).is_file()):
         return [("segmentation head", f"skipped: no head for {scorer.profile.name} (train-head, calibrate-head)")]
-    from core.detectors.head import HeadDetector
 
     head = HeadScorer(HeadDetector.load(head_file(scorer.profile)), scorer,
                       HeadCalibration.load(head_calibration_file(scorer.profile)))
@@ -107,8 +107,6 @@ def _volume_row(scorer, volume: Volume, what: str) -> tuple[str, str]:
 
 
 def _explainer_rows(scorer: Scorer, one: np.ndarray, repeats: int) -> list[tuple[str, str]]:
-    from core.explain import Explainer, ExplainerName
-
     path = scorer.profile.explainer_file()
     if not path.is_file():
         return [("explainers", f"skipped: {path} missing (calibrate-explainers --profile {scorer.profile.name})")]

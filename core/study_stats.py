@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.metrics import UndefinedMetricError, bootstrap_ci, cohen_kappa, dice, icc, krippendorff_alpha
+from core.mrmc import MRMCError, empirical_auc
 
 DEFAULT_LIKERT_LEVELS = 5
 
@@ -272,8 +273,6 @@ def roc_frame(frame: pd.DataFrame, question: str) -> pd.DataFrame:
 
 def reader_aucs(roc: pd.DataFrame) -> pd.DataFrame:
     """Empirical (trapezoidal) AUC per reader and arm, with the numbers of positive and negative cases."""
-    from core.mrmc import MRMCError, empirical_auc
-
     rows = []
     for (reader, arm), group in roc.groupby(["reader", "treatment"]):
         try:

@@ -14,8 +14,7 @@ import numpy as np
 
 from core.masks import summarise_mask, unsafe_mask
 from core.render import apply_window, overlay_heatmap
-from core.scoring import ScanResult
-from core.types import Volume, Window
+from core.types import ScanResult, Volume, Window
 
 SCOPE_LINE = ("Research use only. Brain-MRI T1 models trained on two real subjects with augmentation; "
               "benchmark image AUROC 0.60, pixel AUROC 0.84 (README).")

@@ -31,6 +31,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from core.detectors.diffusion import DiffusionDetector, from_diffusion_grid, to_diffusion_grid
+from core.profiles import DIFFUSION_WEIGHTS
 from core.reference import load_split
 
 DEFAULT_LEVELS = (150, 500)  # DDPM timesteps (of 1000) the synthetic images start from: near and far
@@ -38,8 +40,6 @@ DEFAULT_LEVELS = (150, 500)  # DDPM timesteps (of 1000) the synthetic images sta
 
 def round_trip(images: np.ndarray, size: int) -> np.ndarray:
     """``(N, H, W)`` images in [0, 1] shrunk to ``size`` and back the way the diffusion model's output is."""
-    from core.detectors.diffusion import from_diffusion_grid, to_diffusion_grid
-
     x = torch.from_numpy(images[:, None].astype(np.float32))
     small = (to_diffusion_grid(x, size) + 1.0) / 2.0
     return from_diffusion_grid(small, images.shape[-1])[:, 0].clamp(0, 1).numpy()
@@ -66,9 +66,6 @@ def make_turing_set(reference_dir: Path, out_dir: Path, *, n: int = 8, seed: int
     Real and synthetic images come from different, seeded draws of the split's un-augmented
     slices; the synthetic ones cycle through ``levels``.
     """
-    from core.detectors.diffusion import DiffusionDetector
-    from core.scoring import DIFFUSION_WEIGHTS
-
     detector = DiffusionDetector.load(Path(diffusion_weights or DIFFUSION_WEIGHTS))
     data = load_split(Path(reference_dir), split)
     plain = np.flatnonzero(data.augmentation == 0) if (data.augmentation == 0).any() else np.arange(len(data.images))

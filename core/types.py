@@ -1,6 +1,7 @@
 """Data types shared by every part of SAFEGEN.
 
-A file becomes a :class:`Volume`; everything downstream reads volumes.
+A file becomes a :class:`Volume`; a scorer (:class:`ScanScorer`) makes a :class:`ScanResult` of it
+(:func:`result_from_slice_maps`); the UI and the database read results.
 
 Orientation convention
 ----------------------
@@ -18,11 +19,16 @@ Orientation convention
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from core.masks import MaskSummary, summarise_mask, unsafe_mask
 
 
 class Modality(StrEnum):
@@ -81,6 +87,8 @@ class Volume:
         window: a display window suggested by the file (DICOM WindowCenter/Width), if any.
         warnings: things the loader changed that a user should know (e.g. RGB converted to gray).
         description: free text for the UI (series description, template name ...).
+        body_part: the body part the file names (DICOM ``BodyPartExamined``), "" when it names none.
+        spacing_known: False when the file gives no pixel size and 1 mm was assumed (PNG, JPEG, some DICOM).
     """
 
     array: np.ndarray
@@ -91,6 +99,8 @@ class Volume:
     window: Window | None = None
     warnings: list[str] = field(default_factory=list)
     description: str = ""
+    body_part: str = ""
+    spacing_known: bool = True
 
     def __post_init__(self) -> None:
         if self.array.ndim not in (2, 3):
@@ -185,3 +195,229 @@ class Volume:
         if array.shape != self.array.shape:
             raise ValueError(f"new array shape {array.shape} != {self.array.shape}")
         return replace(self, array=array, warnings=list(self.warnings), **changes)
+
+
+OUT_OF_DOMAIN = "Out of domain: "  # the start of core.domain's metadata and field-of-view warnings: no verdict
+UNLIKE_TRAINING = "Unlike the training slices: "  # the start of core.domain's appearance warning: read with care
+SAFEGEN_METHOD = "safegen"  # the method name of SAFEGEN's own detector (a baseline's is its ``--method`` name)
+
+
+def slices_above(slice_scores: np.ndarray, tau: float) -> np.ndarray:
+    """Bool per display slice: its score is above ``tau`` (an unscored slice, NaN, never is)."""
+    return np.nan_to_num(slice_scores, nan=-np.inf) > tau
+
+
+@dataclass
+class ScanResult:
+    """One scored scan (2-D image or 3-D volume), in the scan's own array layout.
+
+    Every scorer (:class:`ScanScorer`) makes it with :func:`result_from_slice_maps`.
+
+    Attributes:
+        source: file the scan came from.
+        score: the scan's score (its worst slice's); higher = more likely unsafe.
+        score_diffusion / score_autoencoder: each component's calibrated score on that worst slice;
+            None where the method has no such components (only SAFEGEN's seed scorer,
+            :class:`core.scoring.Scorer`, has them).
+        p_value: conformal p-value of ``score`` against clean calibration slices.
+        flag: ``score > tau``.
+        heatmap: the explainer's map on the score's calibrated scale (the method's own map for the
+            ``residual`` explainer), ``volume.array.shape``, float32 (0 on unscored slices).
+        mask: :func:`core.masks.unsafe_mask` of the heatmap at tau, ``volume.array.shape``, uint8.
+        slice_scores: float per display slice, NaN where the slice was not scored. Which slices are
+            scored is the scorer's ``slices_to_score(volume)`` (a bool mask, ``np.isfinite`` of this);
+            the ``score`` command's ``scored_slices`` column is their count.
+        worst_slice: display-slice index of ``score``.
+        alpha: the seed scorer's weight of the diffusion map; None for every other method.
+        tau: the threshold used.
+        seconds: wall time per stage.
+        warnings: what a user should know (out-of-domain modality, unscored slices ...).
+        explainer: which explainer made ``heatmap`` (see :mod:`core.explain`).
+        reconstruction: the autoencoder's pseudo-normal version of the scan in normalised [0, 1]
+            intensities, the scan's shape (0 on unscored slices); None for results made without it.
+        spacing: voxel size in mm of the scan, for areas and volumes.
+        method: which detector scored it: :data:`SAFEGEN_METHOD`, or a baseline's ``--method`` name
+            (:mod:`core.baselines`; an image-level baseline's heatmap and mask are all zero).
+        pixel_maps: False for an image-level method: no heatmap, and every mask is empty.
+        profile: the modality profile whose models scored it (:mod:`core.profiles`).
+        head: True when the segmentation head scored it (:mod:`core.head_scoring`): ``tau`` and the
+            heatmap are anomaly probabilities.
+    """
+
+    source: str
+    score: float
+    score_diffusion: float | None
+    score_autoencoder: float | None
+    p_value: float
+    flag: bool
+    heatmap: np.ndarray
+    mask: np.ndarray
+    slice_scores: np.ndarray
+    worst_slice: int
+    alpha: float | None
+    tau: float
+    seconds: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    explainer: str = "residual"
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
+    reconstruction: np.ndarray | None = None
+    method: str = SAFEGEN_METHOD
+    pixel_maps: bool = True
+    profile: str = "mri_t1"
+    head: bool = False
+
+    @property
+    def out_of_domain(self) -> list[str]:
+        """The warnings that say the scan is not what the models were made for (:mod:`core.domain`)."""
+        return [w for w in self.warnings if w.startswith(OUT_OF_DOMAIN)]
+
+    @property
+    def unlike_training(self) -> list[str]:
+        """The appearance check's warning (:class:`core.domain.AppearanceModel`), if it spoke."""
+        return [w for w in self.warnings if w.startswith(UNLIKE_TRAINING)]
+
+    @property
+    def flagged_slices(self) -> np.ndarray:
+        return np.flatnonzero(self.flags_at(self.tau))
+
+    def flags_at(self, tau: float) -> np.ndarray:
+        """Bool per display slice: its score is above ``tau`` (unscored slices never are)."""
+        return slices_above(self.slice_scores, tau)
+
+    def mask_at(self, tau: float) -> np.ndarray:
+        """The unsafe-region mask at another tolerance, without re-running a model.
+
+        :func:`core.masks.unsafe_mask` of the heatmap on the slices whose score is above ``tau``
+        (as :attr:`mask` at ``self.tau``, up to the grid-to-scan resampling of that mask), uint8,
+        the scan's shape.
+        """
+        return unsafe_mask(self.heatmap, tau, self.mask_flags_at(tau))
+
+    def mask_flags_at(self, tau: float) -> np.ndarray:
+        """Bool per display slice: its mask may hold pixels at ``tau`` (flagged, and the method has pixel maps)."""
+        return self.flags_at(tau) if self.pixel_maps else np.zeros(len(self.slice_scores), dtype=bool)
+
+    @property
+    def detector(self) -> str:
+        """One line on what made the score, for captions and summaries."""
+        if self.method != SAFEGEN_METHOD:
+            return f"baseline {self.method} (its own map and threshold; README, Baselines side by side)"
+        if self.head:
+            return ("SAFEGEN segmentation head: per-pixel anomaly probability from the slice and its E_AE and "
+                    "S_diffusion reconstructions")
+        return (f"SAFEGEN: S_diffusion {self.score_diffusion:.2f} · E_AE {self.score_autoencoder:.2f} · "
+                f"α = {self.alpha:.2f} · heatmap: {self.explainer}")
+
+    def summary_at(self, tau: float | None = None) -> MaskSummary:
+        """Unsafe area per slice, regions and total area / volume of the mask at ``tau`` (default: ``self.tau``)."""
+        mask = self.mask if tau is None else self.mask_at(tau)
+        return summarise_mask(mask, self.spacing)
+
+
+ToScan = Callable[[np.ndarray, bool], np.ndarray]
+"""``to_scan(maps, as_mask)``: ``(N, H, W)`` maps, one per display slice on a scorer's own grid, put
+back into the scan's array layout (``as_mask``: the maps are 0/1 masks, resample them as masks)."""
+
+
+def maps_on_scan(slice_maps: np.ndarray, tau: float, mask_flags: np.ndarray, to_scan: ToScan
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's float32 heatmap and uint8 unsafe-region mask from per-slice maps on a scorer's grid.
+
+    The mask is :func:`core.masks.unsafe_mask` of ``slice_maps`` at ``tau`` on the slices of
+    ``mask_flags``, made on the scorer's grid (where the map was made) and then put back as a mask.
+
+    Args:
+        slice_maps: ``(N, H, W)`` one map per display slice, 0 on unscored slices.
+        tau: the threshold, the maps' units.
+        mask_flags: bool per display slice: the slices whose mask may hold pixels.
+        to_scan: the scorer's way back onto the scan (:data:`ToScan`).
+    """
+    grid_mask = unsafe_mask(np.moveaxis(slice_maps, 0, -1), tau, mask_flags)
+    heatmap = to_scan(slice_maps, False).astype(np.float32, copy=False)
+    mask = to_scan(np.moveaxis(grid_mask, -1, 0).astype(np.float32), True).astype(np.uint8, copy=False)
+    return heatmap, mask
+
+
+def result_from_slice_maps(
+    volume: Volume,
+    slice_scores: np.ndarray,
+    slice_maps: np.ndarray,
+    tau: float,
+    to_scan: ToScan,
+    p_value: Callable[[float], float],
+    *,
+    method: str,
+    seconds: dict[str, float],
+    start: float,
+    warnings: list[str],
+    explainer: str = "residual",
+    pixel_maps: bool = True,
+    reconstruction_maps: np.ndarray | None = None,
+    profile: str = "mri_t1",
+    head: bool = False,
+) -> ScanResult:
+    """The :class:`ScanResult` of a scan from its slice scores and per-slice maps: the one tail of
+    every scorer's ``score_volume``.
+
+    The scan's score is its worst slice's; a slice is flagged when its score is above ``tau``; the
+    heatmap and mask come from :func:`maps_on_scan` (no mask for a method without pixel maps). The
+    SAFEGEN-only numbers (``score_diffusion``, ``score_autoencoder``, ``alpha``) stay None: the seed
+    scorer sets them with :func:`dataclasses.replace`.
+
+    Args:
+        volume: the scan.
+        slice_scores: ``(N,)`` float per display slice, NaN where not scored (at least one is scored).
+        slice_maps: ``(N, H, W)`` the map to show per display slice on the scorer's grid (0 where not scored).
+        tau: the threshold of the slice scores and of the maps.
+        to_scan: the scorer's way from its grid back onto the scan (:data:`ToScan`).
+        p_value: the p-value of a slice score (the worst slice's is the scan's).
+        method: :data:`SAFEGEN_METHOD` or the baseline's name.
+        seconds: the stages timed so far; ``map_back`` (added to) and ``total`` are set here.
+        start: ``time.perf_counter()`` when scoring began.
+        warnings, explainer, pixel_maps, profile, head: as in :class:`ScanResult`.
+        reconstruction_maps: ``(N, H, W)`` pseudo-normal slices on the same grid, or None.
+    """
+    flags = slices_above(slice_scores, tau)
+    t0 = time.perf_counter()
+    heatmap, mask = maps_on_scan(slice_maps, tau, flags if pixel_maps else np.zeros_like(flags), to_scan)
+    reconstruction = None
+    if reconstruction_maps is not None:
+        reconstruction = to_scan(reconstruction_maps, False).astype(np.float32, copy=False)
+    seconds["map_back"] = seconds.get("map_back", 0.0) + time.perf_counter() - t0
+    worst = int(np.nanargmax(slice_scores))
+    seconds["total"] = time.perf_counter() - start
+    return ScanResult(
+        source=volume.source, score=float(slice_scores[worst]), score_diffusion=None, score_autoencoder=None,
+        p_value=float(p_value(slice_scores[worst])), flag=bool(flags.any()), heatmap=heatmap, mask=mask,
+        slice_scores=slice_scores, worst_slice=worst, alpha=None, tau=float(tau), seconds=seconds,
+        warnings=warnings, explainer=explainer, spacing=tuple(float(s) for s in volume.spacing),
+        reconstruction=reconstruction, method=method, pixel_maps=pixel_maps, profile=profile, head=head,
+    )
+
+
+@runtime_checkable
+class ScanScorer(Protocol):
+    """What scores scans: SAFEGEN's segmentation head (:class:`core.head_scoring.HeadScorer`), its seed
+    reconstruction scorer (:class:`core.scoring.Scorer`) and every baseline
+    (:class:`core.baselines.scorer.BaselineScorer`).
+
+    Attributes:
+        name: the ``method`` of its results: :data:`SAFEGEN_METHOD`, or the baseline's name.
+        tau: its threshold (of a 2-D image; the head's threshold of a volume depends on its slices).
+        calibration_scores: slice scores of the clean calibration slices its tau and p-values count
+            against (the batch page's histogram reference).
+    """
+
+    name: str
+    tau: float
+
+    @property
+    def calibration_scores(self) -> np.ndarray: ...
+
+    def slices_to_score(self, volume: Volume) -> np.ndarray:
+        """Bool per display slice: the slices it scores (enough tissue to compare with the reference)."""
+        ...
+
+    def score_volume(self, volume: Volume, *, explainer=None, progress=None) -> ScanResult:
+        """Score every slice of ``volume``; ``progress`` is called with the number of slices done."""
+        ...

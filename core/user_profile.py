@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from core.io import load_volume
+from core.io import ACCEPTED_SUFFIXES, load_volume
 from core import profiles as profiles_module
-from core.profiles import CT_HEAD, MRI_T1, PROFILES, Profile
-from core.reference import ReferenceSubject, image_files
+from core.profiles import CT_HEAD, MRI_T1, PROFILES, Profile, ReferenceSubject
+from core.reference import image_files
 from core.types import Modality, Window
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -59,7 +59,7 @@ def folder_subjects(folder: Path) -> tuple[list[ReferenceSubject], set[Modality]
         raise ValueError(f"{folder} is not a folder")
     files = image_files(folder)
     if not files:
-        raise ValueError(f"{folder} holds no .nii, .nii.gz, .dcm, .png or .jpg files")
+        raise ValueError(f"{folder} holds no {', '.join(ACCEPTED_SUFFIXES)} files")
     subjects, modalities, bad, n_slices = [], Counter(), [], 0
     for path in files:
         try:

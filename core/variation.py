@@ -110,6 +110,18 @@ def vary(image: np.ndarray, rng: np.random.Generator, params: VariationParams = 
     return rician(out, sigma, rng)
 
 
+def vary_volume(volume: np.ndarray, rng: np.random.Generator, params: VariationParams = VariationParams()) -> np.ndarray:
+    """One volume-wide draw of normal variation on an ``(X, Y, Z)`` volume with tissue at ~1: a
+    smooth bias field shared by the slices, gamma, Rician noise and 8-bit storage (part of the
+    time); the geometry is kept (a scanner's own grid)."""
+    field = smooth_field(volume.shape[:2], rng, cells=2) * rng.uniform(*params.bias_amplitude)
+    out = np.clip(volume * np.exp(field)[:, :, None], 0, None) ** rng.uniform(*params.gamma)
+    out = rician(out, float(np.exp(rng.uniform(*np.log(params.noise_sigma)))), rng)
+    if rng.uniform() < params.quantise_probability:
+        out = quantise(out)
+    return out
+
+
 def quantise(image: np.ndarray, levels: int = 255) -> np.ndarray:
     """``image`` stored with ``levels + 1`` grey levels from 0 to its maximum (an 8-bit PNG)."""
     peak = float(np.max(image))

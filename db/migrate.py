@@ -15,6 +15,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from db.session import make_engine
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -51,8 +53,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from db.session import make_engine
-
     args = sys.argv[1:] if argv is None else argv
     engine = make_engine(args[0] if args else None)
     upgrade(engine)

@@ -30,6 +30,7 @@ from core.export import safe_file_stem, spreadsheet_safe
 from core.io import detect_format, load_volume, to_file_layout
 from core.jsonable import json_safe, records
 from core.resources import PROJECT_ROOT
+from core.score_files import score_files
 from core.study_stats import (
     agreement,
     answers_frame,
@@ -118,15 +119,17 @@ def _create_study_from_files(session, admin, title, files, readers, folder, *, i
     numbers = list(range(1, len(files) + 1))
     if any(t is not None for t in truths):
         numbers = [int(n) + 1 for n in np.random.default_rng([seed, 1]).permutation(len(files))]
+    pseudonyms = [f"case-{number:03d}" for number in numbers]
+    # one file at a time: de-identified, loaded and scored before the next is read; the first refused
+    # file refuses the study
+    stored_files = (deidentify_file(Path(path), folder, pseudonym) for path, pseudonym in zip(files, pseudonyms))
+    cases = score_files(stored_files, scorer, require_scorable=False, raise_errors=True)
     specs = []
-    for number, path, truth, truth_mask in zip(numbers, files, truths, truth_masks, strict=True):
-        pseudonym = f"case-{number:03d}"
-        stored = deidentify_file(Path(path), folder, pseudonym)
-        volume = load_volume(stored)
+    for pseudonym, truth, truth_mask, case in zip(pseudonyms, truths, truth_masks, cases, strict=True):
+        stored, volume, result = case.path, case.volume, case.result
         rows, cols = volume.display_slice(0).shape
         heatmap_path, score, ai = None, None, {}
-        if scorer is not None:
-            result = scorer.score_volume(volume)
+        if result is not None:
             heatmap_path = folder / f"{pseudonym}_heatmap.npy"
             np.save(heatmap_path, result.heatmap.astype(np.float32))
             score = float(result.score)

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.types import SAFEGEN_METHOD
 from ui.batch import batch_inputs, run_screening, show_screening
 from ui.review import batch_profile_choice, method_choice
 from ui.router import through_the_router
@@ -18,7 +19,7 @@ st.caption(
 )
 items, label, manifest = batch_inputs()
 method = method_choice()
-profile = batch_profile_choice() if method == "safegen" else "mri_t1"
+profile = batch_profile_choice() if method == SAFEGEN_METHOD else "mri_t1"
 if st.button(f"Score {label}", key=Keys.BATCH_RUN, disabled=not items, type="primary"):
     run_screening(items, method, profile, manifest)
 if st.session_state.get(Keys.BATCH_RESULT) is not None:

@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-from core.baselines import SAFEGEN
 from core.demo import available_cases
 from core.errors import InputError
 from core.io import check_scorable
 from core.profiles import DEFAULT_PROFILE
 from core.render import apply_window, window_presets
+from core.types import SAFEGEN_METHOD
 from ui.analysis import explained_result, scan_result
-from ui.resources import demo_volume, uploaded_volume
+from ui.resources import UPLOAD_TYPES, demo_volume, uploaded_volume
 from ui.review import (
     apply_chart_pick,
     dicom_seg_download,
@@ -48,7 +48,7 @@ if source == SOURCE_DEMO:
 else:
     upload = st.file_uploader(
         "NIfTI (.nii, .nii.gz), DICOM file (.dcm), zipped DICOM series (.zip), PNG, JPEG or InVesalius (.inv3)",
-        type=["nii", "gz", "dcm", "zip", "png", "jpg", "jpeg", "inv3"],
+        type=[*UPLOAD_TYPES, "zip"],  # a zipped DICOM series too: one scan, read whole
         key=Keys.UPLOAD,
     )
     if upload is not None:
@@ -63,7 +63,7 @@ if volume is not None:
     volume_facts(volume)
     result = None
     method = method_choice()
-    profile = profile_choice(volume) if method == SAFEGEN else DEFAULT_PROFILE.name
+    profile = profile_choice(volume) if method == SAFEGEN_METHOD else DEFAULT_PROFILE.name
     try:
         result = scan_result(scan_key, volume, shared=source == SOURCE_DEMO, method=method, profile=profile)
     except FileNotFoundError as error:
@@ -71,7 +71,7 @@ if volume is not None:
     except ValueError as error:
         st.error(f"This scan could not be scored: {error}")
 
-    if result is not None and method != SAFEGEN:
+    if result is not None and method != SAFEGEN_METHOD:
         st.sidebar.caption("A baseline shows its own map; the explainers explain SAFEGEN's score.")
     elif result is not None:
         try:

@@ -10,7 +10,8 @@ import numpy as np
 
 def mid_brain_slices() -> tuple[np.ndarray, np.ndarray]:
     """24 consecutive real mid-brain MNI152 slices (128 x 128): even ones to fit, odd ones held out."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from core.profiles import KNOWN_SUBJECTS
+    from core.reference import subject_slices
 
     images = subject_slices(KNOWN_SUBJECTS[0]).images
     middle = len(images) // 2

@@ -112,7 +112,7 @@ def test_the_comparison_writes_one_table_for_every_method(tmp_path, tiny_benchma
 
 def test_a_slow_method_scores_the_small_subset_and_every_method_is_compared_there(tmp_path, tiny_benchmark,
                                                                                   monkeypatch):
-    import core.comparison
+    import core.baselines.scorer
     from core.baselines.spectral import LocalSpectralBaseline
     from core.comparison import run_comparison
 
@@ -120,7 +120,9 @@ def test_a_slow_method_scores_the_small_subset_and_every_method_is_compared_ther
         name = "slow"
         max_images = 4
 
-    monkeypatch.setattr(core.comparison, "factories", lambda: {"slow": Slow, "spectral_local": LocalSpectralBaseline})
+    # the comparison fits every baseline with core.baselines.scorer.fit_baseline
+    monkeypatch.setattr(core.baselines.scorer, "factories",
+                        lambda: {"slow": Slow, "spectral_local": LocalSpectralBaseline})
     bench, reference = tiny_benchmark
     tables = run_comparison(["spectral_local", "slow"], bench, reference, tmp_path / "out")
     # small_subset: one artifact image per kind and severity (lesion, dropout) and as many clean ones
@@ -140,7 +142,7 @@ def test_a_slow_method_scores_the_small_subset_and_every_method_is_compared_ther
 
 
 def test_markdown_table_prints_integers_as_integers_and_missing_values_as_dashes():
-    from core.evaluation import markdown_table
+    from core.tables import markdown_table
 
     frame = pd.DataFrame({"n": [216, 54], "dice": [0.0281, np.nan]}, index=pd.Index(["a", "b"], name="method"))
     assert markdown_table(frame).splitlines() == ["| method | n | dice |", "|---|---|---|",

@@ -8,7 +8,8 @@ from core.baselines.iqm import IQM_NAMES, STD_FLOOR, IQMBaseline, slice_iqms
 from core.baselines.spectral import (
     N_BINS, LocalSpectralBaseline, SpectralBaseline, radial_profile, strongest_peaks,
 )
-from core.reference import KNOWN_SUBJECTS, subject_slices
+from core.profiles import KNOWN_SUBJECTS
+from core.reference import subject_slices
 
 SIZE = 128
 YY, XX = np.mgrid[:SIZE, :SIZE]

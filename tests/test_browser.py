@@ -95,7 +95,8 @@ def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_serv
             break
         except Exception:
             continue
-    page.get_by_text(re.compile(r"Possibly unsafe.*τ = 0\.00")).wait_for()
+    # CT_small is a spine slice 85 mm across: "Out of domain: no verdict", with the slices above tau said
+    page.get_by_text(re.compile(r"Out of domain: no verdict.*above τ = 0\.00")).wait_for()
     n_pixels = int(re.search(r"\((\d+) px,", caption.inner_text()).group(1))
     assert n_pixels > 0 and before > 0
     from playwright.sync_api import expect
@@ -143,7 +144,8 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     import csv
 
     from core.artifacts import simulate
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from core.profiles import KNOWN_SUBJECTS
+    from core.reference import subject_slices
 
     slices = subject_slices(KNOWN_SUBJECTS[0]).images
     checker = simulate(slices[len(slices) // 2], "checkerboard", 3, np.random.default_rng(7)).image  # flagged: 0.999

@@ -279,7 +279,7 @@ class KnownMaskScorer:
     profile = None
 
     def score_volume(self, volume, explainer=None):
-        from core.scoring import ScanResult
+        from core.types import ScanResult
 
         mask = (volume.array >= np.quantile(volume.array, 0.95)).astype(np.uint8)
         if Path(volume.source).name.startswith("clean"):

@@ -296,7 +296,8 @@ def test_explainers_of_a_trained_autoencoder_rank_the_blob_above_the_phantom(tra
 @pytest.fixture(scope="module")
 def benchmark_slices():
     """Six real MNI152 slices on the model grid (built from nilearn's template, no data/ needed)."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from core.profiles import KNOWN_SUBJECTS
+    from core.reference import subject_slices
 
     images = subject_slices(KNOWN_SUBJECTS[0]).images
     middle = len(images) // 2

@@ -79,7 +79,8 @@ def test_vae_samples_of_a_one_image_data_set_are_its_reconstruction():
     """Posterior means of 20 copies of one slice: the fitted Gaussian has (almost) no spread, so every
     sample decodes to the VAE's reconstruction of that slice."""
     from core.detectors.vae import VAE
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from core.profiles import KNOWN_SUBJECTS
+    from core.reference import subject_slices
 
     vae = VAE.load()
     slices = subject_slices(KNOWN_SUBJECTS[0]).images

@@ -23,7 +23,7 @@ from core.variation import VariationParams, quantise, vary
 def mni_slice() -> np.ndarray:
     """A real mid-brain MNI152 axial slice at 1 mm (display view), tissue scaled to about [0, 1]."""
     from core.detectors.head_training import load_subject
-    from core.reference import KNOWN_SUBJECTS
+    from core.profiles import KNOWN_SUBJECTS
 
     stack = load_subject(KNOWN_SUBJECTS[0])
     return stack.slices[len(stack.slices) // 2]
@@ -166,7 +166,7 @@ def test_scoring_is_at_native_resolution_for_odd_sizes():
     volume = Volume(image * 500, (1.0, 1.0), np.eye(4), Modality.MR)
     result = scorer.score_volume(volume)
     assert result.heatmap.shape == image.shape and result.mask.shape == image.shape
-    assert result.head and np.isnan(result.alpha)
+    assert result.head and result.alpha is None and result.score_diffusion is None
 
 
 def test_coarse_slices_are_resampled_to_1mm_and_back():

@@ -130,7 +130,8 @@ def square_slice():
     The place is one where the square raises the committed score much (by 2.65 z; inside white
     matter, as bright as the square, it hardly changes the score, and no explainer of the score can
     then find it)."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from core.profiles import KNOWN_SUBJECTS
+    from core.reference import subject_slices
 
     images = subject_slices(KNOWN_SUBJECTS[0]).images
     clean = images[len(images) // 2].copy()

@@ -1,4 +1,5 @@
-"""Who may import whom: core is the science and never sees Streamlit or the database."""
+"""Who may import whom: core is the science and never sees Streamlit or the database, and no
+project module imports itself back through a cycle of others."""
 
 import ast
 from pathlib import Path
@@ -41,3 +42,116 @@ def test_package_respects_layering(package):
     }
     leaks = {path: names for path, names in leaks.items() if names}
     assert not leaks, f"{package}/ imports what it must not: {leaks}"
+
+
+# --- No import cycles among the project's own modules -------------------------------------------
+
+CYCLE_PACKAGES = ("core", "db", "ui")  # with their subpackages (core.baselines, core.detectors, ...)
+# Modules whose in-function imports are deliberate and exempt: the command line imports each
+# command's modules when that command runs, and nothing imports it, so it cannot close a cycle.
+LAZY_IMPORTS_ALLOWED = {"core.cli"}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path, name: str, modules: set[str], *, module_level_only: bool) -> set[str]:
+    """The project modules that ``path`` (module ``name``) imports anywhere in its body, in functions
+    and ``TYPE_CHECKING`` blocks too: an import that closes a cycle is a cycle wherever it hides.
+    ``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    targets: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    found = set()
+    for target in targets:
+        while target and target not in modules:  # import a.b.c of a module a.b's attribute c
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            found.add(target)
+    return found
+
+
+def import_graph(root: Path, packages: tuple[str, ...] = CYCLE_PACKAGES,
+                 lazy_allowed: set[str] = frozenset()) -> dict[str, set[str]]:
+    """Module -> the project modules it imports, over every ``.py`` file of ``packages`` under ``root``."""
+    files = {module_name(p, root): p for package in packages for p in sorted((root / package).rglob("*.py"))}
+    modules = set(files)
+    return {name: _imports(path, name, modules, module_level_only=name in lazy_allowed)
+            for name, path in files.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted; a module
+    importing itself does not count."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for successor in sorted(graph.get(node, ())):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in on_stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(components)
+
+
+def test_the_cycle_checker_finds_a_planted_cycle(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg.b import thing\n")
+    # The closing import hides in a function, relative: still an edge.
+    (package / "b.py").write_text("def thing():\n    from .sub import c\n    return c\n")
+    (package / "sub" / "c.py").write_text("import numpy\nimport pkg.a\n")
+    (package / "leaf.py").write_text("from pkg import a\n")
+    (package / "lazy.py").write_text("import pkg.a\ndef run():\n    from pkg import leaf\n")
+    (package / "d.py").write_text("from pkg.e import x\n")
+    (package / "e.py").write_text("def f():\n    from pkg.d import y\n")
+    graph = import_graph(tmp_path, ("pkg",), lazy_allowed={"pkg.lazy"})
+    assert graph["pkg.b"] == {"pkg.sub.c"}
+    assert graph["pkg.sub.c"] == {"pkg.a"}
+    assert graph["pkg.lazy"] == {"pkg.a"}
+    assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c"], ["pkg.d", "pkg.e"]]
+    assert import_cycles(import_graph(tmp_path, ("pkg",), lazy_allowed={"pkg.e"})) == [["pkg.a", "pkg.b", "pkg.sub.c"]]
+
+
+def test_no_import_cycles():
+    cycles = import_cycles(import_graph(ROOT, lazy_allowed=LAZY_IMPORTS_ALLOWED))
+    assert not cycles, "import cycles among the project's modules:\n" + "\n".join(" <-> ".join(c) for c in cycles)

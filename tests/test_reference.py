@@ -3,16 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from core.reference import (
-    SPLITS,
-    AugmentParams,
-    assign_splits,
-    augment,
-    available_subjects,
-    build_reference,
-    load_split,
-    subject_slices,
-)
+from core.augment import AugmentParams, augment
+from core.profiles import MRI_T1
+from core.reference import SPLITS, assign_splits, build_reference, load_split, subject_slices
 
 
 def test_assign_splits_deals_blocks_round_robin_with_gaps():
@@ -51,7 +44,7 @@ def test_augment_is_seeded_bounded_and_keeps_the_background_empty():
 
 @pytest.fixture(scope="module")
 def mni_only():
-    subjects = [s for s in available_subjects() if s.name == "mni152"]
+    subjects = [s for s in MRI_T1.available_subjects() if s.name == "mni152"]
     assert subjects, "nilearn's MNI152 template must be installed (it ships in the nilearn wheel)"
     return subjects
 

@@ -20,7 +20,8 @@ from scipy import ndimage
 from core.artifacts import simulate
 from core.cli import main
 from core.io import load_volume
-from core.reference import KNOWN_SUBJECTS, subject_slices
+from core.profiles import KNOWN_SUBJECTS
+from core.reference import subject_slices
 from core.resources import PROJECT_ROOT, package_file
 from core.explain import DEFAULT_EXPLAINER
 from core.head_explain import load_explainer
@@ -115,7 +116,9 @@ def test_scores_csv_has_the_contract_columns_and_one_row_per_input(scored):
         assert 0 < float(row["p_value"]) <= 1
         assert int(row["flag"]) == (float(row["score"]) > float(row["tau"]))
     # --profile auto: the CT DICOM is scored by the head-CT models, everything else by brain MRI T1
-    assert rows["ct.dcm"]["profile"] == "ct_head" and "out of their domain" not in rows["ct.dcm"]["warnings"]
+    # CT_small is a thoracic vertebra, 85 mm across: the head-CT profile says so (core.domain)
+    assert rows["ct.dcm"]["profile"] == "ct_head"
+    assert "Out of domain: the image covers 85 x 85 mm, smaller than the 120-400 mm of head CT" in rows["ct.dcm"]["warnings"]
     assert {rows[n]["profile"] for n in ("hole_spl.nii.gz", "dropout.png", "slice2d.nii")} == {"mri_t1"}
 
 
@@ -249,4 +252,5 @@ def test_missing_models_are_a_clear_cli_error(tmp_path, capsys):
 
 def test_output_stems_strip_only_the_contract_suffixes():
     assert output_stem("brain.nii.gz") == "brain" and output_stem("a.b.NII") == "a.b"
-    assert output_stem("x.png") == "x" and output_stem("scan.dcm") == "scan" and output_stem("y.jpg") == "y.jpg"
+    assert output_stem("x.png") == "x" and output_stem("scan.dcm") == "scan" and output_stem("y.JPG") == "y"
+    assert output_stem("notes.txt") == "notes.txt" and output_stem("series.zip") == "series.zip"

@@ -9,7 +9,8 @@ from core.calibration import RobustScale
 from core.detectors.autoencoder import AutoencoderDetector, build_autoencoder
 from core.detectors.diffusion import DiffusionDetector, build_diffusion_unet
 from core.metrics import auroc_standard_error, dice
-from core.reference import KNOWN_SUBJECTS, subject_slices
+from core.profiles import KNOWN_SUBJECTS
+from core.reference import subject_slices
 from core.scoring import (
     ALPHA_GRID,
     Calibration,
@@ -148,7 +149,7 @@ def test_a_real_volume_is_scored_slice_by_slice_in_its_own_layout(scorer):
 
 
 def test_mask_at_another_tau_needs_no_model():
-    from core.scoring import ScanResult
+    from core.types import ScanResult
 
     heat = np.zeros((4, 4, 3), np.float32)
     heat[1, 1, 0], heat[2, 2, 1], heat[0, 0, 2] = 6.0, 3.0, 9.0

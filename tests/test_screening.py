@@ -9,7 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.artifacts import simulate
 from core.io import load_volume
-from core.reference import KNOWN_SUBJECTS, subject_slices
+from core.profiles import KNOWN_SUBJECTS
+from core.reference import subject_slices
 from core.head_scoring import load_detector
 from core.scoring import Scorer
 from core.screening import COLUMNS, THUMBNAIL_PX, reference_scores, screen

@@ -273,7 +273,7 @@ def test_batch_screening_reads_only_the_folders_the_server_shares(study_env, mon
     assert "is outside the folders this server shares" in at.error[0].value
     at.text_input(key=Keys.BATCH_FOLDER).input(str(study_env))
     _run(at)
-    assert not at.error and "holds no .nii, .nii.gz, .png or .dcm files" in at.warning[0].value
+    assert not at.error and "holds no .nii.gz, .nii, .dcm, .png, .jpg, .jpeg, .inv3 files" in at.warning[0].value
 
 
 def test_a_reload_mid_case_loses_nothing_the_open_form_is_autosaved_and_restored(study_env):

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.scoring import ScanResult
 from core.summary import summary_page
-from core.types import Modality, Volume, Window
+from core.types import Modality, ScanResult, Volume, Window
 
 
 def _result(heatmap: np.ndarray, slice_scores: np.ndarray, spacing) -> ScanResult:

@@ -13,7 +13,8 @@ from core.turing_set import make_turing_set, round_trip
 
 def tiny_reference(folder: Path, n: int = 12) -> Path:
     """A ``test`` split of ``n`` real MNI152 slices (nilearn's template, no data/ needed)."""
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from core.profiles import KNOWN_SUBJECTS
+    from core.reference import subject_slices
 
     slices = subject_slices(KNOWN_SUBJECTS[0])
     middle = len(slices.images) // 2

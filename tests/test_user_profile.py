@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from core.io import load_volume
+from core.preprocess import normalise_for_models
 from core.profiles import MRI_T1, Profile, all_profiles, get_profile
 from core.reference import build_reference, folder_slices
-from core.scoring import normalise_for_models
 from core.types import Modality, Window
 from core.user_profile import check_name, folder_subjects, make_user_profile, training_steps
 
@@ -99,7 +99,7 @@ def test_slices_are_normalised_as_they_will_be_scored(folder, tmp_path):
     slices = folder_slices(profile.subjects[0], modality=profile.modality, window=profile.window)
     assert slices.images.shape == (2, 128, 128)
     for image, name in zip(slices.images, ["a.png", "b.png"], strict=True):
-        expected = normalise_for_models(load_volume(folder / name), profile).array
+        expected = normalise_for_models(load_volume(folder / name), profile.modality, profile.window).array
         assert expected.max() == pytest.approx(1.0)  # each disc at its own peak
         assert image.max() == pytest.approx(1.0, abs=1e-3) and image.min() == pytest.approx(0.0)
 
@@ -148,7 +148,8 @@ def test_train_profile_end_to_end_on_a_folder_of_png_slices(tmp_path, monkeypatc
 
     import core.profiles
     from core.cli import main
-    from core.reference import KNOWN_SUBJECTS, subject_slices
+    from core.profiles import KNOWN_SUBJECTS
+    from core.reference import subject_slices
 
     monkeypatch.setattr(core.profiles, "USER_PROFILES_DIR", tmp_path / "profiles")
     images = tmp_path / "slices"

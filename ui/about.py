@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 import pandas as pd
 
 from core.demo import DEMO_CASES
+from core.head_scoring import HeadCalibration, head_calibration_file
 from core.profiles import MRI_T1, all_profiles
 from core.scoring import Calibration
 
@@ -114,7 +115,6 @@ def calibration_facts() -> dict[str, str]:
         facts[f"{profile.title}: τ (default tolerance)"] = (
             f"{calibration.tau(calibration.alpha):.3f} z, flags {calibration.false_alarm_rate:.0%} of "
             f"{meta.get('calib_images')} real clean calibration slices")
-    from core.head_scoring import HeadCalibration, head_calibration_file
 
     for profile in all_profiles().values():
         path = head_calibration_file(profile)

@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
 import streamlit as st
 
-from core.baselines import SAFEGEN
+from core.baselines.scorer import BaselineScorer
 from core.calibration import smallest_p_value
 from core.explain import Explainer, ExplainerName
 from core.head_explain import load_explainer as head_explainer
 from core.profiles import DEFAULT_PROFILE
 from core.head_scoring import HeadScorer, load_detector
-from core.scoring import ScanResult, Scorer
-from core.types import Volume
+from core.scoring import Scorer
+from core.screening import reference_scores
+from core.types import SAFEGEN_METHOD, ScanResult, Volume
+from ui.resources import data_dirs
 from ui.state import Keys
-
-if TYPE_CHECKING:
-    from core.baselines.scorer import BaselineScorer
 
 
 @st.cache_resource(show_spinner="Loading the SAFEGEN models ...")
@@ -37,12 +35,10 @@ def load_scorer(profile: str = DEFAULT_PROFILE.name) -> Scorer | HeadScorer:
     return load_detector(profile=profile)
 
 
-def calibration_slices(method: str = SAFEGEN, profile: str = DEFAULT_PROFILE.name) -> int:
+def calibration_slices(method: str = SAFEGEN_METHOD, profile: str = DEFAULT_PROFILE.name) -> int:
     """How many real clean calibration slices the p-values of ``method`` count against (SAFEGEN: the
     detector of ``profile``), read from the calibration loaded now."""
-    from core.screening import reference_scores
-
-    return len(reference_scores(load_scorer(profile) if method == SAFEGEN else load_baseline(method)))
+    return len(reference_scores(load_scorer(profile) if method == SAFEGEN_METHOD else load_baseline(method)))
 
 
 def format_p(p: float) -> str:
@@ -87,20 +83,16 @@ def _shared_results() -> dict[tuple[str, str, str], ScanResult]:
 
 @st.cache_resource(show_spinner=False)
 def _fitted_baseline(name: str, reference_dir: str) -> BaselineScorer:
-    from core.baselines.scorer import BaselineScorer
-
     with st.spinner(f"Fitting the {name} baseline on the real reference slices (once per server) ..."):
         return BaselineScorer.fit(name, Path(reference_dir))
 
 
 def load_baseline(name: str) -> BaselineScorer:
     """A baseline fitted on the reference slices once per server process (1-15 s; builds them if missing)."""
-    from ui.resources import data_dirs
-
     return _fitted_baseline(name, str(data_dirs()[0]))
 
 
-def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SAFEGEN,
+def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SAFEGEN_METHOD,
                 profile: str = DEFAULT_PROFILE.name) -> ScanResult:
     """The scan's result, scored now (with a progress bar) unless it was scored before.
 
@@ -112,12 +104,12 @@ def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SA
         profile: whose models score it (SAFEGEN only; the baselines are fitted on brain MRI T1).
     """
     store = _shared_results() if shared else st.session_state.setdefault(Keys.RESULTS, {})
-    key = (scan_key, method, profile if method == SAFEGEN else "")
+    key = (scan_key, method, profile if method == SAFEGEN_METHOD else "")
     if key in store:
         return store[key]
-    scorer = load_scorer(profile) if method == SAFEGEN else load_baseline(method)
-    total = int(scorer.scored_slices(volume).sum())
-    what = "both models" if method == SAFEGEN else f"the {method} baseline"
+    scorer = load_scorer(profile) if method == SAFEGEN_METHOD else load_baseline(method)
+    total = int(scorer.slices_to_score(volume).sum())
+    what = "both models" if method == SAFEGEN_METHOD else f"the {method} baseline"
     bar, advance = progress_bar(total, f"Scoring {total} slice(s) with {what} ...", "Scoring")
     result = scorer.score_volume(volume, progress=advance)
     bar.empty()
@@ -144,7 +136,7 @@ def explained_result(scan_key: str, volume: Volume, result: ScanResult, explaine
                      shared: bool) -> ScanResult:
     """``result`` with the heatmap and mask of ``explainer``; only the explainer runs, once per scan.
     A baseline's result keeps its own map (explainers explain SAFEGEN's score)."""
-    if explainer == ExplainerName.RESIDUAL or result.method != SAFEGEN:
+    if explainer == ExplainerName.RESIDUAL or result.method != SAFEGEN_METHOD:
         return result
     store = _shared_explained() if shared else st.session_state.setdefault(Keys.EXPLAINED, {})
     key = (scan_key, explainer, result.profile)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.io import load_upload, load_volume
+from core.io import ACCEPTED_SUFFIXES, load_upload, load_volume
 from core.score_folder import find_inputs
-from core.baselines import SAFEGEN
+from core.types import SAFEGEN_METHOD
 from core.calibration import smallest_p_value
 from core.errors import InputError
 from core.export import spreadsheet_safe
@@ -19,11 +17,10 @@ from core.resources import shared_path
 from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest, with_groups
 from core.screening import Screening, screen
 from ui.analysis import load_baseline, load_scorer, p_floor_sentence
+from ui.resources import UPLOAD_TYPES
 from ui.review import METHOD_LABELS
 from ui.state import BATCH_DEMO, BATCH_FOLDER, BATCH_UPLOAD, Keys
 from ui.tables import RATE, Column, show_table
-
-TYPES = ["nii", "gz", "dcm", "png", "jpg", "jpeg"]
 
 
 def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
@@ -33,7 +30,8 @@ def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
                       horizontal=True)
     items, manifest = [], None
     if source == BATCH_UPLOAD:
-        uploads = st.file_uploader("Generated images", type=TYPES, accept_multiple_files=True, key=Keys.BATCH_UPLOADS)
+        uploads = st.file_uploader("Generated images", type=UPLOAD_TYPES, accept_multiple_files=True,
+                                   key=Keys.BATCH_UPLOADS)
         for upload in uploads or []:
             items.append((upload.name, lambda u=upload: load_upload(u.name, u.getvalue())))
         return items, f"{len(items)} file(s)", None
@@ -56,7 +54,7 @@ def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
             return items, "0 file(s)", None
     paths = find_inputs(root, recursive=recursive)
     if not paths:
-        st.warning(f"**{root}** holds no .nii, .nii.gz, .png or .dcm files.")
+        st.warning(f"**{root}** holds no {', '.join(ACCEPTED_SUFFIXES)} files.")
     for path in paths:
         items.append((str(path.relative_to(root)), lambda p=path: load_volume(p)))
     return items, f"{len(items)} file(s)", read_manifest(root)
@@ -71,10 +69,10 @@ DEMO_SET_ABOUT = (
 )
 
 
-def run_screening(items: list, method: str = SAFEGEN, profile: str = "mri_t1",
+def run_screening(items: list, method: str = SAFEGEN_METHOD, profile: str = "mri_t1",
                   manifest: pd.DataFrame | None = None) -> None:
     try:
-        scorer = load_scorer(profile) if method == SAFEGEN else load_baseline(method)
+        scorer = load_scorer(profile) if method == SAFEGEN_METHOD else load_baseline(method)
     except FileNotFoundError as error:
         st.error(f"The models are missing: {error}")
         return
@@ -127,14 +125,16 @@ def show_screening(screening: Screening, manifest: pd.DataFrame | None = None) -
     """The batch's figures, its ranked table (with each file's manifest group) and the CSV of that table."""
     table = with_groups(screening.table, manifest)
     n_error = int((table["error"] != "").sum())
-    if screening.method != SAFEGEN:
+    if screening.method != SAFEGEN_METHOD:
         st.info(f"Scored with the **{METHOD_LABELS.get(screening.method, screening.method)}** baseline (its own "
                 "threshold, fitted on the same real reference slices).", icon=":material/info:")
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Files", len(table))
     cols[1].metric("Flagged", int(table["flag"].sum()))
-    cols[2].metric("Errors", n_error)
-    cols[3].metric("τ (5 % of real slices flagged)", f"{screening.tau:.2f}")
+    cols[2].metric("Out of domain", int(table["out_of_domain"].sum()),
+                   help="Files that are not what the models were made for: their scores say little.")
+    cols[3].metric("Errors", n_error)
+    cols[4].metric("τ (5 % of real slices flagged)", f"{screening.tau:.2f}")
     st.plotly_chart(score_histogram(screening, screening.tau, screening.reference), key="batch.histogram")
     if manifest is not None:
         show_groups(screening, manifest)

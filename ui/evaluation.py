@@ -17,9 +17,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark, load_evaluation, run_evaluation
+from core.explain import Explainer
 from core.head_evaluation import load_report
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
+from core.types import SAFEGEN_METHOD
 from ui.analysis import load_seed_scorer, progress_bar
 from ui.resources import data_dirs
 from ui.state import Keys
@@ -92,8 +94,6 @@ def quick_rerun() -> None:
 
     It re-runs the seed's reconstruction score (S_diffusion, E_AE and their alpha-combination on the
     128 grid) and its explainers: the segmentation head's figures come from ``evaluate-realistic``."""
-    from core.explain import Explainer
-
     scorer = load_seed_scorer()
     reference_dir, benchmark_dir = data_dirs()
     with st.spinner("Preparing the benchmark (first time only) ..."):
@@ -205,8 +205,8 @@ def where_safegen_loses(per_kind: pd.DataFrame, margin: float = 0.05) -> list[st
     """One line per artifact kind where a baseline's image AUROC beats SAFEGEN's by more than ``margin``."""
     lines = []
     for kind, row in per_kind.iterrows():
-        others = row.drop(labels=[c for c in row.index if c.startswith("safegen")])
+        others = row.drop(labels=[c for c in row.index if c.startswith(SAFEGEN_METHOD)])
         best = others.idxmax()
-        if others[best] > row["safegen"] + margin:
-            lines.append(f"**{kind}**: {best} {others[best]:.2f} vs SAFEGEN {row['safegen']:.2f}")
+        if others[best] > row[SAFEGEN_METHOD] + margin:
+            lines.append(f"**{kind}**: {best} {others[best]:.2f} vs SAFEGEN {row[SAFEGEN_METHOD]:.2f}")
     return lines

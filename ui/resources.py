@@ -9,10 +9,14 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core.demo import get_case
-from core.io import load_upload, load_volume
+from core.io import ACCEPTED_SUFFIXES, load_upload, load_volume
 from core.resources import PROJECT_ROOT
 from core.types import Volume
 from ui.state import Keys
+
+UPLOAD_TYPES = list(dict.fromkeys(suffix.rsplit(".", 1)[1] for suffix in ACCEPTED_SUFFIXES))
+"""The uploaders' ``type=``: :data:`core.io.ACCEPTED_SUFFIXES` by their last part, without the dot
+(``gz`` lets ``.nii.gz`` through: Streamlit checks a name's last suffix)."""
 
 
 @st.cache_resource(show_spinner="Loading the demo scan ...", max_entries=8)

@@ -14,15 +14,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from scipy import ndimage
 
-from core.baselines import SAFEGEN, factories
+from core.baselines import factories
 from core.explain import DEFAULT_EXPLAINER
 from core.head_explain import HEAD_EXPLAINERS
 from core.masks import summarise_mask, unsafe_mask
 from core.profiles import all_profiles, auto_profile, get_profile
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
-from core.scoring import ScanResult
 from core.summary import summary_page
-from core.types import Volume, Window
+from core.types import OUT_OF_DOMAIN, SAFEGEN_METHOD, UNLIKE_TRAINING, ScanResult, Volume, Window
 from core.calibration import smallest_p_value
 from ui.analysis import calibration_slices, format_p, heatmap_range, mask_nifti_bytes, p_floor_sentence
 from ui.state import Keys
@@ -79,14 +78,23 @@ def verdict(result: ScanResult, tau: float) -> None:
     flags = result.flags_at(tau)
     flagged = bool(flags.any())
     n_scored = int(np.isfinite(result.slice_scores).sum())
-    if flagged:
+    if result.out_of_domain:  # never silently "safe" or "unsafe" (core.domain)
+        reasons = "; ".join(w.removeprefix(OUT_OF_DOMAIN) for w in result.out_of_domain)
+        st.warning(f"**Out of domain: no verdict.** {reasons[0].upper() + reasons[1:]}. The detector was not made for "
+                   f"this image, so its score and map below say little ({int(flags.sum())} of {n_scored} scored "
+                   f"slice(s) above τ = {tau:.2f}).", icon=":material/block:")
+    elif flagged:
         extent = unsafe_extent(result, tau)
         st.error(f"**Possibly unsafe**: {int(flags.sum())} of {n_scored} scored slice(s) above τ = {tau:.2f}.{extent}",
                  icon=":material/warning:")
     else:
         st.success(f"**No artifact found** above τ = {tau:.2f} in {n_scored} scored slice(s).",
                    icon=":material/check_circle:")
-    safegen = result.method == SAFEGEN and not result.head
+    for unlike in result.unlike_training:  # a badly degraded synthetic image, or another kind of image
+        st.warning(f"**{unlike.removeprefix(UNLIKE_TRAINING)[0].upper()}{unlike.removeprefix(UNLIKE_TRAINING)[1:]}** "
+                   "(the appearance check of the head's own features): another kind of image, or one far from "
+                   "real anatomy. Read the score with care.", icon=":material/help:")
+    safegen = result.method == SAFEGEN_METHOD and not result.head
     cols = st.columns(5 if safegen else 3)
     score_help = ("The head's anomaly probability at the worst region of the worst slice (averaged over the "
                   "calibrated window)."
@@ -150,7 +158,7 @@ def method_labels() -> dict[str, str]:
 
     A slow reference (``max_images`` set, i.e. AnoDDPM's full-step reconstruction: seconds per
     slice, minutes to calibrate) is left out; ``score --method`` runs it."""
-    return {SAFEGEN: "SAFEGEN (diffusion + autoencoder)",
+    return {SAFEGEN_METHOD: "SAFEGEN (diffusion + autoencoder)",
             **{name: cls.title for name, cls in factories().items() if getattr(cls, "max_images", None) is None}}
 
 

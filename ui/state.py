@@ -53,8 +53,7 @@ class Keys:
     STUDY_MASKS = "study.masks"  # {(case id, arm, slice): bool mask} drawn in this visit, not saved yet
     STUDY_CLEARED = "study.cleared"  # {(case id, arm, slice): clear count} slices wiped in this visit
     STUDY_OPENED = "study.opened"  # {(case id, arm): monotonic time the case was first shown}
-    STUDY_SESSION = "study.session"  # the arm (session) being read in a crossed study
-    STUDY_SESSION_CURRENT = "study.session_current"  # (study id, arm) of the reader's first unfinished session
+    STUDY_SESSION = "study.session"  # the arm (session) being read in a crossed study; + ".<study id>.<current arm>"
     STUDY_ANSWER = "study.answer"  # prefix of the answer widgets: f"{STUDY_ANSWER}.{case}.{arm}.{version}.{key}"
     STUDY_FORM = "study.form"
     STUDY_AUTOSAVED = "study.autosaved"  # {(case id, arm, version): the form's state last stored as its draft}

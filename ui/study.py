@@ -242,7 +242,8 @@ def require_screening_access() -> None:
 @st.cache_resource(show_spinner=False)
 def default_tau() -> float:
     """The committed calibration's default tau (what SAFEGEN flags at), read once per process."""
-    from core.scoring import CALIBRATION_FILE, Calibration
+    from core.profiles import CALIBRATION_FILE
+    from core.scoring import Calibration
 
     calibration = Calibration.load(CALIBRATION_FILE)
     return calibration.tau(calibration.alpha)

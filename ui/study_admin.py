@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core.demo import available_cases
 from core.errors import InputError
+from core.io import ACCEPTED_SUFFIXES
 from core.resources import shared_path
 from core.score_folder import find_inputs
 from core.study_stats import likert_levels
@@ -32,8 +33,9 @@ from db.repository import (
 )
 from db.studies import analyse_study, create_study_from_files, export_study, read_case_list
 from ui.analysis import load_scorer, progress_bar
+from ui.resources import UPLOAD_TYPES
 from ui.state import Keys
-from ui.study import plain_markdown, read_session, session
+from ui.study import case_heatmap, case_volume, default_tau, plain_markdown, read_session, session
 from ui.tables import RATE, Column, show_table
 
 def _shared(text: str | Path) -> Path:
@@ -106,9 +108,9 @@ def new_study_section(admin: Reader) -> None:
             synthetic_text = st.text_input("Folder of SYNTHETIC images on the server", key=Keys.ADMIN_SYNTHETIC)
         else:
             demo = st.multiselect("Demo scans", list(cases), format_func=lambda k: cases[k].title, key=Keys.ADMIN_DEMOS)
-            uploads = st.file_uploader("Or upload scans (NIfTI, DICOM, PNG)", accept_multiple_files=True,
-                                       type=["nii", "gz", "dcm", "png", "jpg", "jpeg"], key=Keys.ADMIN_UPLOADS)
-            folder_text = st.text_input("Or a folder of scans on the server (.nii, .nii.gz, .dcm, .png)",
+            uploads = st.file_uploader("Or upload scans (NIfTI, DICOM, PNG, JPEG)", accept_multiple_files=True,
+                                       type=UPLOAD_TYPES, key=Keys.ADMIN_UPLOADS)
+            folder_text = st.text_input(f"Or a folder of scans on the server ({', '.join(ACCEPTED_SUFFIXES)})",
                                         key=Keys.ADMIN_FOLDER)
         list_text = st.text_input(
             "Or a case list on the server (CSV: image, truth or label, mask)", key=Keys.ADMIN_CASE_LIST,
@@ -253,7 +255,6 @@ def studies_section(admin: Reader) -> None:
     show_table(pd.DataFrame(rows), hide_index=True)
     if st.button("Prepare the export (answers CSV, NIfTI and DICOM-SEG masks, summary)", key=Keys.ADMIN_EXPORT):
         with tempfile.TemporaryDirectory() as folder, read_session() as s:  # reads only: saves go on meanwhile
-            from ui.study import default_tau
 
             paths = export_study(s, s.get(Reader, admin.id), study_id, Path(folder), tau=default_tau())
             buffer = io.BytesIO()
@@ -273,8 +274,6 @@ def results(reader: Reader, study_id: int) -> None:
     Turing test line, reader AUCs and the MRMC comparison of the arms, checklists, agreement, masks
     against each other, SAFEGEN and the ground truth, and reading time. Admins see every reader;
     readers their own answers only."""
-    from ui.study import case_heatmap, case_volume, default_tau
-
     # The estimator's radio sits in the MRMC section (shown only when there is one); its value from the
     # last run is what this run analyses with.
     covariance = st.session_state.get(Keys.RESULTS_COVARIANCE, "jackknife")

@@ -88,12 +88,11 @@ def choose_study(reader: Reader) -> StudyView | None:
     arm = current
     if len(sessions) > 1:
         names = {a: f"Session {block + 1} of {len(sessions)}: {ARM_NAMES[a]}" for a, block in sessions}
-        # Follow the reader's current session: on arrival, and when they finish one and the next opens.
-        if (st.session_state.get(Keys.STUDY_SESSION) not in names
-                or st.session_state.get(Keys.STUDY_SESSION_CURRENT) != (study_id, current)):
-            st.session_state[Keys.STUDY_SESSION] = current
-        st.session_state[Keys.STUDY_SESSION_CURRENT] = (study_id, current)
-        arm = st.selectbox("Session", list(names), format_func=names.get, key=Keys.STUDY_SESSION,
+        # Follow the reader's current session, on arrival and when they finish one and the next opens:
+        # the widget's key names the current session, so a new one opens on it. (Setting one widget's
+        # value instead lost a race: a rerun the browser sent with the old value kept session 1.)
+        arm = st.selectbox("Session", list(names), index=list(names).index(current), format_func=names.get,
+                           key=f"{Keys.STUDY_SESSION}.{study_id}.{current.value}",
                            help="This study shows every case twice, once per session; a session opens "
                                 "when the one before it is done.")
     if instructions:

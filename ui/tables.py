@@ -44,6 +44,9 @@ COLUMN_LABELS: dict[str, Column] = {
     "slices": Column("Slices", "Slices in the file."),
     "seconds": Column("Time (s)", "Seconds to load and score the file.", "%.1f"),
     "warnings": Column("Warnings", width="medium"),
+    "out_of_domain": Column("Out of domain", "The file is not what the models were made for (modality, body part, "
+                                             "field of view, or it does not look like their training slices): "
+                                             "its score says little. Warnings say why."),
     "error": Column("Error", "Why the file could not be scored.", width="medium"),
     "images": Column("Images"),
     "median score": Column("Median score", format=SCORE),

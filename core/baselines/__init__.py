@@ -2,12 +2,12 @@
 
 :func:`factories` maps a ``--method`` name to its class; see each module for what it follows and
 what differs from its paper. :class:`core.baselines.scorer.BaselineScorer` puts a fitted baseline
-behind the same ``score_volume`` as SAFEGEN's :class:`core.scoring.Scorer`.
+behind the same :class:`core.types.ScanScorer` protocol as SAFEGEN's scorers.
 """
 
 from __future__ import annotations
 
-SAFEGEN = "safegen"
+from core.types import SAFEGEN_METHOD
 
 
 def factories() -> dict:
@@ -27,4 +27,4 @@ def factories() -> dict:
 
 def method_choices() -> list[str]:
     """What ``score --method`` and the dashboard accept: SAFEGEN first, then every baseline."""
-    return [SAFEGEN, *factories()]
+    return [SAFEGEN_METHOD, *factories()]

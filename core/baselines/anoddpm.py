@@ -36,6 +36,9 @@ import numpy as np
 import torch
 
 from core.baselines.base import Baseline
+from core.detectors.autoencoder import smooth
+from core.detectors.diffusion import DiffusionDetector, from_diffusion_grid, to_diffusion_grid
+from core.profiles import DIFFUSION_WEIGHTS
 
 
 class AnoDDPMBaseline(Baseline):
@@ -80,11 +83,7 @@ class AnoDDPMBaseline(Baseline):
 
     def _load(self):
         if self._detector is None:
-            from core.detectors.diffusion import DiffusionDetector
-
             if self.weights is None:
-                from core.scoring import DIFFUSION_WEIGHTS
-
                 self.weights = DIFFUSION_WEIGHTS
             detector = DiffusionDetector.load(Path(self.weights))
             steps = detector.config.num_train_timesteps
@@ -109,8 +108,6 @@ class AnoDDPMBaseline(Baseline):
     @torch.no_grad()
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """``(N, H, W)`` slices in [0, 1] -> their ``(N, H, W)`` full-step reconstructions in [0, 1]."""
-        from core.detectors.diffusion import from_diffusion_grid, to_diffusion_grid
-
         images = np.asarray(images, np.float32)
         detector = self._load()
         scheduler = self._scheduler()
@@ -135,8 +132,6 @@ class AnoDDPMBaseline(Baseline):
 
     def raw_maps(self, images: np.ndarray) -> np.ndarray:
         """The smoothed residual ``|x - x_hat|`` of every slice, on the input grid."""
-        from core.detectors.autoencoder import smooth
-
         images = np.asarray(images, np.float32)
         residual = torch.from_numpy(np.abs(images - self.reconstruct(images))[:, None])
         return smooth(residual, self.sigma)[:, 0].numpy()

@@ -47,6 +47,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.baselines.base import Baseline
+from core.detectors.diffusion import DiffusionDetector, from_diffusion_grid, to_diffusion_grid
+from core.profiles import DIFFUSION_WEIGHTS
 
 ROTATIONS = 4  # the shifting transformation: rotation by 0, 90, 180, 270 degrees (CSI / DIA)
 RATIO_RANGE = (3 / 4, 4 / 3)  # aspect ratios of the random resized crop (torchvision's default)
@@ -94,8 +96,6 @@ def dissolve(diffusion, images: torch.Tensor, level: int) -> torch.Tensor:
     Returns:
         ``(B, 1, H, W)`` the model's clean-image prediction, clipped to [0, 1].
     """
-    from core.detectors.diffusion import from_diffusion_grid, to_diffusion_grid
-
     x_t = to_diffusion_grid(images.to(diffusion.device), diffusion.config.image_size)
     eps = diffusion.model(x_t, timesteps=torch.full((len(x_t),), level, dtype=torch.long, device=diffusion.device))
     alpha_bar = diffusion.ddpm.alphas_cumprod[level].to(x_t.device)
@@ -225,9 +225,6 @@ class DIABaseline(Baseline):
 
     def _diffusion(self):
         if self.diffusion is None:
-            from core.detectors.diffusion import DiffusionDetector
-            from core.scoring import DIFFUSION_WEIGHTS
-
             self.diffusion = DiffusionDetector.load(DIFFUSION_WEIGHTS)
         return self.diffusion
 

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.detectors.autoencoder import AutoencoderDetector
+from core.profiles import AUTOENCODER_WEIGHTS
+
 FEATURE_GRID = 32
 STAGES = ("encode_0", "encode_1", "encode_2")
 
@@ -23,9 +26,6 @@ class EncoderFeatures:
 
     def __init__(self, autoencoder=None, *, batch_size: int = 32) -> None:
         if autoencoder is None:
-            from core.detectors.autoencoder import AutoencoderDetector
-            from core.scoring import AUTOENCODER_WEIGHTS
-
             autoencoder = AutoencoderDetector.load(AUTOENCODER_WEIGHTS)
         self.encoder = autoencoder.model.encode.eval()
         self.batch_size = batch_size

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from core.baselines.base import TISSUE_LEVEL, Baseline
+from core.detectors.autoencoder import AutoencoderDetector, smooth
+from core.detectors.diffusion import DiffusionDetector, from_diffusion_grid, to_diffusion_grid
+from core.profiles import AUTOENCODER_WEIGHTS, DIFFUSION_WEIGHTS
 
 
 class PHANESBaseline(Baseline):
@@ -44,10 +47,6 @@ class PHANESBaseline(Baseline):
 
     def _load(self):
         if self._models is None:
-            from core.detectors.autoencoder import AutoencoderDetector
-            from core.detectors.diffusion import DiffusionDetector
-            from core.scoring import AUTOENCODER_WEIGHTS, DIFFUSION_WEIGHTS
-
             self._models = (AutoencoderDetector.load(AUTOENCODER_WEIGHTS), DiffusionDetector.load(DIFFUSION_WEIGHTS))
         return self._models
 
@@ -72,8 +71,6 @@ class PHANESBaseline(Baseline):
     @torch.no_grad()
     def pseudo_healthy(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Steps 1-3: ``(N, H, W)`` pseudo-healthy images and the in-painted masks."""
-        from core.detectors.diffusion import from_diffusion_grid, to_diffusion_grid
-
         if self.threshold is None:
             raise RuntimeError("fit() the PHANES baseline on normal slices first")
         _, diffusion = self._load()
@@ -105,8 +102,6 @@ class PHANESBaseline(Baseline):
         return np.concatenate(healthy), np.concatenate(masks)
 
     def raw_maps(self, images: np.ndarray) -> np.ndarray:
-        from core.detectors.autoencoder import smooth
-
         healthy, _ = self.pseudo_healthy(images)
         residual = torch.from_numpy(np.abs(np.asarray(images, np.float32) - healthy)[:, None])
         return smooth(residual, 1.0)[:, 0].numpy()

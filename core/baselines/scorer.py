@@ -1,10 +1,10 @@
 """A baseline behind SAFEGEN's scoring interface: ``score --method NAME`` and the dashboard's detector choice.
 
-:class:`BaselineScorer` has the same ``score_volume(volume) -> ScanResult`` as
-:class:`core.scoring.Scorer`, so the folder scorer, the Scan-review page and the batch page can
-run any baseline of :func:`core.baselines.factories` in SAFEGEN's place. Each scan goes through the
-same preparation (:class:`core.scoring.PreparedScan`: normalisation, 128 x 128 model grid, slices
-with too little tissue left unscored) and its maps come back onto the scan the same way.
+:class:`BaselineScorer` is a :class:`core.types.ScanScorer`, as SAFEGEN's scorers are, so the folder
+scorer, the Scan-review page and the batch page can run any baseline of :func:`core.baselines.factories`
+in SAFEGEN's place. Each scan goes through the same preparation (:class:`core.scoring.PreparedScan`:
+normalisation, 128 x 128 model grid, slices with too little tissue left unscored) and its maps come
+back onto the scan the same way (:func:`core.types.result_from_slice_maps`).
 
 A baseline is fitted when it is first asked for (:func:`fit_baseline`): on the reference ``train``
 slices, calibrated on the real ``calib`` slices (:func:`core.baselines.base.calibrate`: robust z-maps,
@@ -13,7 +13,7 @@ its own tau flagging at most 5 % of them). That takes 1-15 s for the committed b
 first if they are missing (about 5 s, as ``make reference``). Nothing is downloaded and no weights
 are stored: a fit is seeded, so the same reference gives the same baseline.
 
-What a baseline result lacks: ``score_diffusion``, ``score_autoencoder`` and ``alpha`` are NaN (they
+What a baseline result lacks: ``score_diffusion``, ``score_autoencoder`` and ``alpha`` are None (they
 describe SAFEGEN's two detectors), there is no reconstruction, the heatmap is the method's own
 calibrated map (explainers explain SAFEGEN's score only), and an image-level method (``pixel_maps =
 False``) has an all-zero heatmap and mask.
@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.baselines import factories
+from core.baselines import factories, method_choices
 from core.baselines.base import CalibratedBaseline, calibrate
 from core.calibration import ConformalCalibrator
+from core.reference import build_reference, load_split
 from core.resources import PROJECT_ROOT
-from core.scoring import PreparedScan, ScanResult
-from core.types import Volume
+from core.scoring import PreparedScan, slices_to_score
+from core.types import ScanResult, Volume, result_from_slice_maps
 
 REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 
@@ -44,11 +45,9 @@ def fit_baseline(name: str, reference_dir: Path = REFERENCE_DIR, *, progress=Non
     Raises:
         ValueError: ``name`` is not a baseline.
     """
-    from core.reference import build_reference, load_split
-
     known = factories()
     if name not in known:
-        raise ValueError(f"unknown method {name!r}; choose from safegen, {', '.join(known)}")
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(method_choices())}")
     reference_dir = Path(reference_dir)
     if not (reference_dir / "calib.npz").is_file():
         build_reference(reference_dir, seed=0)
@@ -61,7 +60,7 @@ def fit_baseline(name: str, reference_dir: Path = REFERENCE_DIR, *, progress=Non
 
 
 class BaselineScorer:
-    """A calibrated baseline that scores scans like :class:`core.scoring.Scorer` (see the module docstring).
+    """A calibrated baseline that scores scans like SAFEGEN's scorers (see the module docstring).
 
     Args:
         calibrated: the fitted baseline with its z-scale and calibration scores.
@@ -93,8 +92,14 @@ class BaselineScorer:
     def pixel_maps(self) -> bool:
         return self.calibrated.method.pixel_maps
 
-    def scored_slices(self, volume: Volume) -> np.ndarray:
-        return PreparedScan.of(volume).scored
+    @property
+    def calibration_scores(self) -> np.ndarray:
+        """The clean calibration slices' scores its tau and p-values count against."""
+        return self.calibrated.calib_scores
+
+    @staticmethod
+    def slices_to_score(volume: Volume) -> np.ndarray:
+        return slices_to_score(volume)
 
     def score_volume(self, volume: Volume, *, explainer=None, progress=None) -> ScanResult:
         """Score every slice of a scan with the baseline; ``explainer`` must be None or ``residual``
@@ -120,20 +125,10 @@ class BaselineScorer:
         grid_maps = np.zeros((len(scan.grid), *scan.grid.shape[2:]), dtype=np.float32)
         if maps_scored:
             grid_maps[scan.scored] = np.concatenate(maps_scored)
-        flagged = np.nan_to_num(slice_scores, nan=-np.inf) > self.tau
-        t0 = time.perf_counter()
-        heatmap, mask = scan.maps_to_scan(grid_maps, self.tau, flagged if self.pixel_maps else np.zeros_like(flagged))
-        seconds["map_back"] = time.perf_counter() - t0
-        worst = int(np.nanargmax(slice_scores))
-        seconds["total"] = time.perf_counter() - start
         warnings = list(scan.warnings)
         if not self.pixel_maps:
             warnings.append(f"{self.title} scores whole images only: it has no heatmap or mask")
-        return ScanResult(
-            source=volume.source, score=float(slice_scores[worst]), score_diffusion=float("nan"),
-            score_autoencoder=float("nan"), p_value=float(self._calibrator.p_value(slice_scores[worst])),
-            flag=bool(flagged.any()), heatmap=heatmap, mask=mask, slice_scores=slice_scores, worst_slice=worst,
-            alpha=float("nan"), tau=self.tau, seconds=seconds, warnings=warnings, explainer="residual",
-            spacing=tuple(float(s) for s in volume.spacing), reconstruction=None, method=self.name,
-            pixel_maps=self.pixel_maps,
+        return result_from_slice_maps(
+            volume, slice_scores, grid_maps, self.tau, scan.to_scan, self._calibrator.p_value, method=self.name,
+            seconds=seconds, start=start, warnings=warnings, pixel_maps=self.pixel_maps,
         )

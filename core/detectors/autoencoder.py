@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import AutoEncoder
 
+from core.augment import AugmentParams
 from core.detectors.base import AnomalyMaps, top_fraction_mean
-from core.reference import AugmentParams
 from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 
@@ -173,7 +173,7 @@ def train_autoencoder(
         config: architecture and denoising settings.
         steps, batch_size, learning_rate: the optimisation (Adam).
         seed: seeds torch, the batch sampler, the augmentations and the noise.
-        augment_images: apply :func:`core.reference.augment` to every sampled slice.
+        augment_images: apply :func:`core.augment.augment` to every sampled slice.
         augment_params: its ranges (the profile's; default brain MRI's).
         log_every: steps between history entries.
         progress: show a tqdm progress bar.

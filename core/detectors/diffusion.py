@@ -27,7 +27,7 @@ seeded with ``config.seed`` at every call, so the same slice always gets the sam
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -38,9 +38,9 @@ from monai.inferers import DiffusionInferer
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
+from core.augment import AugmentParams
 from core.detectors.autoencoder import smooth
 from core.detectors.base import AnomalyMaps, top_fraction_mean
-from core.reference import AugmentParams
 from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 MapKind = Literal["reconstruction", "nll"]

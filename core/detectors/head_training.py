@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,10 @@ from scipy import ndimage
 
 from core.detectors.head import HeadConfig, HeadDetector, Reconstructor, build_head, image_logit, slice_score
 from core.io import load_volume
+from core.metrics import dice, image_auroc, pixel_auroc
 from core.preprocess import foreground_mask, robust_normalize, robust_scale
-from core.reference import KNOWN_SUBJECTS, ReferenceSubject, assign_splits
+from core.profiles import KNOWN_SUBJECTS, ReferenceSubject
+from core.reference import assign_splits
 from core.training_anomalies import AnomalyParams, random_anomaly
 from core.types import Modality
 from core.variation import VariationParams, quantise, vary
@@ -279,8 +281,6 @@ class ValidationSet:
 def validation_metrics(head: HeadDetector, val: ValidationSet, *, pixel_sample: int = 200_000,
                        seed: int = 0) -> dict[str, float]:
     """Pixel AUROC, mean Dice at 0.5 (corrupted slices), image AUROC of :func:`slice_score`."""
-    from core.metrics import dice, image_auroc, pixel_auroc
-
     probs = head.probability(val.inputs)
     scores = np.array([slice_score(p, head.config.score_window) for p in probs])
     is_anomalous = np.array([lab.any() for lab in val.labels])

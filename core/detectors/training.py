@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from core.reference import AugmentParams, augment
+from core.augment import AugmentParams, augment
 
 
 @dataclass

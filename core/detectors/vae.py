@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.reference import AugmentParams
+from core.augment import AugmentParams
 from core.detectors.training import TrainingHistory, run_training, sample_batch
 
 VAE_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "vae_mri_t1.pt"
@@ -156,7 +156,7 @@ def train_vae(
         config: architecture and KL weight.
         steps, batch_size, learning_rate: the optimisation (Adam).
         seed: seeds torch (initial weights), the batch sampler, the augmentations and the latent noise.
-        augment_images: apply :func:`core.reference.augment` to every sampled slice.
+        augment_images: apply :func:`core.augment.augment` to every sampled slice.
         augment_params: its ranges (the profile's; default brain MRI's).
         log_every: steps between history entries.
         progress: show a tqdm progress bar.
