@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from core.detectors.head import HeadDetector
-from core.detectors.head_training import available_head_subjects, load_subject, split_source
+from core.detectors.head_training import available_head_subjects, split_source
 from core.domain import AppearanceModel, HeadFeatures
 from core.head_scoring import HeadScan
 from core.io import load_volume
@@ -51,7 +51,6 @@ def in_domain_scans(n_images: int, volumes_per_subject: int, seed: int) -> list[
         image = vary(source.slices[int(rng.integers(len(source.slices)))], rng, drawn)
         scans.append(_image(quantise(image) if rng.uniform() < params.quantise_probability else image))
     for subject in available_head_subjects():
-        load_subject(subject)  # fails early and clearly when a subject's file is missing
         volume = load_volume(subject.path, modality=Modality.MR)
         tissue = volume.array[volume.array > np.percentile(volume.array, 50)]
         scale = float(np.percentile(tissue, 99))

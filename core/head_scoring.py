@@ -236,11 +236,14 @@ class HeadScorer:
             scorer.appearance = AppearanceModel.load(domain_file)  # fitted on this head's features
         return scorer
 
-    def appearance_distances(self, slices: list[np.ndarray]) -> np.ndarray:
-        """Each slice's distance from the training slices in the head's features (:mod:`core.domain`)."""
+    def unlike_training(self, slices: list[np.ndarray]) -> str | None:
+        """The appearance check's warning for a scan's slices (as the head sees them; :mod:`core.domain`),
+        or None: it did not speak, or the profile has no fitted check."""
+        if self.appearance is None or not slices:
+            return None
         if self._features is None:
             self._features = HeadFeatures(self.head)
-        return self.appearance.distances(np.stack([self._features(s) for s in slices]))
+        return self.appearance.warning(self.appearance.distances(np.stack([self._features(s) for s in slices])))
 
     def inputs(self, slices: list[np.ndarray], *, progress=None) -> list[np.ndarray]:
         """The head's input channels ``(C, H, W)`` of each slice (already normalised, at about 1 mm)."""
@@ -300,7 +303,7 @@ class HeadScorer:
         start = time.perf_counter()
         scan = HeadScan.of(volume, self.profile)
         warnings = list(scan.warnings)
-        if self.appearance is not None and (unlike := self.appearance.warning(self.appearance_distances(scan.slices))):
+        if (unlike := self.unlike_training(scan.slices)) is not None:
             warnings.insert(0, unlike)
         seconds = {"prepare": time.perf_counter() - start}
         t0 = time.perf_counter()

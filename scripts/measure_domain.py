@@ -23,7 +23,6 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.demo import available_cases  # noqa: E402
-from core.domain import domain_warnings  # noqa: E402
 from core.head_evaluation import false_alarms  # noqa: E402
 from core.types import OUT_OF_DOMAIN  # noqa: E402
 from core.head_scoring import HeadScan, HeadScorer  # noqa: E402
@@ -37,9 +36,9 @@ PICTURES = ("camera.png", "astronaut.png", "coins.png", "moon.png", "retina.jpg"
 
 def warnings_of(scorer: HeadScorer, volume) -> list[str]:
     """The out-of-domain warnings the scorer would give ``volume`` (without running the head's map)."""
-    found = domain_warnings(volume, scorer.profile.domain_spec)
-    scan = HeadScan.of(volume, scorer.profile)
-    if scan.slices and (unlike := scorer.appearance.warning(scorer.appearance_distances(scan.slices))):
+    scan = HeadScan.of(volume, scorer.profile)  # its warnings hold the metadata and field-of-view checks'
+    found = [w for w in scan.warnings if w.startswith(OUT_OF_DOMAIN)]
+    if (unlike := scorer.unlike_training(scan.slices)) is not None:
         found.insert(0, unlike)
     return found
 

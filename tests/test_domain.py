@@ -122,7 +122,7 @@ def committed_head():
 def _unlike(scorer, volume) -> str | None:
     from core.head_scoring import HeadScan
 
-    return scorer.appearance.warning(scorer.appearance_distances(HeadScan.of(volume, scorer.profile).slices))
+    return scorer.unlike_training(HeadScan.of(volume, scorer.profile).slices)
 
 
 @pytest.mark.parametrize("picture", ["camera.png", "coins.png", "moon.png", "page.png", "cell.png"])

@@ -91,7 +91,8 @@ def verdict(result: ScanResult, tau: float) -> None:
         st.success(f"**No artifact found** above τ = {tau:.2f} in {n_scored} scored slice(s).",
                    icon=":material/check_circle:")
     for unlike in result.unlike_training:  # a badly degraded synthetic image, or another kind of image
-        st.warning(f"**{unlike.removeprefix(UNLIKE_TRAINING)[0].upper()}{unlike.removeprefix(UNLIKE_TRAINING)[1:]}** "
+        what = unlike.removeprefix(UNLIKE_TRAINING)
+        st.warning(f"**{what[0].upper()}{what[1:]}** "
                    "(the appearance check of the head's own features): another kind of image, or one far from "
                    "real anatomy. Read the score with care.", icon=":material/help:")
     safegen = result.method == SAFEGEN_METHOD and not result.head
