@@ -10,8 +10,8 @@ Commands:
     train vae              train the small VAE behind the latent_ig explainer (seeded, CPU)
     train generator        train the diffusion model that samples the demo's generated set (seed 1, CPU)
     train-head             train the anomaly-segmentation head on corrupted real slices (seeded, CPU, --resume)
-    calibrate-head         the head's slice and volume thresholds, and its explainers' scale, from clean calib
-                           slices under normal variation
+    calibrate-head         the head's slice threshold (clean calib slices under normal variation), volume
+                           threshold (clean whole volumes) and its explainers' scale
     calibrate-domain       the appearance check: what the head's training slices look like to the head
     train-loko             the leave-one-kind-out heads (each without the corruptions closest to one artifact kind)
     train-profile NAME     train a profile on a folder of your own real images (reference, models, calibration)
@@ -300,6 +300,7 @@ def _cmd_calibrate_domain(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate_head(args: argparse.Namespace) -> int:
+    from core.detectors.head_training import available_head_subjects
     from core.head_scoring import HeadScorer, calibration_file_of, fit_head_calibration, head_file
     from core.profiles import MRI_T1
 
@@ -311,14 +312,19 @@ def _cmd_calibrate_head(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    with _progress(args.n, "calibrate-head") as bar:
+    n_volumes = max(args.volumes_per_subject + 1, 0) * len(available_head_subjects())
+    with _progress(args.n + n_volumes, "calibrate-head") as bar:
         calibration = fit_head_calibration(scorer, n=args.n, seed=args.seed, false_alarm_rate=args.false_alarm_rate,
+                                           volumes_per_subject=args.volumes_per_subject,
                                            head_name=Path(head_path).name, progress=bar.update)
     out = calibration_file_of(head_path, MRI_T1)
     calibration.save(out)
+    volumes = ("no calibration volumes: Bonferroni" if calibration.volume_scores is None else
+               f"from {len(calibration.volume_scores)} clean volumes")
     print(f"score window {calibration.score_window} (val image AUROC per window "
-          f"{calibration.metadata['score_window_val_auroc']}); slice tau {calibration.slice_tau():.4f}; volume tau (155 slices) {calibration.volume_tau(155):.4f} at "
-          f"{calibration.false_alarm_rate:.0%}; wrote {_shown(out)} in {time.perf_counter() - start:.0f} s")
+          f"{calibration.metadata['score_window_val_auroc']}); slice tau {calibration.slice_tau():.4f}; volume tau "
+          f"{calibration.volume_tau(155):.6f} ({volumes}) at {calibration.false_alarm_rate:.0%}; wrote {_shown(out)} in "
+          f"{time.perf_counter() - start:.0f} s")
     if not is_profile_head:  # an ablation head: its thresholds only (the dashboard never shows it)
         return 0
     from core.head_explain import fit_head_explainer_calibration, head_explainer_file
@@ -798,12 +804,15 @@ def build_parser() -> argparse.ArgumentParser:
     loko.set_defaults(func=_cmd_train_loko)
 
 
-    cal_head = sub.add_parser("calibrate-head", help="the head's thresholds from clean calib slices under variation")
+    cal_head = sub.add_parser("calibrate-head", help="the head's thresholds from clean calib slices and volumes under variation")
     cal_head.add_argument("--n", type=int, default=2000, help="clean calibration slices (each a fresh variation)")
     cal_head.add_argument("--n-explain", type=int, default=40,
                           help="clean slices that put the explainers on the probability scale")
     cal_head.add_argument("--seed", type=int, default=7)
     cal_head.add_argument("--false-alarm-rate", type=float, default=0.05)
+    cal_head.add_argument("--volumes-per-subject", type=int, default=15,
+                          help="varied clean volumes of each training subject (and each as it installs) for the "
+                               "volume threshold; -1: none, volumes use Bonferroni over slices")
     cal_head.add_argument("--head", type=Path, default=None,
                           help="a head file other than the profile's (an ablation head): its calibration is "
                                "written beside it as NAME.calibration.json, no explainers")

@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from core.detectors.head import HeadDetector
-from core.detectors.head_training import available_head_subjects, split_source
+from core.detectors.head_training import available_head_subjects, clean_training_volumes, split_source
 from core.domain import AppearanceModel, HeadFeatures
 from core.head_scoring import HeadScan
-from core.io import load_volume
 from core.profiles import Profile
 from core.types import Modality, Volume
-from core.variation import VariationParams, quantise, vary, vary_volume
+from core.variation import VariationParams, quantise, vary
 
 
 def _image(image: np.ndarray) -> Volume:
@@ -50,13 +49,7 @@ def in_domain_scans(n_images: int, volumes_per_subject: int, seed: int) -> list[
         drawn = smooth if rng.uniform() < 0.25 else params
         image = vary(source.slices[int(rng.integers(len(source.slices)))], rng, drawn)
         scans.append(_image(quantise(image) if rng.uniform() < params.quantise_probability else image))
-    for subject in available_head_subjects():
-        volume = load_volume(subject.path, modality=Modality.MR)
-        tissue = volume.array[volume.array > np.percentile(volume.array, 50)]
-        scale = float(np.percentile(tissue, 99))
-        scans.append(volume.with_array((volume.array / scale).astype(np.float32)))
-        for _ in range(volumes_per_subject):
-            scans.append(volume.with_array(vary_volume(volume.array / scale, rng, params).astype(np.float32)))
+    scans.extend(volume for _, volume in clean_training_volumes(volumes_per_subject, rng, params))
     return scans
 
 

@@ -12,10 +12,14 @@ Data flow for one scan::
 
 **One tau, two uses.** ``tau`` is a probability. A 2-D image is flagged when its slice score is
 above the slice threshold, the conformal ``1 - rate`` quantile of clean calibration slices under
-normal variation (:class:`HeadCalibration`). A volume of ``n`` scored slices is flagged when any
-slice is above the **volume threshold**, the same quantile at ``rate / n`` (Bonferroni: at most
-``rate`` of clean volumes flagged whatever the correlation between slices). The mask is the
-probability above the result's tau on its flagged slices, so a flagged slice always shows where.
+normal variation (:class:`HeadCalibration`). A volume is flagged when any scored slice is above the
+**volume threshold**, the conformal ``1 - rate`` quantile of the volume scores (the highest slice
+score) of clean whole volumes of the training subjects, as they install and under volume-wide
+variation: calibrated on volumes, because the slices of one volume are neither independent nor like
+the 2-D calibration images (a template's raw slices were flagged at 12 % by the slice threshold).
+A calibration without volume scores (an older file) falls back to Bonferroni: the slice quantile at
+``rate / n`` for ``n`` scored slices. The mask is the probability above the result's tau on its
+flagged slices, so a flagged slice always shows where.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +36,8 @@ from skimage.transform import resize
 from core.calibration import ConformalCalibrator
 from core.detectors.head import HeadDetector, HeadInput, Reconstructor, slice_score
 from core.domain import AppearanceModel, HeadFeatures, domain_warnings
-from core.detectors.head_training import HeadTrainingConfig, ValidationSet, draw_sample, split_source
+from core.detectors.head_training import (HeadTrainingConfig, ValidationSet, clean_training_volumes, draw_sample,
+                                         split_source)
 from core.metrics import image_auroc
 from core.preprocess import robust_normalize, robust_scale
 from core.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -70,36 +76,59 @@ class HeadCalibration:
         metadata: how it was made.
         score_window: the side of the box whose mean probability, at its maximum, is the slice score
             (:func:`core.detectors.head.slice_score`), chosen on synthetic validation slices.
+        volume_scores: ``(V,)`` volume scores (highest slice score) of clean whole volumes
+            (:func:`fit_volume_scores`), or None: volumes use the Bonferroni fallback.
     """
 
     calib_scores: np.ndarray
     false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
     metadata: dict = field(default_factory=dict)
     score_window: int = 7
+    volume_scores: np.ndarray | None = None
 
     @property
     def calibrator(self) -> ConformalCalibrator:
         return ConformalCalibrator(self.calib_scores)
 
+    @property
+    def volume_calibrator(self) -> ConformalCalibrator | None:
+        """Conformal over clean calibration volumes, or None (Bonferroni over slices instead)."""
+        return None if self.volume_scores is None else ConformalCalibrator(self.volume_scores)
+
     def slice_tau(self, rate: float | None = None) -> float:
         return self.calibrator.threshold(rate or self.false_alarm_rate)
 
     def volume_tau(self, n_slices: int, rate: float | None = None) -> float:
-        """The per-slice threshold that flags at most ``rate`` of clean volumes of ``n_slices`` slices."""
-        return self.calibrator.threshold((rate or self.false_alarm_rate) / max(int(n_slices), 1))
+        """The per-slice threshold that flags at most ``rate`` of clean volumes: the conformal quantile of
+        the calibration volumes' scores, or (no volume scores) Bonferroni over ``n_slices`` slices."""
+        rate = rate or self.false_alarm_rate
+        if self.volume_calibrator is not None:
+            return self.volume_calibrator.threshold(rate)
+        return self.calibrator.threshold(rate / max(int(n_slices), 1))
+
+    def volume_p_value(self, score: float, n_slices: int) -> float:
+        """The p-value of a volume whose highest slice score is ``score``: conformal against the
+        calibration volumes, or the worst slice's p times ``n_slices`` (Bonferroni, at most 1)."""
+        if self.volume_calibrator is not None:
+            return float(self.volume_calibrator.p_value(score))
+        return min(1.0, float(self.calibrator.p_value(score)) * max(int(n_slices), 1))
 
     def save(self, path: Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        volumes = None if self.volume_scores is None else np.round(np.sort(self.volume_scores), 6).tolist()
         Path(path).write_text(json.dumps({"false_alarm_rate": self.false_alarm_rate,
                                           "score_window": self.score_window,
                                           "calib_scores": np.round(np.sort(self.calib_scores), 6).tolist(),
+                                          "volume_scores": volumes,
                                           "metadata": self.metadata}, indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "HeadCalibration":
         raw = json.loads(Path(path).read_text())
+        volumes = raw.get("volume_scores")
         return cls(np.asarray(raw["calib_scores"], dtype=np.float64), float(raw["false_alarm_rate"]),
-                   raw.get("metadata", {}), int(raw["score_window"]))
+                   raw.get("metadata", {}), int(raw["score_window"]),
+                   None if volumes is None else np.asarray(volumes, dtype=np.float64))
 
 
 def to_head_resolution(image: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
@@ -329,9 +358,9 @@ class HeadScorer:
         seconds["map_back"] = time.perf_counter() - t0
 
         def p_value(score: float) -> float:
-            p = float(self.calibration.calibrator.p_value(score))
-            # a volume: the Bonferroni p-value of "some slice is unlike clean ones"
-            return min(1.0, p * n_scored) if volume.is_3d else p
+            if volume.is_3d:  # "some slice is unlike clean volumes' slices"
+                return self.calibration.volume_p_value(score, n_scored)
+            return float(self.calibration.calibrator.p_value(score))
 
         return result_from_slice_maps(
             volume, slice_scores, display_maps, tau, self._to_scan(volume), p_value, method=self.name,
@@ -354,6 +383,90 @@ class HeadScorer:
                                      self._to_scan(volume))
         seconds = {**result.seconds, "explain": time.perf_counter() - start}
         return _replace(result, heatmap=heatmap, mask=mask, explainer=str(explainer.name), seconds=seconds)
+
+    def explain_slices(self, volume: Volume, result: ScanResult, explainer,
+                       order: list[int] | np.ndarray | None = None, *, chunk: int = 1
+                       ) -> Iterator[tuple[int, np.ndarray]]:
+        """``explainer``'s maps ``chunk`` scored slices at a time, in ``order``: a lazy generator, so
+        whoever iterates can stop between chunks (close it) and keep what was done.
+
+        The head's input channels are made per batch of :attr:`batch_size` scored slices in scan order,
+        when a slice of that batch is first asked for: the same batches as :meth:`score_volume`, so a
+        reconstruction input sees the same noise as when the slice was scored.
+
+        Args:
+            volume: the scan ``result`` scored.
+            result: the scan's result (only its slice scores are read: which slices are scored).
+            explainer: a :class:`core.head_explain.HeadExplainer` other than the residual.
+            order: display-slice indices to explain, first first (e.g. :func:`outward_order`);
+                unscored slices in it are skipped. None: every scored slice, in scan order.
+            chunk: slices explained together: 1 for KernelSHAP (it explains one at a time anyway); a
+                few for the gradient explainers, which are several times faster per slice in a batch.
+
+        Yields:
+            ``(display index, map)``: the map ``(rows, columns)`` on the display slice's pixels, on the
+            probability scale (what :meth:`explained_from` takes).
+        """
+        if str(explainer.name) == "residual":
+            raise ValueError("the residual map is the head's own: nothing to explain slice by slice")
+        scan = HeadScan.of(volume, self.profile)
+        if not np.array_equal(scan.scored, np.isfinite(result.slice_scores)):
+            raise ValueError("the result was not scored on this volume (its scored slices differ)")
+        position = {int(k): i for i, k in enumerate(np.flatnonzero(scan.scored))}
+        shown_shape = scan.normalised.display_slice(0).shape
+        batches: dict[int, list[np.ndarray]] = {}
+
+        def channels_of(index: int) -> np.ndarray:
+            batch, offset = divmod(position[index], self.batch_size)
+            if batch not in batches:
+                start = batch * self.batch_size
+                batches[batch] = self.inputs(scan.slices[start : start + self.batch_size])
+            return batches[batch][offset]
+
+        wanted = [k for k in (sorted(position) if order is None else [int(k) for k in order]) if k in position]
+        for start in range(0, len(wanted), max(chunk, 1)):
+            part = wanted[start : start + max(chunk, 1)]
+            maps = self._explained(explainer, [channels_of(k) for k in part], [])
+            for index, one in zip(part, maps, strict=True):
+                yield index, back_to_slice(one, shown_shape)
+
+    def explained_from(self, volume: Volume, result: ScanResult, maps: dict[int, np.ndarray], explainer: str,
+                       *, seconds: float | None = None) -> ScanResult:
+        """``result`` (the residual map's) with the maps of :meth:`explain_slices` done so far: their
+        slices show ``explainer``'s map, the others keep the head's probability map, and the mask is
+        the one mask rule (:func:`core.types.maps_on_scan`) of that mixed map at the result's tau.
+
+        Args:
+            volume: the scan.
+            result: its residual result (:meth:`score_volume` without an explainer).
+            maps: display index -> map, as :meth:`explain_slices` yields them.
+            explainer: the explainer's name.
+            seconds: the explainer's wall time so far, recorded as ``seconds["explain"]``.
+
+        Returns:
+            the result; its ``explained_slices`` lists the explained slices, or is None once every
+            scored slice is.
+        """
+        from dataclasses import replace as _replace
+
+        if result.explainer != "residual":
+            raise ValueError(f"explained_from starts from the residual result, got the {result.explainer} one")
+        display_maps = volume.display_slices_of(result.heatmap).astype(np.float32)
+        for index, one in maps.items():
+            display_maps[index] = one
+        heatmap, mask = maps_on_scan(display_maps, result.tau, result.flags_at(result.tau), self._to_scan(volume))
+        scored = {int(k) for k in np.flatnonzero(np.isfinite(result.slice_scores))}
+        done = None if scored <= set(maps) else tuple(sorted(int(k) for k in maps))
+        timing = {**result.seconds, "explain": seconds} if seconds is not None else dict(result.seconds)
+        return _replace(result, heatmap=heatmap, mask=mask, explainer=str(explainer), seconds=timing,
+                        explained_slices=done)
+
+
+def outward_order(first: int, indices: list[int] | np.ndarray) -> list[int]:
+    """``indices`` (display slices) ordered from ``first`` outward: the nearest first, ties to the
+    higher slice (``first``, ``first + 1``, ``first - 1``, ``first + 2`` ...). ``first`` itself need
+    not be among them (an unscored shown slice: its nearest scored neighbours lead)."""
+    return sorted((int(k) for k in indices), key=lambda k: (abs(k - first), -k))
 
 
 def load_detector(models_dir: Path | None = None, *, profile: Profile | str | None = None, **settings):
@@ -395,14 +508,31 @@ def choose_score_window(scorer: HeadScorer, *, n: int = 400, seed: int = 8,
     return int(max(windows, key=lambda w: aurocs[str(w)])), aurocs
 
 
-def fit_head_calibration(scorer: HeadScorer, *, n: int = 2000, seed: int = 7,
+def fit_volume_scores(scorer: HeadScorer, *, per_subject: int = 15, seed: int = 9,
+                      progress=None) -> tuple[np.ndarray, list[str]]:
+    """The volume scores (highest slice score, as :meth:`HeadScorer.score_volume` scores them) of
+    clean whole volumes of the training subjects (:func:`core.detectors.head_training.clean_training_volumes`:
+    each as it installs and under ``per_subject`` draws of volume-wide variation), and their subjects."""
+    scores, subjects = [], []
+    for name, volume in clean_training_volumes(per_subject, np.random.default_rng(seed)):
+        scores.append(float(np.max(scorer.score_slices(HeadScan.of(volume, scorer.profile).slices))))
+        subjects.append(name)
+        if progress is not None:
+            progress(1)
+    return np.asarray(scores, dtype=np.float64), subjects
+
+
+def fit_head_calibration(scorer: HeadScorer, *, n: int = 2000, seed: int = 7, volumes_per_subject: int = 15,
                          false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, head_name: str = "",
                          progress=None) -> HeadCalibration:
-    """The score window (:func:`choose_score_window`, on ``val`` slices), then the slice scores of
-    ``n`` clean ``calib`` slices under normal variation (:func:`clean_variants`).
+    """The score window (:func:`choose_score_window`, on ``val`` slices), the slice scores of ``n``
+    clean ``calib`` slices under normal variation (:func:`clean_variants`), and the volume scores of
+    the training subjects' clean volumes (:func:`fit_volume_scores`; none with ``volumes_per_subject``
+    < 0).
 
-    Only the training subjects' ``val`` and ``calib`` splits are used: the held-out subject and the
-    benchmark's ``test`` split stay out.
+    The held-out subject and the benchmark's ``test`` split stay out. The slices are the ``val`` and
+    ``calib`` splits only; a volume holds every slice, the ``train`` ones too (see
+    :func:`core.detectors.head_training.clean_training_volumes`).
     """
     window, aurocs = choose_score_window(scorer, seed=seed + 1)
     scorer.window = window
@@ -415,4 +545,12 @@ def fit_head_calibration(scorer: HeadScorer, *, n: int = 2000, seed: int = 7,
     metadata = {"split": "calib", "n": n, "seed": seed, "variation": "core.variation.VariationParams() defaults",
                 "head": head_name or str(head_file(scorer.profile).name),
                 "score_window_val_auroc": aurocs, "score_window_rule": "best image AUROC on 400 synthetic val slices"}
-    return HeadCalibration(np.asarray(scores, dtype=np.float64), false_alarm_rate, metadata, window)
+    volume_scores = None
+    if volumes_per_subject >= 0:
+        volume_scores, subjects = fit_volume_scores(scorer, per_subject=volumes_per_subject, seed=seed + 2,
+                                                    progress=progress)
+        metadata["volumes"] = {"n": len(volume_scores), "per_subject": volumes_per_subject, "seed": seed + 2,
+                               "subjects": sorted(set(subjects)),
+                               "what": "each training subject as it installs and under volume-wide variation "
+                                       "(core.variation.vary_volume); every slice, train slices too"}
+    return HeadCalibration(np.asarray(scores, dtype=np.float64), false_alarm_rate, metadata, window, volume_scores)

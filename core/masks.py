@@ -52,6 +52,24 @@ def unsafe_mask(heatmap: np.ndarray, tau: float, flags: np.ndarray | None = None
     return out[..., 0] if heatmap.ndim == 2 else out
 
 
+def slice_outline(mask: np.ndarray) -> np.ndarray:
+    """The one-pixel border of a mask, slice by slice: the mask minus its 4-connected 2-D erosion.
+
+    A mask is made per axial slice (:func:`unsafe_mask`), so its outline is too: each slice's regions
+    are drawn as closed rings, and a region touching the image edge is closed along that edge.
+
+    Args:
+        mask: ``(H, W)`` or ``(H, W, S)`` (slices last), any dtype; nonzero is inside.
+
+    Returns:
+        bool, ``mask``'s shape.
+    """
+    inside = np.asarray(mask, dtype=bool)
+    cross = ndimage.generate_binary_structure(2, 1)
+    structure = cross if inside.ndim == 2 else cross[..., None] * np.array([False, True, False])
+    return inside & ~ndimage.binary_erosion(inside, structure=structure, border_value=0)
+
+
 @dataclass(frozen=True)
 class MaskSummary:
     """What an unsafe-region mask covers, per slice and in total.

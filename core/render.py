@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.masks import slice_outline
 from core.preprocess import CT_WINDOWS
 from core.types import Modality, Volume, Window
 
@@ -97,7 +98,6 @@ def overlay_heatmap(
         ``(H, W, 3)`` uint8 RGB.
     """
     from matplotlib import colormaps
-    from scipy import ndimage
 
     if gray_u8.shape != heatmap.shape:
         raise ValueError(f"slice {gray_u8.shape} and heatmap {heatmap.shape} differ in shape")
@@ -109,7 +109,5 @@ def overlay_heatmap(
     where = (heatmap > low)[..., None]
     out = np.where(where, (1.0 - opacity) * rgb + opacity * colour, rgb)
     if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        outline = mask & ~ndimage.binary_erosion(mask, border_value=0)
-        out[outline] = MASK_OUTLINE_RGB
+        out[slice_outline(mask)] = MASK_OUTLINE_RGB
     return np.round(out).astype(np.uint8)

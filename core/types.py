@@ -242,6 +242,9 @@ class ScanResult:
         profile: the modality profile whose models scored it (:mod:`core.profiles`).
         head: True when the segmentation head scored it (:mod:`core.head_scoring`): ``tau`` and the
             heatmap are anomaly probabilities.
+        explained_slices: the display slices whose heatmap is ``explainer``'s while an explainer is still
+            running (or was stopped) on a volume; the others show the residual map. None: every slice
+            (:meth:`core.head_scoring.HeadScorer.explained_from`).
     """
 
     source: str
@@ -265,6 +268,7 @@ class ScanResult:
     pixel_maps: bool = True
     profile: str = "mri_t1"
     head: bool = False
+    explained_slices: tuple[int, ...] | None = None
 
     @property
     def out_of_domain(self) -> list[str]:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.types import SAFEGEN_METHOD
-from ui.batch import batch_inputs, run_screening, show_screening
+from ui.batch import batch_inputs, show_batch, start_screening
 from ui.review import batch_profile_choice, method_choice
 from ui.router import through_the_router
 from ui.state import Keys
@@ -15,12 +15,12 @@ require_screening_access()  # once the server runs reader studies: admins only
 st.caption(
     "Score a set of generated images (NIfTI, DICOM, PNG) with one profile's models (brain MRI T1 or head CT) "
     "and rank them, "
-    "worst first. Each file is scored once per click; nothing is written on the server."
+    "worst first. Each file is scored once per click, in the background (the page stays usable; Cancel keeps "
+    "the files done); nothing is written on the server."
 )
 items, label, manifest = batch_inputs()
 method = method_choice()
 profile = batch_profile_choice() if method == SAFEGEN_METHOD else "mri_t1"
 if st.button(f"Score {label}", key=Keys.BATCH_RUN, disabled=not items, type="primary"):
-    run_screening(items, method, profile, manifest)
-if st.session_state.get(Keys.BATCH_RESULT) is not None:
-    show_screening(st.session_state[Keys.BATCH_RESULT], st.session_state.get(Keys.BATCH_MANIFEST))
+    start_screening(items, method, profile, manifest)
+show_batch()

@@ -11,6 +11,7 @@ from ui.evaluation import (
     grouped_bars,
     headline,
     load_run,
+    readme_figure,
     realistic_headline,
     roc_figure,
     run_dir,
@@ -32,7 +33,8 @@ st.caption("Real slices under normal variation (field of view, rotation, bias, c
 realistic = load_run(REALISTIC, run_dir(REALISTIC))
 if realistic is None:
     st.info("No realistic-benchmark evaluation here yet: `make evaluate` (or `python -m core.cli "
-            "make-realistic-benchmark` then `python -m core.cli evaluate-realistic`, about 15 minutes).",
+            "make-realistic-benchmark` then `python -m core.cli evaluate-realistic`; "
+            f"{readme_figure('python -m core.cli evaluate-realistic --baselines spectral_local')}).",
             icon=":material/info:")
 else:
     realistic_headline(realistic)
@@ -55,8 +57,8 @@ st.caption("S_diffusion, E_AE and their α-combination on the 128 grid, with the
            "are the head's input channels, not the dashboard's verdict.")
 source, tables = choose_run()
 if tables is None:
-    st.info("No evaluation here yet. Run `make evaluate` on the server (about 3 minutes), or press "
-            "**Re-run on a small set** in the sidebar.", icon=":material/info:")
+    st.info(f"No evaluation here yet. Run `make evaluate` on the server ({readme_figure('make evaluate')}), or "
+            "press **Re-run on a small set** in the sidebar.", icon=":material/info:")
     st.stop()
 
 headline(tables)
@@ -82,7 +84,7 @@ with calibration:
 with baselines:
     if "methods" not in tables:
         st.info("No comparison with the baselines in this run: `python -m core.cli evaluate --methods all "
-                "--out out/evaluation` (about 3 minutes; `make evaluate` runs it).")
+                f"--out out/evaluation` (`make evaluate` runs it; {readme_figure('make evaluate')}).")
     else:
         show_table(tables["methods"].round(3), key="eval.methods")
         if "methods_subset" in tables:

@@ -19,6 +19,7 @@ from ui.review import (
     make_plane_overlay,
     mask_download,
     method_choice,
+    niivue_overlays,
     panels,
     profile_choice,
     slice_score_chart,
@@ -28,7 +29,7 @@ from ui.review import (
 from ui.router import through_the_router
 from ui.state import SOURCE_DEMO, SOURCE_UPLOAD, Keys
 from ui.study import require_screening_access
-from ui.viewer import orthogonal_views, slice_viewer, volume_facts
+from ui.viewer import scan_views, volume_facts
 
 through_the_router()  # before anything is drawn: a page run alone reruns through app.py
 st.title("Scan review")
@@ -76,20 +77,22 @@ if volume is not None:
     elif result is not None:
         try:
             result = explained_result(scan_key, volume, result, explainer_choice(result), shared=source == SOURCE_DEMO)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             st.error(f"This explainer is not available, the residual map is shown: {error}")
 
     if result is None:
-        index = slice_viewer(volume)
-        if volume.is_3d:
-            orthogonal_views(volume, index)
+        index = scan_views(volume, scan_key)
     else:
         show, tau, opacity, cmap = heatmap_controls(result, f"{scan_key}|{result.method}|{result.profile}")
         verdict(result, tau)
         apply_chart_pick(volume.n_slices)
-        index = slice_viewer(volume, make_overlay(result, volume, tau, opacity, cmap) if show else None)
+        index = scan_views(
+            volume, scan_key,
+            overlay=make_overlay(result, volume, tau, opacity, cmap) if show else None,
+            plane_overlay=make_plane_overlay(result, volume, tau, opacity, cmap) if show else None,
+            niivue_overlays=lambda: niivue_overlays(result, volume, scan_key, tau, opacity, cmap, shown=show),
+        )
         if volume.is_3d:
-            orthogonal_views(volume, index, make_plane_overlay(result, volume, tau, opacity, cmap) if show else None)
             slice_score_chart(result, tau, index)
         window = window_presets(volume)[st.session_state[Keys.WINDOW]]
         panels(result, volume, index, apply_window(volume.display_slice(index), window), tau, cmap)

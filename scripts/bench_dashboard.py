@@ -4,7 +4,8 @@
 
 On the default demo (the MNI152 template, 189 slices): the first visit (models load and score the
 volume), then the median rerun time of a slice-slider move, a tau-slider move, and a switch of the
-heatmap explainer (first time: the explainer runs; second time: cached). A rerun is what the server
+heatmap explainer (first time: the page comes back while the explainer runs in the background, then
+how long until it is done; second time: cached). A rerun is what the server
 does between a reader's action and the new page; the browser's drawing time is not included.
 """
 
@@ -46,7 +47,12 @@ def main() -> None:
     rows.append((f"slice-slider move, median of {args.repeats}", f"{statistics.median(slice_times) * 1e3:.0f} ms"))
     rows.append((f"tau-slider move, median of {args.repeats}", f"{statistics.median(tau_times) * 1e3:.0f} ms"))
     at.selectbox(key=Keys.EXPLAINER).set_value("saliency")
-    rows.append(("switch to the saliency explainer (runs it on 120 slices)", f"{timed_run(at):.2f} s"))
+    rows.append(("switch to the saliency explainer: the page is back (it runs behind)", f"{timed_run(at):.2f} s"))
+    start = time.perf_counter()
+    while at.get("progress"):  # the background run's progress bar, redrawn as the page would
+        time.sleep(0.5)
+        timed_run(at)
+    rows.append(("... until its 120 slices are explained", f"{time.perf_counter() - start:.1f} s"))
     at.selectbox(key=Keys.EXPLAINER).set_value("residual")
     timed_run(at)
     at.selectbox(key=Keys.EXPLAINER).set_value("saliency")

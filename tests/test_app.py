@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.demo import available_cases
+from ui.analysis import format_score
 from ui.state import Keys
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -141,7 +142,7 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
     assert floor == [f"Conformal p-value against the {n} real clean calibration slices: (1 + those scoring at least "
                      f"as high) / ({n} + 1). p = {1 / (n + 1):.2g} is the smallest p {n} calibration slices can "
                      f"give, 1/({n} + 1): a score above all of them gets it, however far above."]
-    assert app.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))
+    assert app.slider(key=Keys.TAU).value == pytest.approx(expected.tau)  # exact, not rounded to the step
     assert app.selectbox(key=Keys.PROFILE).value == "auto"
     assert not any("Out of domain" in w.value for w in app.warning)
     runs = len(counted_scoring)
@@ -171,8 +172,8 @@ def test_the_profile_choice_rescores_a_ct_slice_with_the_brain_mri_models_and_wa
     case = get_case("ct_small")
     expected = load_detector().score_volume(load_volume(case.path, modality=case.modality))  # the head
     assert expected.head
-    assert _metrics(app)["Score (worst slice)"] == f"{expected.score:.2f}"
-    assert app.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))  # the profile's own tau
+    assert _metrics(app)["Score (worst slice)"] == format_score(expected.score)  # e.g. 0.9994: told from 1
+    assert app.slider(key=Keys.TAU).value == pytest.approx(expected.tau)  # exact, not rounded to the step  # the profile's own tau
     assert any("Out of domain" in w.value for w in app.warning)  # a CT slice vs brain-MRI models
 
 
@@ -197,6 +198,91 @@ def test_switching_the_explainer_redraws_its_heatmap_and_mask_without_rescoring(
     volume = load_volume(case.path, modality=case.modality)
     expected = scorer.explain(volume, scorer.score_volume(volume), Explainer.load(scorer, "saliency"))
     assert f"({int(expected.mask_at(tau).sum())} px," in mask_caption
+
+
+@pytest.fixture
+def gated_explainer(monkeypatch):
+    """Holds each slice a background explainer makes until the test sets the gate, so the test sees it
+    running whatever the machine's speed; set again at the end to let a job left running finish."""
+    import threading
+
+    from core.head_scoring import HeadScorer
+
+    gate = threading.Event()
+    original = HeadScorer.explain_slices
+
+    def gated(self, *args, **kwargs):
+        for item in original(self, *args, **kwargs):
+            gate.wait(timeout=300)
+            yield item
+
+    monkeypatch.setattr(HeadScorer, "explain_slices", gated)
+    yield gate
+    gate.set()
+
+
+def _wait_for(done, at: AppTest, timeout: float = 300) -> AppTest:
+    """Rerun ``at`` every second, as the progress fragment does, until ``done()`` or the timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(1)
+        _run(at)
+    assert done(), "the background explainer did not finish in time"
+    return at
+
+
+def test_an_explainer_on_a_volume_runs_in_the_background_from_the_shown_slice_and_the_page_stays_usable(
+        app, gated_explainer, counted_scoring):
+    from core.head_scoring import outward_order
+
+    shown = app.slider(key=Keys.SLICE).value  # 1-based: the worst slice the volume opened on
+    app.selectbox(key=Keys.EXPLAINER).set_value("gradcam")
+    _run(app)  # returns while the explainer waits: the page is not locked
+    job = app.session_state[Keys.EXPLAIN_JOB]
+    bar = app.get("progress")
+    assert len(bar) == 1 and bar[0].proto.text.startswith(f"gradcam: 0 of {job.total} slices")
+    assert app.button(key=Keys.EXPLAIN_CANCEL).proto.label == "Cancel"
+    assert app.get("image")[2].captions[0].startswith("Heatmap (residual)")  # not reached yet: the residual map
+    assert any(c.value == "gradcam has not reached this slice yet: its residual map is shown." for c in app.caption)
+    app.slider(key=Keys.SLICE).set_value(shown + 5)
+    _run(app)  # the slider still works, and the same job goes on
+    assert app.session_state[Keys.EXPLAIN_JOB] is job and app.get("image")[0].captions[0].startswith(
+        f"Slice {shown + 5} of 189")
+    gated_explainer.set()
+    _wait_for(lambda: not app.get("progress"), app)
+    assert list(job.maps)[:5] == outward_order(shown - 1, list(job.maps))[:5]  # the shown slice first, then outward
+    assert len(job.maps) == job.total and Keys.EXPLAIN_JOB not in app.session_state
+    assert app.get("image")[2].captions[0].startswith("Heatmap (gradcam)")
+    assert len(counted_scoring) == 0  # only the explainer ran
+    app.selectbox(key=Keys.EXPLAINER).set_value("residual")
+    _run(app)
+    app.selectbox(key=Keys.EXPLAINER).set_value("gradcam")
+    _run(app)  # switching back: the whole result is cached, nothing runs
+    assert not app.get("progress") and app.get("image")[2].captions[0].startswith("Heatmap (gradcam)")
+
+
+def test_cancel_stops_the_background_explainer_between_slices_and_keeps_what_was_done(app, gated_explainer):
+    import time
+
+    shown = app.slider(key=Keys.SLICE).value
+    app.selectbox(key=Keys.EXPLAINER).set_value("saliency")
+    _run(app)
+    job = app.session_state[Keys.EXPLAIN_JOB]
+    app.button(key=Keys.EXPLAIN_CANCEL).click()
+    _run(app)
+    assert "stopping after the slice being explained" in app.get("progress")[0].proto.text
+    gated_explainer.set()  # the slice being explained finishes, then the thread stops
+    deadline = time.monotonic() + 120
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _run(app)
+    assert list(job.maps) == [shown - 1]  # the shown slice, done before the cancel took effect; nothing after
+    assert not app.get("progress")
+    assert any(c.value.startswith(f"saliency was stopped after 1 of {job.total} slices") for c in app.caption)
+    assert app.get("image")[2].captions[0].startswith("Heatmap (saliency)")  # the shown slice kept its map
+    assert app.button(key=Keys.EXPLAIN_RESUME).proto.label == f"Explain the other {job.total - 1} slices"
 
 
 def test_the_view_offers_mask_and_summary_downloads_named_after_it(app):
@@ -225,12 +311,14 @@ def test_a_3d_demo_plots_every_slice_score_and_opens_on_the_worst_slice(app, cou
     from core.head_scoring import HeadCalibration, head_calibration_file
     from core.profiles import MRI_T1
 
-    n, scored = len(HeadCalibration.load(head_calibration_file(MRI_T1)).calib_scores), len(scores)
+    calibration = HeadCalibration.load(head_calibration_file(MRI_T1))
+    n, volumes = len(calibration.calib_scores), len(calibration.volume_scores)
     floor = next(c.value for c in app.caption if c.value.startswith("Conformal p-value"))
     assert f"against the {n} real clean calibration slices" in floor
-    assert floor.endswith(f"times its {scored} scored slices (Bonferroni, at most 1), so it cannot fall below "
-                          f"{min(1.0, scored / (n + 1)):.2g}.")
-    assert float(metrics["p-value vs real slices"]) >= round(min(1.0, scored / (n + 1)), 3)  # 3 decimals: >= 0.001
+    # a volume's p counts against the clean calibration volumes (core.head_scoring.HeadCalibration)
+    assert floor.endswith(f"against the {volumes} clean calibration volumes' worst slices, so it cannot fall below "
+                          f"{1 / (volumes + 1):.2g}.")
+    assert float(metrics["p-value vs real volumes"]) >= round(1 / (volumes + 1), 3)
     assert len(counted_scoring) <= 1  # scored once per server process (already, by the fixture's run)
     runs = len(counted_scoring)
     app.slider(key=Keys.SLICE).set_value(90)
@@ -262,7 +350,7 @@ def test_choosing_a_baseline_scores_the_scan_with_it_and_hides_safegens_parts(mo
     metrics = _metrics(at)
     assert metrics["Score (worst slice)"] == f"{expected.score:.2f}"
     assert "Autoencoder (E_AE)" not in metrics  # SAFEGEN's components are not the baseline's
-    assert at.slider(key=Keys.TAU).value == pytest.approx(round(expected.tau, 2))  # the baseline's own tau
+    assert at.slider(key=Keys.TAU).value == pytest.approx(expected.tau)  # the baseline's own tau
     assert not [s for s in at.selectbox if s.key == Keys.EXPLAINER]  # explainers explain SAFEGEN only
     assert "Heatmap (residual)" in at.get("image")[-2].captions[-1]
     assert len(counted_scoring) == runs  # SAFEGEN's models did not run again
@@ -439,6 +527,7 @@ def test_the_batch_table_shows_labels_and_groups_and_its_csv_keeps_the_machine_n
     from core.head_scoring import load_detector
     from core.screening import COLUMNS, reference_scores
     from tests.test_generated_set import small_set
+    from tests.test_screening import finish_batch
     from ui.state import BATCH_FOLDER
 
     downloads = {}
@@ -458,6 +547,7 @@ def test_the_batch_table_shows_labels_and_groups_and_its_csv_keeps_the_machine_n
     _run(at)
     at.button(key=Keys.BATCH_RUN).click()
     _run(at)
+    finish_batch(at)
     ranked = at.dataframe[1]  # after the group summary
     groups = dict(zip(ranked.value["file"], ranked.value["group"], strict=True))
     assert groups == {**dict(zip(picked["file"], picked["group"], strict=True)), "unlisted.png": ""}
@@ -477,3 +567,189 @@ def test_the_batch_table_shows_labels_and_groups_and_its_csv_keeps_the_machine_n
     assert note.startswith(f"p = {1 / (n + 1):.2g} is the smallest p {n} calibration slices can give, 1/({n} + 1)")
     at_floor = int(np.isclose(ranked.value["p_value"].astype(float), 1 / (n + 1)).sum())
     assert (f"{at_floor} file(s) here have it" in note) == (at_floor > 0)
+
+
+@pytest.fixture
+def gated_batch(monkeypatch):
+    """Holds each file a background batch reads until the test releases it (one release, one file), so the
+    test sees the batch running whatever the machine's speed; everything is released at the end to let a
+    job left running finish."""
+    import threading
+
+    import ui.batch
+
+    class Gate:
+        """``release(n)`` lets ``n`` more files through; ``waiting``: the batch threads held at the gate now."""
+
+        def __init__(self) -> None:
+            self.files, self.waiting = threading.Semaphore(0), 0
+
+        def release(self, n: int = 1) -> None:
+            self.files.release(n)
+
+        def passed(self) -> bool:
+            self.waiting += 1
+            try:
+                return self.files.acquire(timeout=300)
+            finally:
+                self.waiting -= 1
+
+    gate = Gate()
+    original = ui.batch.screened_files
+
+    def gated(*args, **kwargs):
+        files = original(*args, **kwargs)
+        while gate.passed() and (item := next(files, None)) is not None:
+            yield item
+
+    monkeypatch.setattr(ui.batch, "screened_files", gated)
+    yield gate
+    gate.release(10_000)
+
+
+def _until(done, timeout: float = 300) -> None:
+    """Wait (not rerunning anything) until ``done()`` or the timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert done(), "the background batch did not get there in time"
+
+
+def test_a_batch_runs_in_the_background_and_cancel_keeps_the_files_scored_so_far(gated_batch, tmp_path):
+    import re
+
+    from core.head_scoring import load_detector
+    from core.io import load_volume
+    from core.score_folder import find_inputs
+    from core.screening import screen
+    from tests.test_generated_set import small_set
+    from tests.test_screening import finish_batch
+    from ui.state import BATCH_FOLDER
+
+    small_set(tmp_path / "set")  # four files of three groups, and their manifest
+    at = _opened("pages/batch_screening.py", timeout=300)
+    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
+    _run(at)
+    at.text_input(key=Keys.BATCH_FOLDER).input(str(tmp_path / "set"))
+    _run(at)
+    at.button(key=Keys.BATCH_RUN).click()
+    _run(at)  # returns while the first file waits: the page is not locked
+    first = at.session_state[Keys.BATCH_JOB]
+    _until(lambda: gated_batch.waiting == 1)  # its thread holds the models, waiting at the gate
+    at.button(key=Keys.BATCH_RUN).click()
+    _run(at)  # another batch cancels the one running: one per session
+    job = at.session_state[Keys.BATCH_JOB]
+    assert job is not first and first.cancelled
+    gated_batch.release(1)  # the first batch's thread holds the models: it scores one file and stops
+    _until(lambda: first.finished)
+    assert len(first.rows) == 1
+    bar = at.get("progress")
+    assert len(bar) == 1 and bar[0].proto.text == "Scoring: 0 of 4 files"
+    assert at.button(key=Keys.BATCH_CANCEL).proto.label == "Cancel"
+    assert not at.dataframe and not at.metric  # nothing of this batch scored yet
+    gated_batch.release(2)
+    _until(lambda: len(job.rows) == 2)
+    _run(at)
+    assert re.fullmatch(r"Scoring: 2 of 4 files, (about \d+ s|under a second) left", at.get("progress")[0].proto.text)
+    assert any(c.value.startswith("Running: the figures and the table show the 2 of 4 files") for c in at.caption)
+    assert len(at.dataframe[-1].value) == 2 and {m.label: m.value for m in at.metric}["Files"] == "2"
+    at.button(key=Keys.BATCH_CANCEL).click()
+    _run(at)
+    assert "stopping after the file being scored" in at.get("progress")[0].proto.text
+    gated_batch.release(10_000)  # the file being read now is scored, then the thread stops
+    _until(lambda: job.finished)
+    _run(at)
+    assert len(job.rows) == 3 and not at.get("progress")
+    assert any(c.value.startswith("Partial batch: stopped after 3 of 4 files") for c in at.caption)
+    assert sorted(at.dataframe[-1].value["file"]) == sorted(row["file"] for row in job.rows)
+    assert Keys.BATCH_RESULT not in at.session_state  # a partial batch is not kept as the finished one
+
+    at.button(key=Keys.BATCH_RUN).click()  # the whole batch, ungated now
+    _run(at)
+    finish_batch(at)
+    assert Keys.BATCH_JOB not in at.session_state and not at.get("progress")
+    assert not any(c.value.startswith(("Partial batch", "Running")) for c in at.caption)
+    paths = find_inputs(tmp_path / "set")
+    expected = screen([(p.name, lambda p=p: load_volume(p)) for p in paths], load_detector(profile="mri_t1"))
+    shown = at.dataframe[-1].value
+    assert shown["file"].tolist() == expected.table["file"].tolist()
+    assert shown["score"].tolist() == pytest.approx(expected.table["score"].tolist())
+    kept = at.session_state[Keys.BATCH_RESULT]
+    _run(at)  # another visit: the finished batch is kept, nothing runs
+    assert at.session_state[Keys.BATCH_RESULT] is kept and Keys.BATCH_JOB not in at.session_state
+    assert at.dataframe[-1].value["file"].tolist() == shown["file"].tolist()
+
+
+def test_the_niivue_viewer_gets_the_scan_its_heatmap_and_mask_outline_without_rescoring(app, counted_scoring):
+    """The NiiVue choice hands the component the scan on its own grid and affine, opening in the chosen
+    window, and the heatmap and the mask's outline at tau as overlays; the page follows its crosshair."""
+    import base64
+    import gzip
+    import json
+    import re
+
+    import nibabel as nib
+    import numpy as np
+
+    from core.masks import slice_outline
+    from core.viewer_layers import heat_above
+    from ui.analysis import _shared_results
+    from ui.resources import demo_volume
+    from ui.viewer import VIEWER_NIIVUE, VIEWER_SLICES
+
+    def component_args() -> dict:
+        (component,) = app.get("component_instance")
+        return json.loads(component.proto.json_args)
+
+    def nifti(data: str) -> nib.Nifti1Image:
+        return nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(data)))
+
+    _run(app)  # MNI152, 197 x 233 x 189 at 1 mm
+    runs = len(counted_scoring)
+    app.slider(key=Keys.TAU).set_value(0.5)  # low enough for a mask to outline
+    app.radio(key=Keys.VIEWER).set_value(VIEWER_NIIVUE)
+    _run(app)
+    assert not [s for s in app.slider if s.key == Keys.SLICE]  # NiiVue scrolls by itself
+    crosshair = next(c.value for c in app.caption if c.value.startswith("Crosshair on axial slice"))
+    assert crosshair.startswith("Crosshair on axial slice 95 of 189 · voxels 1 x 1 x 1 mm")  # NiiVue opens there
+    args = component_args()
+    assert (args["view_mode"], args["settings"]["radiological"], args["settings"]["crosshair"]) == (
+        "multiplanar", True, True)
+    scan, volume = nifti(args["nifti_data"]), demo_volume("mni152_t1")
+    np.testing.assert_array_equal(scan.affine, volume.affine)
+    np.testing.assert_array_equal(np.asarray(scan.dataobj), volume.array)
+    opens = next(c.value for c in app.caption if c.value.startswith("Opens at level"))
+    level, width = (float(v) for v in re.search(r"level ([\d.]+), width ([\d.]+)", opens).groups())
+    assert float(scan.header["cal_min"]) == pytest.approx(level - width / 2, abs=0.5)
+    assert float(scan.header["cal_max"]) == pytest.approx(level + width / 2, abs=0.5)
+
+    (result,) = [r for key, r in _shared_results().items() if key[0] == "demo:mni152_t1"]
+    heat, outline = args["overlays"]
+    assert (heat["colormap"], heat["opacity"]) == (app.selectbox(key=Keys.COLORMAP).value, 0.55)
+    np.testing.assert_array_equal(np.asarray(nifti(heat["data"]).dataobj), heat_above(result.heatmap, 0.5))
+    assert (outline["colormap"], outline["opacity"]) == ("green2cyan", 1.0)
+    border = np.asarray(nifti(outline["data"]).dataobj)
+    assert border.sum() > 0
+    np.testing.assert_array_equal(border, slice_outline(result.mask_at(0.5)).astype(np.uint8))
+
+    app.toggle(key=Keys.SHOW_HEATMAP).set_value(False)
+    _run(app)
+    assert [o["opacity"] for o in component_args()["overlays"]] == [0.0, 0.0]  # hidden, not dropped
+    app.radio(key=Keys.VIEWER).set_value(VIEWER_SLICES)
+    _run(app)
+    assert app.slider(key=Keys.SLICE).value == 95  # the slice viewer opens where NiiVue's crosshair was
+    assert len(counted_scoring) == runs  # switching viewers re-runs no model
+
+
+def test_a_volume_too_large_to_send_to_niivue_falls_back_to_the_slice_viewer(app, monkeypatch):
+    import ui.viewer
+    from ui.viewer import VIEWER_NIIVUE
+
+    monkeypatch.setattr(ui.viewer, "niivue_message_limit", lambda: 1_000_000)  # MNI152's layers: about 2.5 MB
+    app.radio(key=Keys.VIEWER).set_value(VIEWER_NIIVUE)
+    _run(app)
+    assert any(w.value.startswith("This volume is too large for NiiVue here") for w in app.warning)
+    assert not app.get("component_instance")
+    assert app.slider(key=Keys.SLICE).max == 189  # the slice viewer, with its window selectbox once

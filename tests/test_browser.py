@@ -163,6 +163,8 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     _wait_idle(page)
     page.get_by_role("button", name="Score 2 file(s)").click()
     page.get_by_text("Worst cases").wait_for(timeout=60_000)
+    # the batch runs in the background: its figures show from the first file on, so wait until it is done
+    page.get_by_text(re.compile("^Running: ")).wait_for(state="detached", timeout=60_000)
     _wait_idle(page)
     with page.expect_download() as download_info:
         page.get_by_role("button", name=re.compile("Download the table")).click()
@@ -172,3 +174,89 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     assert [r["file"] for r in rows] == ["checkerboard.png", "broken.png"]
     assert rows[0]["flag"] == "True" and rows[1]["error"] and not rows[1]["score"]
     page.screenshot(path=str(artifacts_dir / "batch.png"), full_page=True)
+
+
+def _niivue_tile(canvas, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Grey pixels of the part ``box`` (left, top, right, bottom as fractions) of NiiVue's canvas."""
+    shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L"), dtype=np.float32)
+    h, w = shot.shape
+    left, top, right, bottom = box
+    return shot[int(top * h):int(bottom * h), int(left * w):int(right * w)]
+
+
+def _niivue_settled(page, canvas, box) -> np.ndarray:
+    """The tile once the page's reruns (the crosshair reports) are over and two screenshots agree."""
+    from tests.browser_helpers import settled
+
+    settled(page)
+    last = _niivue_tile(canvas, box)
+    for _ in range(20):
+        page.wait_for_timeout(500)
+        now = _niivue_tile(canvas, box)
+        if np.array_equal(now, last):
+            return now
+        last = now
+    raise AssertionError("NiiVue's picture did not settle")
+
+
+def test_niivue_viewer_scrolls_zooms_and_drags_the_window(page, streamlit_server, artifacts_dir):
+    """The NiiVue viewer on a demo volume, driven as in OHIF / 3D Slicer: the mouse wheel over the axial
+    view moves the slice (and the page follows the crosshair), the viewer's Zoom mode with a right-drag
+    zooms in, and a right-drag sets the window."""
+    from scipy import ndimage
+
+    page.goto(streamlit_server)
+    page.get_by_text("Score (worst slice)").wait_for(timeout=300_000)
+    _wait_idle(page)
+    page.get_by_text("NiiVue (scroll, drag window/level, zoom)").click()
+    frame = page.frame_locator("iframe[title*='niivue']")
+    frame.get_by_text("matrix size: 197 x 233 x 189").wait_for(timeout=120_000)  # the volume has loaded
+    canvas = frame.locator("canvas")
+    # NiiVue opens at the centre voxel (98, 116, 94): the page says so before any report from the viewer
+    caption = page.get_by_text(re.compile(r"Crosshair on axial slice \d+ of 189"))
+    assert "Crosshair on axial slice 95 of 189" in caption.inner_text()
+    # Multiplanar layout of a 197 x 233 x 189 volume: coronal and sagittal on top, axial bottom left.
+    axial = (0.02, 0.50, 0.45, 0.95)
+    start = _niivue_settled(page, canvas, axial)
+    # a brain is drawn, not a blank canvas: headless Chromium renders WebGL in software (SwiftShader)
+    # under the browser fixture's flags, --disable-gpu included; no WebGL flag is needed
+    assert start.std() > 20
+    page.screenshot(path=str(artifacts_dir / "niivue.png"))
+    box = canvas.bounding_box()
+    x, y = box["x"] + 0.23 * box["width"], box["y"] + 0.73 * box["height"]
+
+    # (a) the wheel over the axial view scrolls slices; the page's crosshair caption follows
+    page.mouse.move(x, y)
+    for _ in range(5):
+        page.mouse.wheel(0, -100)
+        page.wait_for_timeout(150)
+    page.wait_for_function("() => !document.body.innerText.includes('Crosshair on axial slice 95 of 189')")
+    scrolled = _niivue_settled(page, canvas, axial)
+    assert np.abs(scrolled - start).mean() > 2
+    assert re.search(r"slice (\d+)", caption.inner_text()).group(1) != "95"
+
+    # (b) Zoom mode (the viewer's menu), then a right-drag downwards: the brain fills more of the view
+    zoom = frame.get_by_role("button", name="Zoom", exact=True)
+    zoom.click()
+    page.mouse.move(x, y)
+    page.mouse.down(button="right")
+    page.mouse.move(x, y + 80, steps=8)
+    page.mouse.up(button="right")
+    zoomed = _niivue_settled(page, canvas, axial)
+    assert (zoomed > 10).mean() > (scrolled > 10).mean() + 0.2
+    zoom.click()  # back to window/level
+
+    # (c) a right-drag sets the window to the intensities in the dragged box (NiiVue's contrast mode):
+    # a small box in the brightest uniform tissue (white matter) narrows the window to it, so grey
+    # matter goes dark and the view's mean brightness drops
+    local_mean = ndimage.uniform_filter(zoomed, 15)
+    local_spread = ndimage.uniform_filter(zoomed**2, 15) - local_mean**2
+    row, col = np.unravel_index(np.argmax(np.where(local_spread < 100, local_mean, 0)), zoomed.shape)
+    bx, by = box["x"] + axial[0] * box["width"] + col, box["y"] + axial[1] * box["height"] + row
+    page.mouse.move(bx - 5, by - 5)
+    page.mouse.down(button="right")
+    page.mouse.move(bx + 5, by + 5, steps=5)
+    page.mouse.up(button="right")
+    windowed = _niivue_settled(page, canvas, axial)
+    assert windowed.mean() < zoomed.mean() - 10 and np.abs(windowed - zoomed).mean() > 10
+    page.screenshot(path=str(artifacts_dir / "niivue_zoomed_windowed.png"))

@@ -175,3 +175,45 @@ def _wait_for_draft(url: str, username: str, answers: dict, timeout: float = 20.
             time.sleep(0.2)
     finally:
         engine.dispose()
+
+
+def test_the_mouse_wheel_over_niivue_moves_the_drawing_canvas_to_its_slice(browser, streamlit_server, server_data,
+                                                                        artifacts_dir, tmp_path):
+    from db.migrate import upgrade
+    from db.models import Arm, Role
+    from db.repository import create_account
+    from db.session import make_engine, make_session_factory, session_scope
+    from db.studies import create_study_from_files
+
+    z = np.arange(40)[None, None, :]
+    scan = (np.indices((64, 64))[0][..., None] * 2 + 5 * z).astype(np.float32)  # each slice unlike the next
+    nib.save(nib.Nifti1Image(scan, np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "volume.nii.gz")
+    engine = make_engine(server_data["db_url"])
+    upgrade(engine)
+    with session_scope(make_session_factory(engine)) as s:
+        admin = create_account(s, "niivue-admin", "niivue-admin-password", Role.ADMIN)
+        gus = create_account(s, "gus", "gus-password")
+        create_study_from_files(s, admin, "Volume", [tmp_path / "volume.nii.gz"], {gus.id: Arm.UNAIDED},
+                                studies_dir=server_data["studies_dir"])
+    engine.dispose()
+    context, gus = sign_in(browser, streamlit_server, "Reading", "gus", "gus-password")
+    progress(gus, "0 of 1 cases done")
+    gus.get_by_text("NiiVue (scroll, drag window/level, zoom)").click()
+    frame = gus.frame_locator("iframe[title*='niivue']")
+    frame.get_by_text("matrix size: 64 x 64 x 40").wait_for(timeout=120_000)  # the volume has loaded
+    caption = gus.get_by_text(re.compile(r"case-001 · slice \d+ of 40 \(at NiiVue's crosshair\)"))
+    assert "slice 21 of 40" in caption.inner_text()  # NiiVue opens at the centre voxel
+    settled(gus)
+    canvas = frame.locator("canvas")
+    canvas.scroll_into_view_if_needed()
+    gus.screenshot(path=str(artifacts_dir / "study_reading_niivue.png"), full_page=True)
+    box = canvas.bounding_box()
+    gus.mouse.move(box["x"] + 0.23 * box["width"], box["y"] + 0.73 * box["height"])  # the axial view, bottom left
+    for _ in range(5):
+        gus.mouse.wheel(0, -100)
+        gus.wait_for_timeout(150)
+    gus.wait_for_function("() => !document.body.innerText.includes('slice 21 of 40 (at NiiVue')")
+    settled(gus)
+    assert re.search(r"slice (\d+) of 40", caption.inner_text()).group(1) != "21"
+    gus.screenshot(path=str(artifacts_dir / "study_reading_niivue_scrolled.png"), full_page=True)
+    context.close()

@@ -79,3 +79,16 @@ def test_the_evaluations_make_masks_by_the_one_mask_rule():
     assert np.array_equal(out.masks[0], unsafe_mask(maps[0], 1.0).astype(bool))
     explained = ExplainerOutput("x", maps, maps[:1], 0.0).masks(1.0)
     assert np.array_equal(explained[0], expected) and np.array_equal(explained[1], expected)
+
+
+def test_the_evaluation_page_quotes_the_readmes_measured_time_not_a_guess(tmp_path):
+    from ui.evaluation import readme_figure
+
+    readme = tmp_path / "README.md"
+    readme.write_text("| what | command | measured |\n|---|---|---|\n"
+                      "| evaluation | `make evaluate` | 13 min 33 s wall; 4 min for the report |\n")
+    assert readme_figure("make evaluate", readme) == "measured: 13 min 33 s wall"
+    assert readme_figure("make bench", readme) == "see the README's Figures"
+    # the project's own README names both commands the page quotes
+    assert readme_figure("make evaluate").startswith("measured: ")
+    assert readme_figure("python -m core.cli evaluate-realistic --baselines spectral_local").startswith("measured: ")

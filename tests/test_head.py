@@ -206,6 +206,27 @@ def test_calibration_round_trips(tmp_path):
     calibration.save(tmp_path / "c.json")
     loaded = HeadCalibration.load(tmp_path / "c.json")
     assert loaded.slice_tau() == calibration.slice_tau() and loaded.metadata == {"n": 3}
+    assert loaded.volume_scores is None
+    with_volumes = HeadCalibration(np.array([0.3, 0.1, 0.2]), 0.1, {}, 1, np.array([0.9, 0.7, 0.8]))
+    with_volumes.save(tmp_path / "v.json")
+    assert HeadCalibration.load(tmp_path / "v.json").volume_scores.tolist() == [0.7, 0.8, 0.9]
+
+
+def test_volume_calibration_counts_volumes_not_slices():
+    # 999 clean volumes whose worst slice is uniform on [0, 1]: flagging above the conformal 95 %
+    # quantile flags 5 % of fresh clean volumes, whatever their slice count (the count is unused)
+    volume_scores = np.random.default_rng(0).uniform(size=999)
+    calibration = HeadCalibration(np.linspace(0, 0.5, 101), 0.05, volume_scores=volume_scores)
+    tau = calibration.volume_tau(10)
+    assert tau == calibration.volume_tau(300) == pytest.approx(0.95, abs=0.02)
+    fresh = np.random.default_rng(1).uniform(size=100_000)
+    assert np.mean(fresh > tau) == pytest.approx(0.05, abs=0.01)
+    # p: (1 + calibration volumes at least as high) / (n + 1); above them all, 1 / 1000
+    assert calibration.volume_p_value(2.0, 10) == pytest.approx(1 / 1000)
+    assert calibration.volume_p_value(-1.0, 10) == pytest.approx(1.0)
+    # no volume scores: Bonferroni over the slices (the worst slice's p times the count, at most 1)
+    slices_only = HeadCalibration(np.linspace(0, 1, 99), 0.05)
+    assert slices_only.volume_p_value(0.995, 10) == pytest.approx(min(1.0, 10 * 2 / 100))
 
 
 # -- one mask rule ---------------------------------------------------------------------------------------
@@ -264,6 +285,101 @@ def test_head_explainers_give_maps_on_the_probability_scale():
         assert np.median(maps[:, tissue]) == pytest.approx(np.median(probs[:, tissue]), abs=0.05)
     with pytest.raises(ValueError, match="not available for the segmentation head"):
         HeadExplainer(head, "latent_ig")
+
+
+class CountingExplainer:
+    """A toy head explainer with a known map (0.9 times the image channel) that counts the slices it explains."""
+
+    name = "toy"
+
+    def __init__(self) -> None:
+        self.explained = 0
+
+    def maps_of(self, channels: np.ndarray, *, progress=None) -> np.ndarray:
+        self.explained += len(channels)
+        return 0.9 * channels[:, 0]
+
+
+def _silent_head_scorer_and_volume(batch_size: int = 3):
+    """A head whose probability is 0.5 everywhere (all slices flagged at tau 0.45) and a 9-slice volume of
+    real MNI152 tissue whose first and last slices are empty (unscored)."""
+    from core.types import from_display
+
+    head = tiny_head()
+    with torch.no_grad():
+        for m in head.model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                m.weight.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
+    scorer = HeadScorer(head, None, HeadCalibration(np.linspace(0, 1, 99), score_window=1), tau=0.45,
+                        batch_size=batch_size)
+    crop = mni_slice()[50:130, 40:140]
+    slices = [np.zeros_like(crop)] + [np.roll(crop, 3 * k, axis=1) for k in range(7)] + [np.zeros_like(crop)]
+    display = np.stack(slices)  # (S, rows, columns), display view
+    array = np.stack([from_display(s) for s in display], axis=2) * 500
+    volume = Volume(array.astype(np.float32), (1.0, 1.0, 1.0), np.eye(4), Modality.MR)
+    return scorer, volume
+
+
+def test_outward_order_starts_at_the_shown_slice_and_alternates_outward():
+    from core.head_scoring import outward_order
+
+    assert outward_order(5, [3, 4, 5, 6, 7, 8]) == [5, 6, 4, 7, 3, 8]
+    assert outward_order(0, [2, 1, 3]) == [1, 2, 3]  # an unscored shown slice: its nearest scored ones lead
+
+
+def test_explain_slices_yields_the_shown_slice_first_and_skips_unscored_slices():
+    from core.head_scoring import outward_order
+
+    scorer, volume = _silent_head_scorer_and_volume()
+    result = scorer.score_volume(volume)
+    scored = np.flatnonzero(np.isfinite(result.slice_scores))
+    assert scored.tolist() == list(range(1, 8))
+    order = outward_order(4, range(volume.n_slices))  # unscored 0 and 8 among them
+    done = [index for index, _ in scorer.explain_slices(volume, result, CountingExplainer(), order)]
+    assert done == [4, 5, 3, 6, 2, 7, 1]
+    with pytest.raises(ValueError, match="residual"):
+        next(scorer.explain_slices(volume, result, type("Residual", (), {"name": "residual"})(), order))
+
+
+def test_stopping_the_explainer_early_keeps_the_done_slices_and_the_residual_map_elsewhere():
+    from itertools import islice
+
+    from core.head_scoring import outward_order
+
+    scorer, volume = _silent_head_scorer_and_volume()
+    result = scorer.score_volume(volume)
+    full_maps = dict(scorer.explain_slices(volume, result, CountingExplainer()))
+    full = scorer.explained_from(volume, result, full_maps, "toy")
+    assert full.explained_slices is None and full.explainer == "toy"
+    blocking = scorer.explain(volume, result, CountingExplainer())  # the one-shot path gives the same result
+    assert np.array_equal(full.heatmap, blocking.heatmap) and np.array_equal(full.mask, blocking.mask)
+
+    explainer = CountingExplainer()
+    running = scorer.explain_slices(volume, result, explainer, outward_order(6, range(volume.n_slices)))
+    done = dict(islice(running, 3))
+    running.close()  # stopped between slices: nothing more is explained
+    assert explainer.explained == 3 and sorted(done) == [5, 6, 7]
+    partial = scorer.explained_from(volume, result, done, "toy", seconds=1.5)
+    assert partial.explained_slices == (5, 6, 7) and partial.seconds["explain"] == 1.5
+    for k in range(volume.n_slices):
+        shown = volume.display_slice_of(partial.heatmap, k)
+        expected = full_maps[k] if k in done else volume.display_slice_of(result.heatmap, k)
+        assert np.array_equal(shown, expected), k
+    assert np.array_equal(volume.display_slice_of(partial.heatmap, 6), volume.display_slice_of(full.heatmap, 6))
+    # the one mask rule on the mixed map: the whole silent slice (0.5 > 0.45), the bright tissue where explained
+    assert np.array_equal(partial.mask, unsafe_mask(partial.heatmap, 0.45, result.flags_at(0.45)))
+    assert volume.display_slice_of(partial.mask, 2).all()
+    assert 0 < volume.display_slice_of(partial.mask, 6).mean() < 1
+    with pytest.raises(ValueError, match="residual result"):
+        scorer.explained_from(volume, partial, done, "toy")
+
+    explainer = CountingExplainer()  # in chunks: the same maps, stopped between chunks
+    running = scorer.explain_slices(volume, result, explainer, outward_order(6, range(volume.n_slices)), chunk=2)
+    chunked = dict(islice(running, 3))
+    running.close()
+    assert explainer.explained == 4 and all(np.array_equal(chunked[k], full_maps[k]) for k in chunked)
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -447,3 +563,18 @@ def test_a_planted_artifact_scores_above_its_clean_twin_on_the_unseen_subject():
         scores = [scorer.score_volume(Volume(x.astype(np.float32), (1.0, 1.0), np.eye(4), Modality.MR)).score
                   for x in (clean, corrupted.image)]
         assert scores[1] > scores[0], kind
+
+
+def test_clean_training_volumes_are_each_subject_as_it_installs_then_varied():
+    from core.detectors.head_training import available_head_subjects, clean_training_volumes
+
+    subjects = available_head_subjects()
+    if not subjects:
+        pytest.skip("no training subject installed")
+    drawn = list(clean_training_volumes(1, np.random.default_rng(0)))
+    assert [name for name, _ in drawn] == [s.name for s in subjects for _ in range(2)]
+    (_, raw), (_, varied) = drawn[:2]
+    tissue = raw.array[raw.array > np.percentile(raw.array, 50)]
+    assert np.percentile(tissue, 99) == pytest.approx(1.0, abs=1e-4)  # tissue scaled to ~1, nothing else
+    assert varied.array.shape == raw.array.shape and varied.spacing == raw.spacing  # the subject's own grid
+    assert not np.allclose(varied.array, raw.array)

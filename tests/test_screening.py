@@ -13,7 +13,7 @@ from core.profiles import KNOWN_SUBJECTS
 from core.reference import subject_slices
 from core.head_scoring import load_detector
 from core.scoring import Scorer
-from core.screening import COLUMNS, THUMBNAIL_PX, reference_scores, screen
+from core.screening import COLUMNS, THUMBNAIL_PX, reference_scores, screen, screened_files, screening_of
 from ui.state import BATCH_FOLDER, Keys
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -52,6 +52,46 @@ def test_screen_ranks_worst_first_and_keeps_bad_files_as_error_rows(folder):
     assert len(reference_scores(scorer)) == len(scorer.calibration.calib_scores) == 2000  # the head's clean slices
 
 
+def test_screened_files_yields_a_row_per_file_lazily_and_its_first_rows_rank_like_screen(folder):
+    """The dashboard's background batch reads files one at a time and can stop between them: the rows it
+    has rank as :func:`screen` ranks those files."""
+    scorer = load_detector()
+    loaded = []
+
+    def loader(path):
+        loaded.append(path.name)
+        return load_volume(path)
+
+    paths = sorted(folder.iterdir())  # broken.png, checkerboard.png, clean.png
+    files = screened_files([(p.name, lambda p=p: loader(p)) for p in paths], scorer)
+    first, second = next(files), next(files)
+    assert loaded == ["broken.png", "checkerboard.png"]  # the third file is not read before it is asked for
+    assert first[0]["error"] and first[1] is None
+    assert second[1].shape == (THUMBNAIL_PX, THUMBNAIL_PX, 3)
+    files.close()
+    partial = screening_of([first[0], second[0]], {"checkerboard.png": second[1]}, scorer)
+    whole = screen([(p.name, lambda p=p: load_volume(p)) for p in paths[:2]], scorer)
+    drop = ["seconds"]
+    assert partial.table.drop(columns=drop).equals(whole.table.drop(columns=drop))
+    assert set(partial.thumbnails) == set(whole.thumbnails) == {"checkerboard.png"}
+    assert (partial.method, partial.tau) == (whole.method, whole.tau)
+
+
+def finish_batch(at: AppTest, timeout: float = 300) -> AppTest:
+    """Wait for the batch the Score button started in the background, then rerun the page, as its
+    progress fragment does when the batch ends."""
+    import time
+
+    job = at.session_state[Keys.BATCH_JOB]
+    deadline = time.monotonic() + timeout
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.finished, "the background batch did not finish in time"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def batch_page_on_folder(path) -> AppTest:
     """The batch page in server-folder mode with ``path`` typed in."""
     at = AppTest.from_file(APP, default_timeout=120)
@@ -70,7 +110,7 @@ def test_batch_page_scores_a_server_folder(folder):
     assert at.button(key=Keys.BATCH_RUN).label == "Score 3 file(s)"
     at.button(key=Keys.BATCH_RUN).click()
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    finish_batch(at)
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["Files"], metrics["Flagged"], metrics["Errors"]) == ("3", "1", "1")
     table = at.dataframe[0].value

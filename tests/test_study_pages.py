@@ -6,6 +6,7 @@ is put into the page's session state (the browser test draws for real).
 
 import gzip
 import io
+import json
 import zipfile
 
 import nibabel as nib
@@ -346,3 +347,96 @@ def test_a_reader_idle_for_thirty_minutes_is_signed_out(study_env):
     _run(at)
     assert "You were signed out after 30 minutes without activity." in [i.value for i in at.info]
     assert [t.key for t in at.text_input] == [Keys.STUDY_USERNAME, Keys.STUDY_PASSWORD]
+
+
+def test_the_drawing_canvas_keeps_true_aspect_and_a_pen_unlike_safegens_outline():
+    from core.render import MASK_OUTLINE_RGB
+    from ui.study import CANVAS_SIDE, PEN_RGB, canvas_size
+
+    assert canvas_size(128, 128) == (CANVAS_SIDE, CANVAS_SIDE)
+    # the held-out T1's display slice: 62 rows of 3 mm, 128 columns of 2 mm -> 186 x 256 mm, not 62 x 128 px
+    assert canvas_size(62, 128, (3.0, 2.0)) == (round(CANVAS_SIDE * 186 / 256), CANVAS_SIDE)
+    assert canvas_size(200, 100, (0.5, 2.0)) == (CANVAS_SIDE // 2, CANVAS_SIDE)  # 100 x 200 mm
+    pen = tuple(int(PEN_RGB[i : i + 2], 16) for i in (1, 3, 5))
+    assert sum(abs(a - b) for a, b in zip(pen, MASK_OUTLINE_RGB)) > 300  # far from cyan
+
+
+def _niivue_args(at: AppTest) -> dict:
+    """The arguments the page gave the NiiVue component (the drawing canvas is the other component)."""
+    found = [args for args in (json.loads(c.proto.json_args) for c in at.get("component_instance"))
+             if "nifti_data" in args]
+    assert len(found) == 1, len(found)
+    return found[0]
+
+
+def _nifti(data: str) -> np.ndarray:
+    import base64
+
+    return np.asarray(nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(data))).dataobj)
+
+
+def test_niivue_on_the_reading_page_shows_a_blinded_reader_the_scan_only_and_moves_the_canvas(study_env):
+    """A 3-D case read in NiiVue: the blinded arm's viewer gets the scan and nothing of SAFEGEN; the AI
+    arm's gets the stored heatmap above the case's tau and the outline of the stored mask rule (slice
+    flags included); the drawing canvas follows the crosshair and a mask drawn there is saved on it."""
+    from sqlalchemy import select
+
+    from core.masks import slice_outline, unsafe_mask
+    from core.viewer_layers import heat_above
+    from db.models import Arm, CaseRead, Reader, Role
+    from db.repository import CaseSpec, create_account, create_study, read_masks
+    from ui.study import session
+    from ui.viewer import VIEWER_NIIVUE
+
+    scan = np.random.default_rng(0).uniform(0, 200, size=(24, 20, 6)).astype(np.float32)
+    nib.save(nib.Nifti1Image(scan, np.diag([1.0, 1.5, 2.0, 1.0])), study_env / "scan.nii.gz")
+    heatmap = np.zeros(scan.shape, np.float32)
+    heatmap[4:12, 5:12, 1:4] = 3.0  # above tau on slices 1-3 ...
+    flags = [False, True, False, True, False, False]  # ... flagged on 1 and 3 only: no outline on slice 2
+    np.save(study_env / "heat.npy", heatmap)
+    with session() as s:
+        admin = create_account(s, "admin", "admin-pass-1", Role.ADMIN)
+        ann, bob = create_account(s, "ann", "ann-password"), create_account(s, "bob", "bob-password")
+        spec = CaseSpec("case-001", str(study_env / "scan.nii.gz"), (20, 24, 6), str(study_env / "heat.npy"), 0.9,
+                        ai_tau=1.0, ai_flags=flags)
+        create_study(s, admin, "Volumes", [spec], {ann.id: Arm.AI, bob.id: Arm.UNAIDED})
+
+    bob_page = _signed_in("pages/reading.py", "bob", "bob-password")
+    assert not any("nifti_data" in c.proto.json_args for c in bob_page.get("component_instance"))  # the canvas alone
+    bob_page.radio(key=Keys.STUDY_VIEWER).set_value(VIEWER_NIIVUE)
+    _run(bob_page)
+    blinded = _niivue_args(bob_page)
+    assert not blinded.get("overlays") and not blinded.get("meshes") and not blinded.get("paired_data")
+    np.testing.assert_array_equal(_nifti(blinded["nifti_data"]), scan)  # the scan, nothing derived from SAFEGEN
+    assert "safegen" not in json.dumps(blinded).lower()
+
+    ann_page = _signed_in("pages/reading.py", "ann", "ann-password")
+    case_id = ann_page.selectbox(key=Keys.STUDY_CASE).value
+    ann_page.radio(key=Keys.STUDY_VIEWER).set_value(VIEWER_NIIVUE)
+    _run(ann_page)
+    assert not [s for s in ann_page.slider if s.key.startswith(Keys.STUDY_SLICE)]  # NiiVue scrolls by itself
+    heat, outline = _niivue_args(ann_page)["overlays"]
+    np.testing.assert_array_equal(_nifti(heat["data"]), heat_above(heatmap, 1.0))
+    border = _nifti(outline["data"])
+    np.testing.assert_array_equal(border, slice_outline(unsafe_mask(heatmap, 1.0, np.array(flags))).astype(np.uint8))
+    assert border[..., 1].any() and border[..., 3].any() and not border[..., 2].any()
+    assert (heat["opacity"], outline["colormap"], outline["opacity"]) == (0.5, "green2cyan", 1.0)
+    assert any(c.value.startswith("case-001 · slice 4 of 6 (at NiiVue's crosshair)") for c in ann_page.caption)
+
+    # the reader scrolls NiiVue to slice 2 (index 1): the canvas follows, and a mask drawn there is saved there
+    ann_page.session_state[f"{Keys.NIIVUE}.study:{case_id}:ai"] = {"type": "voxel_click", "voxel": [5, 5, 1]}
+    drawn = np.zeros((20, 24), bool)
+    drawn[3:8, 4:10] = True
+    ann_page.session_state[Keys.STUDY_MASKS] = {(case_id, "ai", 1): drawn}
+    _run(ann_page)
+    assert any(c.value.startswith("case-001 · slice 2 of 6 (at NiiVue's crosshair) · marked pixels on this slice: 30")
+               for c in ann_page.caption)
+    ann_page.toggle(key=Keys.STUDY_SHOW_AI).set_value(False)
+    _run(ann_page)
+    assert [o["opacity"] for o in _niivue_args(ann_page)["overlays"]] == [0.0, 0.0]  # hidden, crosshair kept
+    _button(ann_page, "Save draft").click()
+    _run(ann_page)
+    with session() as s:
+        (read,) = s.scalars(select(CaseRead).where(CaseRead.reader_id == s.scalar(
+            select(Reader.id).where(Reader.username == "ann"))))
+        assert list(read_masks(read)) == [1] and np.array_equal(read_masks(read)[1], drawn)

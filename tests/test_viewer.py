@@ -66,3 +66,22 @@ def test_the_plane_overlay_outlines_the_mask_cut_through_the_volume_and_marks_th
     assert not draw("coronal", 10, gray).any()  # y = 10 misses the box: grey (black) only
     marked = mark_row(rgb, 0)
     assert (marked[0] == (255, 214, 0)).all() and (rgb[0] != (255, 214, 0)).any()
+
+
+def test_the_page_follows_niivues_crosshair_and_knows_where_niivue_opens():
+    from ui.viewer import crosshair_slice
+
+    assert crosshair_slice({"type": "voxel_click", "voxel": [98, 116, 40], "mm": [0, 0, 0]}, 189) == 40
+    # before any report NiiVue sits at its centre voxel, round(n / 2 - 0.5) with halves rounded up
+    assert crosshair_slice(None, 189) == 94 and crosshair_slice(None, 128) == 64
+    assert crosshair_slice({"type": "voxel_click", "voxel": [0, 0, 189]}, 189) == 94  # outside: ignored
+    assert crosshair_slice({"type": "other"}, 10) == 5
+
+
+def test_format_score_tells_a_head_threshold_from_1_and_keeps_two_decimals_elsewhere():
+    from ui.analysis import format_score
+
+    assert format_score(0.999997) == "0.999997"  # a volume's tau: not "1.00"
+    assert format_score(0.9927) == "0.9927"
+    assert format_score(0.999925) == "0.999925"
+    assert format_score(0.5) == "0.50" and format_score(3.456) == "3.46" and format_score(1.0) == "1.00"

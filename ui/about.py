@@ -124,7 +124,12 @@ def calibration_facts() -> dict[str, str]:
         facts[f"{profile.title}: head τ (a 2-D image)"] = (
             f"{head.slice_tau():.3f} (anomaly probability), flags {head.false_alarm_rate:.0%} of "
             f"{len(head.calib_scores)} clean calibration slices under normal variation")
-        facts[f"{profile.title}: head τ (a volume of 150 slices)"] = (
-            f"{head.volume_tau(150):.3f}: any slice above it flags the volume, {head.false_alarm_rate:.0%} of "
-            "clean volumes at most (Bonferroni over the slices)")
+        if head.volume_scores is not None:
+            facts[f"{profile.title}: head τ (a volume)"] = (
+                f"{head.volume_tau(150):.6f}: any slice above it flags the volume; flags {head.false_alarm_rate:.0%} "
+                f"of {len(head.volume_scores)} clean whole volumes of the training subjects")
+        else:
+            facts[f"{profile.title}: head τ (a volume of 150 slices)"] = (
+                f"{head.volume_tau(150):.6f}: any slice above it flags the volume, {head.false_alarm_rate:.0%} of "
+                "clean volumes at most (Bonferroni over the slices)")
     return facts

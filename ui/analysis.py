@@ -7,10 +7,13 @@ same files); an upload's result stays in its own session.
 
 from __future__ import annotations
 
-import gzip
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-import nibabel as nib
 import numpy as np
 import streamlit as st
 
@@ -19,10 +22,11 @@ from core.calibration import smallest_p_value
 from core.explain import Explainer, ExplainerName
 from core.head_explain import load_explainer as head_explainer
 from core.profiles import DEFAULT_PROFILE
-from core.head_scoring import HeadScorer, load_detector
+from core.head_scoring import HeadScorer, load_detector, outward_order
 from core.scoring import Scorer
 from core.screening import reference_scores
 from core.types import SAFEGEN_METHOD, ScanResult, Volume
+from core.viewer_layers import nifti_bytes
 from ui.resources import data_dirs
 from ui.state import Keys
 
@@ -39,6 +43,25 @@ def calibration_slices(method: str = SAFEGEN_METHOD, profile: str = DEFAULT_PROF
     """How many real clean calibration slices the p-values of ``method`` count against (SAFEGEN: the
     detector of ``profile``), read from the calibration loaded now."""
     return len(reference_scores(load_scorer(profile) if method == SAFEGEN_METHOD else load_baseline(method)))
+
+
+def calibration_volumes(profile: str = DEFAULT_PROFILE.name) -> int:
+    """How many clean calibration volumes a volume's p-value counts against (0: Bonferroni over its
+    slices instead), read from the SAFEGEN detector of ``profile`` loaded now."""
+    scorer = load_scorer(profile)
+    if not isinstance(scorer, HeadScorer) or scorer.calibration.volume_scores is None:
+        return 0
+    return len(scorer.calibration.volume_scores)
+
+
+def format_score(value: float) -> str:
+    """A score or tolerance as a reader needs it: two decimals, or, just under 1 (the head's anomaly
+    probabilities: a volume's threshold is 0.999997), enough to tell it from 1 and from its neighbours."""
+    value = float(value)
+    if 0.99 < value < 1.0:
+        digits = min(8, int(np.ceil(-np.log10(1.0 - value))) + 2)
+        return f"{value:.{digits}f}".rstrip("0")
+    return f"{value:.2f}"
 
 
 def format_p(p: float) -> str:
@@ -111,7 +134,11 @@ def scan_result(scan_key: str, volume: Volume, *, shared: bool, method: str = SA
     total = int(scorer.slices_to_score(volume).sum())
     what = "both models" if method == SAFEGEN_METHOD else f"the {method} baseline"
     bar, advance = progress_bar(total, f"Scoring {total} slice(s) with {what} ...", "Scoring")
-    result = scorer.score_volume(volume, progress=advance)
+    if method == SAFEGEN_METHOD:  # not while an explainer of the same models runs (model_lock)
+        with model_lock():
+            result = scorer.score_volume(volume, progress=advance)
+    else:
+        result = scorer.score_volume(volume, progress=advance)
     bar.empty()
     if not shared:  # one upload at a time per session (volumes can be large); its methods may stay
         for old in [k for k in store if k[0] != scan_key]:
@@ -132,23 +159,223 @@ def _shared_explained() -> dict[tuple[str, str, str], ScanResult]:
     return {}
 
 
+T = TypeVar("T")
+EXPLAIN_REFRESH_S = 1.0  # how often the progress of a background explainer redraws
+EXPLAIN_CHUNK = 8  # slices a gradient explainer explains together in the background (KernelSHAP: one)
+
+
+@st.cache_resource
+def model_lock() -> threading.Lock:
+    """One lock per server process around runs of the SAFEGEN models: the explainers bind state to the
+    shared cached models (captum's layer hooks, the head explainer's context), so two sessions' runs
+    take turns, slice by slice for a background explainer."""
+    return threading.Lock()
+
+
+@st.cache_resource
+def measured_seconds_per_slice() -> dict[str, float]:
+    """Explainer name -> seconds per slice its last finished background run took on this server (the
+    explainer menu's time hint)."""
+    return {}
+
+
+def take_turns(steps: Iterator[T], stop: threading.Event, models: threading.Lock) -> Iterator[T]:
+    """The items of ``steps``, each made while holding ``models`` (:func:`model_lock`), until they run out or
+    ``stop`` is set: the loop of a background job, which stops between items once cancelled."""
+    try:
+        while not stop.is_set():
+            with models:
+                item = next(steps, None)
+            if item is None:
+                return
+            yield item
+    finally:
+        steps.close()
+
+
+def time_left(elapsed: float, done: int, total: int) -> str:
+    """``, about 54 s left``: the items left times this run's measured seconds per item (a background
+    job's progress text); empty before the first item is done and after the last."""
+    if done == 0 or done >= total:
+        return ""
+    left = elapsed / done * (total - done)
+    return f", about {left:.0f} s left" if left >= 1 else ", under a second left"
+
+
+@dataclass(eq=False)
+class ExplainJob:
+    """An explainer running on a volume in a background thread, slice by slice in ``order``
+    (:meth:`core.head_scoring.HeadScorer.explain_slices`); it stops between slices once cancelled.
+
+    The thread calls no Streamlit function: it only fills :attr:`maps` (under a lock) and, when every
+    slice is done, :attr:`result`. The page reads them on each run.
+    """
+
+    key: tuple[str, str, str]
+    explainer: str
+    total: int
+    maps: dict[int, np.ndarray] = field(default_factory=dict)
+    result: ScanResult | None = None  # the whole result, once every slice is explained
+    error: str | None = None
+    elapsed: float = 0.0  # seconds this run has spent explaining
+    finished: bool = False  # the thread returned: every slice done, cancelled or failed
+    drawn: int = -1  # how many slices were done when the page last drew the heatmaps
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _partial: tuple[int, ScanResult] | None = field(default=None, init=False, repr=False)
+
+    def start(self, scorer: HeadScorer, volume: Volume, result: ScanResult, explainer, order: list[int]) -> None:
+        """Explain the slices of ``order`` not done yet in a daemon thread (it dies with the server).
+        Called from the script thread: it hands the thread the process-wide lock and timings."""
+        todo = [k for k in order if k not in self.maps]
+        args = (scorer, volume, result, explainer, todo, model_lock(), measured_seconds_per_slice())
+        threading.Thread(target=self._run, args=args, name=f"explain-{self.explainer}", daemon=True).start()
+
+    def _run(self, scorer: HeadScorer, volume: Volume, result: ScanResult, explainer, order: list[int],
+             models: threading.Lock, timings: dict[str, float]) -> None:
+        chunk = 1 if self.explainer == ExplainerName.SHAP else EXPLAIN_CHUNK
+        slices = scorer.explain_slices(volume, result, explainer, order, chunk=chunk)
+        start, before, done_here = time.perf_counter(), self.elapsed, 0
+        try:
+            for index, heat in take_turns(slices, self._stop, models):
+                with self._lock:
+                    self.maps[index] = heat
+                done_here += 1
+                self.elapsed = before + time.perf_counter() - start
+            if len(self.maps) >= self.total:
+                self.result = scorer.explained_from(volume, result, self.snapshot(), self.explainer,
+                                                    seconds=self.elapsed)
+                if done_here:
+                    timings[self.explainer] = (time.perf_counter() - start) / done_here
+        except Exception as error:  # shown on the page; the thread must not die silently
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            slices.close()
+            self.finished = True
+
+    def cancel(self) -> None:
+        """Stop after the slice being explained now; what was done stays."""
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    def snapshot(self) -> dict[int, np.ndarray]:
+        """The maps done so far (a copy: the thread may add one meanwhile)."""
+        with self._lock:
+            return dict(self.maps)
+
+    def partial(self, scorer: HeadScorer, volume: Volume, result: ScanResult) -> ScanResult:
+        """``result`` with the slices done so far explained (made again only when more are done)."""
+        maps = self.snapshot()
+        if self._partial is None or self._partial[0] != len(maps):
+            self._partial = (len(maps), scorer.explained_from(volume, result, maps, self.explainer,
+                                                              seconds=self.elapsed))
+        self.drawn = len(maps)
+        return self._partial[1]
+
+    def status(self) -> str:
+        """``KernelSHAP: 12 of 120 slices, about 54 s left``."""
+        done = len(self.maps)
+        return f"{self.explainer}: {done} of {self.total} slices{time_left(self.elapsed, done, self.total)}"
+
+
+def cancel_explain_job() -> None:
+    """Stop this session's background explainer, if one runs (the reader chose another explainer or scan)."""
+    job = st.session_state.pop(Keys.EXPLAIN_JOB, None)
+    if job is not None:
+        job.cancel()
+
+
+@st.fragment(run_every=EXPLAIN_REFRESH_S)
+def explain_progress(job: ExplainJob) -> None:
+    """The running explainer's progress bar and Cancel button, redrawn every :data:`EXPLAIN_REFRESH_S`
+    on their own; the whole page reruns when the shown slice is first done and when the job ends."""
+    if job.finished or (job.drawn == 0 and job.maps):
+        st.rerun()  # the page picks up the result or what a cancel kept, or draws the shown slice's map
+    done = len(job.maps)
+    stopping = " (stopping after the slice being explained)" if job.cancelled else ""
+    st.progress(min(1.0, done / max(job.total, 1)), text=job.status() + stopping)
+    st.button("Cancel", key=Keys.EXPLAIN_CANCEL, on_click=job.cancel, disabled=job.cancelled,
+              help="Stop after the slice being explained; the slices done keep this explainer's map.")
+    st.caption(f"The page stays usable meanwhile: slices already explained show the {job.explainer} map, "
+               "the others the residual map, starting from the slice on screen and going outward.")
+
+
+def _shown_slice(result: ScanResult) -> int:
+    """The display slice (0-based) on screen now, or the worst slice that a scan opens on."""
+    shown = st.session_state.get(Keys.SLICE)
+    index = int(shown) - 1 if shown is not None else result.worst_slice
+    return min(max(index, 0), len(result.slice_scores) - 1)
+
+
+def _background_explained(key: tuple[str, str, str], volume: Volume, result: ScanResult, explainer: str,
+                          store: dict) -> ScanResult:
+    """The explainer's result on a volume without locking the page (:class:`ExplainJob`): the whole
+    result once done (stored as a blocking run would be), meanwhile ``result`` with the slices done."""
+    scorer = load_scorer(result.profile)
+    job = st.session_state.get(Keys.EXPLAIN_JOB)
+    if job is not None and job.key != key:
+        cancel_explain_job()  # one job per session: another scan or explainer was chosen
+        job = None
+    if job is None:
+        order = outward_order(_shown_slice(result), np.flatnonzero(np.isfinite(result.slice_scores)))
+        job = ExplainJob(key, explainer, total=len(order))
+        job.start(scorer, volume, result, load_explainer(explainer, result.profile), order)
+        st.session_state[Keys.EXPLAIN_JOB] = job
+    if job.error is not None:
+        del st.session_state[Keys.EXPLAIN_JOB]
+        raise ValueError(f"the {explainer} explainer failed: {job.error}")
+    if job.result is not None:
+        del st.session_state[Keys.EXPLAIN_JOB]
+        store[key] = job.result
+        return job.result
+    shown = job.partial(scorer, volume, result)
+    if not job.finished:
+        explain_progress(job)
+    else:  # cancelled: keep what was done, offer the rest
+        st.caption(f"{job.explainer} was stopped after {len(job.maps)} of {job.total} slices: those show its map, "
+                   "the others the residual map.")
+        if st.button(f"Explain the other {job.total - len(job.maps)} slices", key=Keys.EXPLAIN_RESUME):
+            order = outward_order(_shown_slice(result), np.flatnonzero(np.isfinite(result.slice_scores)))
+            resumed = ExplainJob(key, explainer, total=job.total, maps=job.snapshot(), elapsed=job.elapsed)
+            resumed.start(scorer, volume, result, load_explainer(explainer, result.profile), order)
+            st.session_state[Keys.EXPLAIN_JOB] = resumed
+            st.rerun()
+    return shown
+
+
 def explained_result(scan_key: str, volume: Volume, result: ScanResult, explainer: str, *,
                      shared: bool) -> ScanResult:
     """``result`` with the heatmap and mask of ``explainer``; only the explainer runs, once per scan.
-    A baseline's result keeps its own map (explainers explain SAFEGEN's score)."""
+    A baseline's result keeps its own map (explainers explain SAFEGEN's score).
+
+    On a volume scored by the segmentation head the explainer runs in the background, the slice on
+    screen first (:class:`ExplainJob`): until it is done this returns ``result`` with the slices done
+    so far (its ``explained_slices``) and shows a progress bar with a Cancel button. Elsewhere (a 2-D
+    image, the seed's reconstruction scorer) it runs now, behind a progress bar.
+    """
     if explainer == ExplainerName.RESIDUAL or result.method != SAFEGEN_METHOD:
+        cancel_explain_job()
         return result
     store = _shared_explained() if shared else st.session_state.setdefault(Keys.EXPLAINED, {})
     key = (scan_key, explainer, result.profile)
     if key in store:
+        cancel_explain_job()
         return store[key]
+    if not shared:
+        for old in [k for k in store if k[0] != scan_key]:  # one upload at a time per session
+            del store[old]
+    scorer = load_scorer(result.profile)
+    if isinstance(scorer, HeadScorer) and volume.is_3d:
+        return _background_explained(key, volume, result, explainer, store)
+    cancel_explain_job()
     total = int(np.isfinite(result.slice_scores).sum())
     bar, advance = progress_bar(total, f"Explaining {total} slice(s) with {explainer} ...", explainer)
-    explained = load_scorer(result.profile).explain(volume, result, load_explainer(explainer, result.profile),
-                                                    progress=advance)
+    with model_lock():
+        explained = scorer.explain(volume, result, load_explainer(explainer, result.profile), progress=advance)
     bar.empty()
-    if not shared:
-        store.clear()
     store[key] = explained
     return explained
 
@@ -164,6 +391,4 @@ def heatmap_range(result: ScanResult) -> tuple[float, float]:
 
 def mask_nifti_bytes(result: ScanResult, volume: Volume, tau: float) -> bytes:
     """The unsafe-region mask at ``tau`` as a gzipped NIfTI (uint8) on the scan's voxel grid and affine."""
-    image = nib.Nifti1Image(result.mask_at(tau), volume.affine)
-    image.set_data_dtype(np.uint8)
-    return gzip.compress(image.to_bytes(), mtime=0)
+    return nifti_bytes(result.mask_at(tau).astype(np.uint8), volume.affine)

@@ -1,6 +1,11 @@
-"""Widgets of the batch-screening page: inputs, the scoring run with a progress bar, the results."""
+"""Widgets of the batch-screening page: inputs, the scoring run in the background with its progress and
+Cancel button, the results."""
 
 from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -9,14 +14,15 @@ import streamlit as st
 
 from core.io import ACCEPTED_SUFFIXES, load_upload, load_volume
 from core.score_folder import find_inputs
-from core.types import SAFEGEN_METHOD
+from core.types import SAFEGEN_METHOD, ScanScorer
 from core.calibration import smallest_p_value
 from core.errors import InputError
 from core.export import spreadsheet_safe
 from core.resources import shared_path
 from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest, with_groups
-from core.screening import Screening, screen
-from ui.analysis import load_baseline, load_scorer, p_floor_sentence
+from core.screening import Screening, screened_files, screening_of
+from ui.analysis import (format_score, load_baseline, load_scorer, model_lock, p_floor_sentence, take_turns,
+                         time_left)
 from ui.resources import UPLOAD_TYPES
 from ui.review import METHOD_LABELS
 from ui.state import BATCH_DEMO, BATCH_FOLDER, BATCH_UPLOAD, Keys
@@ -69,21 +75,141 @@ DEMO_SET_ABOUT = (
 )
 
 
-def run_screening(items: list, method: str = SAFEGEN_METHOD, profile: str = "mri_t1",
-                  manifest: pd.DataFrame | None = None) -> None:
+BATCH_REFRESH_S = 1.0  # how often a running batch's progress and table redraw
+
+
+@dataclass(eq=False)
+class BatchJob:
+    """A batch being scored in a background thread, file by file (:func:`core.screening.screened_files`),
+    each file under :func:`ui.analysis.model_lock`; it stops between files once cancelled.
+
+    The thread calls no Streamlit function: it only appends to :attr:`rows` and :attr:`thumbnails`
+    (under a lock); the page ranks what is there on each run (:meth:`screening`).
+    """
+
+    scorer: ScanScorer
+    total: int
+    manifest: pd.DataFrame | None = None
+    rows: list[dict] = field(default_factory=list)
+    thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
+    error: str | None = None
+    elapsed: float = 0.0  # seconds this run has spent scoring
+    finished: bool = False  # the thread returned: every file done, cancelled or failed
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _ranked: tuple[int, Screening] | None = field(default=None, init=False, repr=False)
+
+    def start(self, items: list) -> None:
+        """Score ``items`` in a daemon thread (it dies with the server). Called from the script thread:
+        it hands the thread the process-wide model lock."""
+        threading.Thread(target=self._run, args=(items, model_lock()), name="batch", daemon=True).start()
+
+    def _run(self, items: list, models: threading.Lock) -> None:
+        files = screened_files(items, self.scorer)
+        start = time.perf_counter()
+        try:
+            for row, thumb in take_turns(files, self._stop, models):
+                with self._lock:
+                    self.rows.append(row)
+                    if thumb is not None:
+                        self.thumbnails[row["file"]] = thumb
+                self.elapsed = time.perf_counter() - start
+        except Exception as error:  # shown on the page; the thread must not die silently
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            files.close()
+            self.finished = True
+
+    def cancel(self) -> None:
+        """Stop after the file being scored now; the files done stay in the table."""
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def complete(self) -> bool:
+        """Every file was scored."""
+        return len(self.rows) >= self.total
+
+    def screening(self) -> Screening:
+        """The files done so far, ranked (made again only when more are done)."""
+        with self._lock:
+            rows, thumbnails = list(self.rows), dict(self.thumbnails)
+        if self._ranked is None or self._ranked[0] != len(rows):
+            self._ranked = (len(rows), screening_of(rows, thumbnails, self.scorer))
+        return self._ranked[1]
+
+    def status(self) -> str:
+        """``12 of 40 files, about 54 s left``."""
+        done = len(self.rows)
+        return f"{done} of {self.total} files{time_left(self.elapsed, done, self.total)}"
+
+
+def cancel_screening() -> None:
+    """Stop this session's background batch, if one runs."""
+    job = st.session_state.pop(Keys.BATCH_JOB, None)
+    if job is not None:
+        job.cancel()
+
+
+def start_screening(items: list, method: str = SAFEGEN_METHOD, profile: str = "mri_t1",
+                    manifest: pd.DataFrame | None = None) -> None:
+    """Score ``items`` in the background (:class:`BatchJob`), replacing this session's last batch and
+    cancelling one still running: one batch per session."""
     try:
         scorer = load_scorer(profile) if method == SAFEGEN_METHOD else load_baseline(method)
     except FileNotFoundError as error:
         st.error(f"The models are missing: {error}")
         return
-    bar = st.progress(0.0, text=f"Scoring {len(items)} file(s) ...")
+    cancel_screening()
+    st.session_state.pop(Keys.BATCH_RESULT, None)
+    st.session_state.pop(Keys.BATCH_MANIFEST, None)
+    job = BatchJob(scorer, total=len(items), manifest=manifest)
+    job.start(items)
+    st.session_state[Keys.BATCH_JOB] = job
 
-    def advance(done: int, name: str) -> None:
-        bar.progress(done / len(items), text=f"Scored {done} of {len(items)}: {name}")
 
-    st.session_state[Keys.BATCH_RESULT] = screen(items, scorer, progress=advance)
-    st.session_state[Keys.BATCH_MANIFEST] = manifest
-    bar.empty()
+@st.fragment(run_every=BATCH_REFRESH_S)
+def batch_progress(job: BatchJob) -> None:
+    """The running batch's progress bar, Cancel button and the files scored so far, redrawn every
+    :data:`BATCH_REFRESH_S` on their own; the whole page reruns when the job ends."""
+    if job.finished:
+        st.rerun()  # the page keeps the finished batch, or what a cancel kept
+    stopping = " (stopping after the file being scored)" if job.cancelled else ""
+    st.progress(min(1.0, len(job.rows) / max(job.total, 1)), text=f"Scoring: {job.status()}{stopping}")
+    st.button("Cancel", key=Keys.BATCH_CANCEL, on_click=job.cancel, disabled=job.cancelled,
+              help="Stop after the file being scored; the files done stay in the table.")
+    partial = job.screening()
+    if len(partial.table):
+        st.caption(f"Running: the figures and the table show the {len(partial.table)} of {job.total} files "
+                   "scored so far.")
+        show_screening(partial, job.manifest)
+
+
+def show_batch() -> None:
+    """This session's batch: a running one's progress and files so far, a stopped one's files with a caption
+    saying it is partial, or the last finished one (kept: a second visit scores nothing)."""
+    job = st.session_state.get(Keys.BATCH_JOB)
+    if job is not None and job.finished and job.complete and job.error is None:
+        del st.session_state[Keys.BATCH_JOB]
+        st.session_state[Keys.BATCH_RESULT] = job.screening()
+        st.session_state[Keys.BATCH_MANIFEST] = job.manifest
+        job = None
+    if job is None:
+        if st.session_state.get(Keys.BATCH_RESULT) is not None:
+            show_screening(st.session_state[Keys.BATCH_RESULT], st.session_state.get(Keys.BATCH_MANIFEST))
+        return
+    if not job.finished:
+        batch_progress(job)
+        return
+    if job.error is not None:
+        st.error(f"The batch stopped on an error after {len(job.rows)} of {job.total} files: {job.error}")
+    st.caption(f"Partial batch: stopped after {len(job.rows)} of {job.total} files; the figures and the table "
+               "show those (Score runs the whole batch again).")
+    if job.rows:
+        show_screening(job.screening(), job.manifest)
 
 
 def score_histogram(screening: Screening, tau: float, reference: np.ndarray) -> go.Figure:
@@ -94,7 +220,7 @@ def score_histogram(screening: Screening, tau: float, reference: np.ndarray) -> 
                                histnorm="probability", opacity=0.6, marker_color="#7f8c8d", nbinsx=30))
     fig.add_trace(go.Histogram(x=scores, name="this batch", histnorm="probability", opacity=0.7,
                                marker_color="#1f5fbf", nbinsx=30))
-    fig.add_vline(x=tau, line_dash="dash", line_color="#c0392b", annotation_text=f"τ = {tau:.2f}")
+    fig.add_vline(x=tau, line_dash="dash", line_color="#c0392b", annotation_text=f"τ = {format_score(tau)}")
     fig.update_layout(barmode="overlay", height=260, margin={"l": 40, "r": 10, "t": 10, "b": 30},
                       xaxis_title="score (z)", yaxis_title="share", legend={"orientation": "h", "y": 1.15})
     return fig
@@ -134,7 +260,7 @@ def show_screening(screening: Screening, manifest: pd.DataFrame | None = None) -
     cols[2].metric("Out of domain", int(table["out_of_domain"].sum()),
                    help="Files that are not what the models were made for: their scores say little.")
     cols[3].metric("Errors", n_error)
-    cols[4].metric("τ (5 % of real slices flagged)", f"{screening.tau:.2f}")
+    cols[4].metric("τ (5 % of real slices flagged)", format_score(screening.tau))
     st.plotly_chart(score_histogram(screening, screening.tau, screening.reference), key="batch.histogram")
     if manifest is not None:
         show_groups(screening, manifest)

@@ -65,6 +65,21 @@ def load_run(kind: RunKind, folder: Path) -> dict | None:
     return _load(kind, kind.folder, str(folder), stamp)
 
 
+def readme_figure(command: str, readme: Path = PROJECT_ROOT / "README.md") -> str:
+    """How long ``command`` took, as the README's Figures table measured it (its "measured" cell up to the
+    first ";"), so the page quotes the measured time rather than a guess; "see the README's Figures"
+    when no row names the command."""
+    try:
+        lines = readme.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and f"`{command}`" in cells[1]:
+            return "measured: " + cells[2].split(";")[0].strip()
+    return "see the README's Figures"
+
+
 def realistic_headline(tables: dict) -> None:
     """The head's own row: detection, localisation and false alarms on clean images."""
     overall = tables["overall"].set_index("method")

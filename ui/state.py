@@ -15,6 +15,10 @@ class Keys:
     PLANES = "scan.planes"  # show the coronal and sagittal views of a volume
     CORONAL = "scan.coronal"  # coronal slice number (1-based, posterior -> anterior)
     SAGITTAL = "scan.sagittal"  # sagittal slice number (1-based, patient's left -> right)
+    VIEWER = "scan.viewer"  # VIEWER_SLICES or VIEWER_NIIVUE (ui.viewer)
+    NIIVUE = "scan.niivue"  # prefix of the NiiVue component's key: + "." + the scan key
+    NIIVUE_SCAN = "scan.niivue_scan"  # ((scan key, window), NIfTI bytes) of the scan layer shown
+    NIIVUE_MAPS = "scan.niivue_maps"  # (layer key, (heatmap bytes, outline bytes)) of the overlays shown
     RESULTS = "scan.results"  # {scan key: ScanResult} of this session's upload
     TAU = "review.tau"  # the tolerance slider (calibrated z units)
     OPACITY = "review.opacity"  # heatmap opacity slider
@@ -28,6 +32,9 @@ class Keys:
     PROFILE = "review.profile"  # "auto" or a profile name (core.profiles)
     BATCH_PROFILE = "batch.profile"  # a profile name (core.profiles)
     EXPLAINED = "review.explained"  # {(scan key, explainer): ScanResult} of this session's upload
+    EXPLAIN_JOB = "review.explain_job"  # ui.analysis.ExplainJob: the explainer running on a volume in the background
+    EXPLAIN_CANCEL = "review.explain_cancel"  # its Cancel button
+    EXPLAIN_RESUME = "review.explain_resume"  # the button that explains the slices a cancelled job left
     EVAL_SOURCE = "eval.source"  # which evaluation the page shows: the full run or this session's quick one
     EVAL_QUICK_DIR = "eval.quick_dir"  # folder of this session's quick re-run
     EVAL_QUICK_FOLDER = "eval.quick_folder"  # its TemporaryDirectory (removed with the session)
@@ -46,8 +53,10 @@ class Keys:
     STUDY_ID = "study.study_id"  # the study being read
     STUDY_CASE = "study.case_id"  # the case on screen (a selectbox)
     STUDY_NEXT_CASE = "study.next_case"  # the case to show after a save (applied before the selectbox)
-    STUDY_SLICE = "study.slice"
-    STUDY_WINDOW = "study.window"
+    STUDY_SLICE = "study.slice"  # + ".<case id>": the slice slider (1-based)
+    STUDY_WINDOW = "study.window"  # + ".<case id>": the window / level selectbox
+    STUDY_VIEWER = "study.viewer"  # VIEWER_SLICES or VIEWER_NIIVUE (ui.viewer) for the reader's 3-D cases
+    STUDY_NIIVUE_MAPS = "study.niivue_maps"  # ((case id, arm, tau, flags), (heatmap, outline bytes)): AI arm only
     STUDY_SHOW_AI = "study.show_ai"
     STUDY_BRUSH = "study.brush"  # canvas brush width
     STUDY_MASKS = "study.masks"  # {(case id, arm, slice): bool mask} drawn in this visit, not saved yet
@@ -95,6 +104,8 @@ class Keys:
     BATCH_RECURSIVE = "batch.recursive"  # include sub-folders
     BATCH_RUN = "batch.run"  # the "Score" button
     BATCH_RESULT = "batch.result"  # the last Screening of this session
+    BATCH_JOB = "batch.job"  # ui.batch.BatchJob: the batch being scored in the background, or stopped
+    BATCH_CANCEL = "batch.cancel"  # its Cancel button
     BATCH_MANIFEST = "batch.manifest"  # the scored folder's manifest.csv (core.generated_set), or None
     BATCH_FLAGGED_ONLY = "batch.flagged_only"  # table filter
 

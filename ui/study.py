@@ -45,7 +45,9 @@ def plain_markdown(text: str) -> str:
 
 CANVAS_SIDE = 512  # the longer side of the drawing canvas, screen pixels
 DEFAULT_BRUSH = 12  # canvas pixels
-MASK_RGB = "#00e5ff"
+PEN_RGB = "#ff40ff"  # the reader's pen and marks: magenta, never SAFEGEN's cyan outline (core.render.MASK_OUTLINE_RGB)
+AI_COLORMAP = "inferno"  # the AI arm's heatmap, on the canvas and in NiiVue (both know the name)
+AI_OPACITY = 0.5
 
 
 @st.cache_resource(show_spinner=False)
@@ -259,10 +261,12 @@ def case_heatmap(path: str) -> np.ndarray:
     return np.load(path)
 
 
-def canvas_size(rows: int, cols: int) -> tuple[int, int]:
-    """Canvas (height, width) in screen pixels for a display slice: the longer side is CANVAS_SIDE."""
-    scale = CANVAS_SIDE / max(rows, cols)
-    return max(1, round(rows * scale)), max(1, round(cols * scale))
+def canvas_size(rows: int, cols: int, spacing_rc: tuple[float, float] = (1.0, 1.0)) -> tuple[int, int]:
+    """Canvas (height, width) in screen pixels for a display slice of ``rows x cols`` pixels of
+    ``spacing_rc`` mm: true aspect (a 2 x 3 mm pixel is drawn 2:3), the longer side CANVAS_SIDE."""
+    height_mm, width_mm = rows * float(spacing_rc[0]), cols * float(spacing_rc[1])
+    scale = CANVAS_SIDE / max(height_mm, width_mm)
+    return max(1, round(height_mm * scale)), max(1, round(width_mm * scale))
 
 
 def canvas_to_mask(rgba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -284,9 +288,15 @@ def slice_picture(volume: Volume, index: int, window_name: str, heatmap: np.ndar
         return Image.fromarray(gray).convert("RGB")
     heat = volume.display_slice_of(heatmap, index)
     mask = unsafe_mask(heat, tau, None if flagged is None else np.array([flagged])).astype(bool)
+    return Image.fromarray(overlay_heatmap(gray, heat, low=tau, high=heat_top(heatmap, tau), opacity=AI_OPACITY,
+                                           cmap=AI_COLORMAP, mask=mask))
+
+
+def heat_top(heatmap: np.ndarray, tau: float) -> float:
+    """The value at the top of a case heatmap's colour scale: 1 for probabilities (the head's maps),
+    else the hottest voxel, at least ``tau + 1`` (z units)."""
     peak = float(np.nanmax(heatmap))
-    high = 1.0 if peak <= 1.0 else max(peak, tau + 1.0)  # probabilities (the head) or z units
-    return Image.fromarray(overlay_heatmap(gray, heat, low=tau, high=high, opacity=0.5, mask=mask))
+    return 1.0 if peak <= 1.0 else max(peak, tau + 1.0)
 
 
 def drawn_masks() -> dict:

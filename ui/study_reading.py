@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 from sqlalchemy.exc import OperationalError
 
+from core.masks import unsafe_mask
 from core.render import window_presets
+from core.types import Volume
+from core.viewer_layers import heatmap_layer, outline_layer
 from db.models import Arm, Reader, Study
 from db.session import retry_when_busy
 from db.studies import case_ai_settings
@@ -31,14 +35,17 @@ from db.repository import (
     studies_of,
 )
 from ui.study import (
+    AI_COLORMAP,
+    AI_OPACITY,
     DEFAULT_BRUSH,
-    MASK_RGB,
+    PEN_RGB,
     canvas_size,
     canvas_to_mask,
     case_heatmap,
     case_volume,
     default_tau,
     drawn_masks,
+    heat_top,
     plain_markdown,
     question_widgets,
     read_session,
@@ -48,6 +55,7 @@ from ui.study import (
     slice_picture,
 )
 from ui.state import Keys
+from ui.viewer import OUTLINE_COLORMAP, VIEWER_NIIVUE, clamp_slice_number, kept, niivue_view, viewer_choice
 
 ARM_NAMES = {Arm.UNAIDED: "images only", Arm.AI: "with SAFEGEN heatmaps"}
 
@@ -136,7 +144,8 @@ def choose_case(reader: Reader, study: StudyView) -> int | None:
 
 
 def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
-    """The case: slice, optional AI heatmap, mask canvas on the left; questions and save on the right."""
+    """The case: slice (the slice slider, or NiiVue for a 3-D case: the canvas follows its crosshair),
+    optional AI heatmap, mask canvas on the left; questions and save on the right."""
     arm = study.arm
     with read_session() as s:  # every view but the first: read-only, never queued behind a save
         loaded = _load_case(s, find_read(s, reader, case_id, arm), reader, case_id, arm)
@@ -160,15 +169,17 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
     volume = case_volume(scan_path)
     left, right = st.columns([3, 2])
     with left:
-        index = 0
-        if volume.is_3d:
-            index = st.slider("Slice", 1, volume.n_slices, volume.n_slices // 2 + 1, key=f"{Keys.STUDY_SLICE}.{case_id}") - 1
-        window = st.selectbox("Window / level", list(window_presets(volume)), key=f"{Keys.STUDY_WINDOW}.{case_id}")
-        heatmap = None
-        if study.shows_ai and heatmap_path:  # blinded arms never reach this line
-            if st.toggle("Show SAFEGEN heatmap", value=True, key=Keys.STUDY_SHOW_AI):
-                heatmap = case_heatmap(heatmap_path)
-        tau = (default_tau() if ai_tau is None else ai_tau) if heatmap is not None else 0.0
+        heatmap, tau, ai_layers = None, 0.0, None
+        if study.shows_ai and heatmap_path:  # blinded arms never reach this block: no AI output, not even NiiVue's
+            show_ai = st.toggle("Show SAFEGEN heatmap", value=True, key=Keys.STUDY_SHOW_AI)
+            case_tau = default_tau() if ai_tau is None else ai_tau
+            if show_ai:
+                heatmap, tau = case_heatmap(heatmap_path), case_tau
+
+            def ai_layers() -> list[dict]:
+                return _niivue_overlays(case_id, arm, volume, heatmap_path, case_tau, ai_flags, show_ai)
+
+        index, window, on_niivue = _slice_on_screen(volume, case_id, arm, ai_layers)
         flagged = None if ai_flags is None else bool(ai_flags[index])
         picture = slice_picture(volume, index, window, heatmap, tau, flagged)
         rows, cols = volume.display_slice(index).shape
@@ -177,12 +188,12 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
         base = np.zeros((rows, cols), bool) if key in cleared else stored_masks.get(index, np.zeros((rows, cols), bool))
         shown = drawn_masks().get(key, base)
         picture = _tint(picture, shown)
-        height, width = canvas_size(rows, cols)
+        height, width = canvas_size(rows, cols, volume.display_spacing())
         from streamlit_drawable_canvas import st_canvas  # only importable inside a Streamlit run
 
         result = st_canvas(background_image=picture.resize((width, height)), height=height, width=width,
                            drawing_mode="freedraw", stroke_width=st.session_state.get(Keys.STUDY_BRUSH, DEFAULT_BRUSH),
-                           stroke_color=MASK_RGB, return_image_data=True,
+                           stroke_color=PEN_RGB, return_image_data=True,
                            key=f"canvas.{case_id}.{arm.value}.{index}.{cleared.get(key, 0)}")
         if result is not None and getattr(result, "image_data", None) is not None and result.image_data[..., 3].any():
             drawn_masks()[key] = base | canvas_to_mask(result.image_data, (rows, cols))
@@ -192,7 +203,8 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
             cleared[key] = cleared.get(key, 0) + 1
             drawn_masks()[key] = np.zeros((rows, cols), bool)
             st.rerun()
-        st.caption(f"{name} · slice {index + 1} of {volume.n_slices} · marked pixels on this slice: "
+        at = " (at NiiVue's crosshair)" if on_niivue else ""
+        st.caption(f"{name} · slice {index + 1} of {volume.n_slices}{at} · marked pixels on this slice: "
                    f"{int(drawn_masks().get(key, base).sum())}")
     with right:
         values = question_widgets(study.questions, stored_answers, study.shows_ai,
@@ -206,6 +218,58 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
             _save(reader, study, case_id, version, values, submit=bool(save_next))
         else:
             _autosave(reader, study, case_id, version, values)
+
+
+def _slice_on_screen(volume: Volume, case_id: int, arm: Arm,
+                     niivue_overlays: Callable[[], list[dict]] | None) -> tuple[int, str, bool]:
+    """The viewer the reader chose for a case (:func:`ui.viewer.viewer_choice`, 3-D cases only) and
+    the display slice the drawing canvas shows.
+
+    Args:
+        volume: the case's scan.
+        case_id, arm: the case and the reader's arm: one NiiVue component per case and arm.
+        niivue_overlays: makes NiiVue's overlay layers (the AI arm's, :func:`_niivue_overlays`); None
+            (a blinded arm, or a case without a heatmap) gives NiiVue the scan alone.
+
+    Returns:
+        the slice index (0-based): NiiVue's crosshair when NiiVue shows, else the slice slider's; the
+        window's name; whether NiiVue shows.
+    """
+    window_key, slice_key = f"{Keys.STUDY_WINDOW}.{case_id}", f"{Keys.STUDY_SLICE}.{case_id}"
+    if viewer_choice(volume, Keys.STUDY_VIEWER) == VIEWER_NIIVUE:
+        index = niivue_view(volume, f"study:{case_id}:{arm.value}",
+                            niivue_overlays() if niivue_overlays is not None else None,
+                            window_key=window_key, slice_key=slice_key,
+                            follows="the drawing canvas below shows the slice at its crosshair")
+        if index is not None:  # None: too large to send, the slider shows it
+            return index, st.session_state[window_key], True
+    index = 0
+    if volume.is_3d:
+        clamp_slice_number(slice_key, volume.n_slices)  # the middle slice on arrival, NiiVue's when back from it
+        index = st.slider("Slice", 1, volume.n_slices, key=slice_key) - 1
+    window = st.selectbox("Window / level", list(window_presets(volume)), key=window_key)
+    return index, window, False
+
+
+def _niivue_overlays(case_id: int, arm: Arm, volume: Volume, heatmap_path: str, tau: float,
+                     flags: np.ndarray | None, shown: bool) -> list[dict]:
+    """NiiVue's overlays in the AI arm: the case's stored heatmap above its tau and the outline of
+    SAFEGEN's mask (:func:`core.masks.unsafe_mask` on the stored slice flags, as the canvas's
+    :func:`ui.study.slice_picture`), on the scan's grid. A hidden heatmap (``shown`` False) is the
+    same layers at opacity 0: a new component would lose the crosshair and move the canvas.
+    Never called in a blinded arm.
+    """
+    def layers() -> tuple[bytes, bytes]:
+        heatmap = case_heatmap(heatmap_path)
+        return (heatmap_layer(heatmap, volume.affine, tau, heat_top(heatmap, tau)),
+                outline_layer(unsafe_mask(heatmap, tau, flags), volume.affine))
+
+    flag_key = None if flags is None else tuple(bool(f) for f in flags)
+    heat, outline = kept(Keys.STUDY_NIIVUE_MAPS, (case_id, arm.value, tau, flag_key), layers)
+    return [{"data": heat, "name": f"safegen_heatmap_above_tau{tau:g}.nii.gz", "colormap": AI_COLORMAP,
+             "opacity": AI_OPACITY if shown else 0.0},
+            {"data": outline, "name": f"safegen_mask_outline_tau{tau:g}.nii.gz", "colormap": OUTLINE_COLORMAP,
+             "opacity": 1.0 if shown else 0.0}]
 
 
 def _load_case(s, read, reader: Reader, case_id: int, arm: Arm) -> tuple | None:
@@ -245,11 +309,13 @@ def _autosave(reader: Reader, study: StudyView, case_id: int, version: int, valu
 
 
 def _tint(picture, mask: np.ndarray):
-    """The picture with a mask blended in cyan (what is marked already)."""
+    """The picture with a mask blended in the pen's colour (what the reader marked already; SAFEGEN's
+    own mask is a cyan outline)."""
     if not mask.any():
         return picture
     rgb = np.asarray(picture).astype(np.float32)
-    rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([0, 229, 255], np.float32)
+    pen = np.array([int(PEN_RGB[i : i + 2], 16) for i in (1, 3, 5)], np.float32)
+    rgb[mask] = 0.5 * rgb[mask] + 0.5 * pen
     from PIL import Image
 
     return Image.fromarray(rgb.astype(np.uint8))

@@ -54,8 +54,8 @@ from core.preprocess import foreground_mask, robust_normalize, robust_scale
 from core.profiles import KNOWN_SUBJECTS, ReferenceSubject
 from core.reference import assign_splits
 from core.training_anomalies import AnomalyParams, random_anomaly
-from core.types import Modality
-from core.variation import VariationParams, quantise, vary
+from core.types import Modality, Volume
+from core.variation import VariationParams, quantise, vary, vary_volume
 
 COLIN_WITH_SKULL = ReferenceSubject(
     name="colin27_skull",
@@ -113,6 +113,23 @@ def load_subject(subject: ReferenceSubject) -> SubjectStack:
 
 def available_head_subjects() -> list[ReferenceSubject]:
     return [s for s in HEAD_SUBJECTS if s.path is not None and Path(s.path).is_file()]
+
+
+def clean_training_volumes(per_subject: int, rng: np.random.Generator,
+                           params: VariationParams = VariationParams()):
+    """Clean whole volumes of the training subjects, as a scorer would get them: each subject as it
+    installs (tissue's 99th percentile at 1), then ``per_subject`` draws of volume-wide normal
+    variation (:func:`core.variation.vary_volume`) on its own grid. Yields ``(subject name, Volume)``.
+
+    Every slice of a volume is in it, the head's ``train`` slices too (a volume cannot be split by
+    slice): what is fitted on these is fitted on seen anatomy, and the held-out subject measures it."""
+    for subject in available_head_subjects():
+        volume = load_volume(subject.path, modality=Modality.MR)
+        tissue = volume.array[volume.array > np.percentile(volume.array, 50)]
+        scaled = volume.array / float(np.percentile(tissue, 99))
+        yield subject.name, volume.with_array(scaled.astype(np.float32))
+        for _ in range(per_subject):
+            yield subject.name, volume.with_array(vary_volume(scaled, rng, params).astype(np.float32))
 
 
 @dataclass
