@@ -75,8 +75,9 @@ def main() -> None:
         print(f"{path.name}: clean score {result.score:.6f}, flagged {result.flag}", flush=True)
     rate, low, high = false_alarms(np.array(clean_flags))
     n_calibration = 0 if calibration.volume_scores is None else len(calibration.volume_scores)
-    print(f"\nvolume threshold {calibration.volume_tau(n):.6f} from {n_calibration} clean calibration volumes "
-          f"(none: Bonferroni); Bonferroni at {n} slices {bonferroni:.6f}")
+    source = (f"from {n_calibration} clean calibration volumes" if n_calibration
+              else "Bonferroni: no calibration volumes")
+    print(f"\nvolume threshold {calibration.volume_tau(n):.6f} ({source}); Bonferroni at {n} slices {bonferroni:.6f}")
     print(f"clean volumes flagged: {sum(clean_flags)} of {len(files)} ({rate:.1%}, 95 % CI {low:.1%}-{high:.1%}); "
           f"under Bonferroni {sum(clean_bonferroni)} of {len(files)}")
     print("\nkind | volumes | flagged (volume threshold) | planted slice above it | planted slice above Bonferroni "
