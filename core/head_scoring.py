@@ -223,7 +223,7 @@ class HeadScorer:
     def tau_for(self, volume: Volume, n_scored: int) -> float:
         if self.fixed_tau is not None:
             return self.fixed_tau
-        if not volume.is_3d:
+        if not volume.is_3d or n_scored <= 1:  # one scored slice (a 2-D image, a one-slice NIfTI) is an image
             return self.calibration.slice_tau(self.false_alarm_rate)
         return self.calibration.volume_tau(n_scored, self.false_alarm_rate)
 
@@ -358,7 +358,7 @@ class HeadScorer:
         seconds["map_back"] = time.perf_counter() - t0
 
         def p_value(score: float) -> float:
-            if volume.is_3d:  # "some slice is unlike clean volumes' slices"
+            if volume.is_3d and n_scored > 1:  # "some slice is unlike clean volumes' slices"
                 return self.calibration.volume_p_value(score, n_scored)
             return float(self.calibration.calibrator.p_value(score))
 

@@ -565,6 +565,17 @@ def test_a_planted_artifact_scores_above_its_clean_twin_on_the_unseen_subject():
         assert scores[1] > scores[0], kind
 
 
+def test_a_one_slice_volume_is_judged_as_an_image_not_against_the_calibration_volumes():
+    # a one-slice NIfTI (H, W, 1) has one scored slice: the slice threshold and p-value, as for a PNG
+    calibration = HeadCalibration(np.linspace(0, 1, 99), 0.05, score_window=1, volume_scores=np.full(19, 0.999))
+    scorer = HeadScorer(tiny_head(), None, calibration)
+    image = (mni_slice() * 500).astype(np.float32)
+    flat = scorer.score_volume(Volume(image, (1.0, 1.0), np.eye(4), Modality.MR))
+    one = scorer.score_volume(Volume(image[..., None], (1.0, 1.0, 1.0), np.eye(4), Modality.MR))
+    assert one.tau == flat.tau == calibration.slice_tau() != calibration.volume_tau(1)
+    assert one.p_value == pytest.approx(flat.p_value)
+
+
 def test_clean_training_volumes_are_each_subject_as_it_installs_then_varied():
     from core.detectors.head_training import available_head_subjects, clean_training_volumes
 
