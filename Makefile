@@ -55,16 +55,17 @@ models: benchmark
 # and a crop-level loss on its slice score (seeded, CPU, resumable with `train-head --resume`; about
 # 70 min on 2 shared cores), then its slice / volume thresholds and its explainers' scale (about 5 min).
 head: setup
-	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
+	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 8 \
 		--refresh-every 250 --image-loss-weight 1
 	$(BIN)/python -m core.cli calibrate-head
 	$(BIN)/python -m core.cli calibrate-domain
 
 # The ablation heads of the evaluation (committed in models/ablation): the image with E_AE's and
 # S_diffusion's reconstructions (the detector before issue 21 part 4), the image alone on that recipe,
-# and the image alone with hard-negative mining and elastic variation (about 50, 35 and 30 min on 2
+# the image alone with hard-negative mining and elastic variation (4 px), and that recipe with the
+# crop-level loss on the slice score (the detector until 2026-12-07; about 50, 35, 30 and 70 min on 2
 # cores; calibration 5-25 min each).
-ABLATION_HEADS := models/ablation/head_mri_t1_3inputs.pt,models/ablation/head_mri_t1_image.pt,models/ablation/head_mri_t1_image_hn.pt
+ABLATION_HEADS := models/ablation/head_mri_t1_3inputs.pt,models/ablation/head_mri_t1_image.pt,models/ablation/head_mri_t1_image_hn.pt,models/ablation/head_mri_t1_image_hn_il.pt
 ablations: setup
 	$(BIN)/python -m core.cli train-head --out models/ablation/head_mri_t1_3inputs.pt
 	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_3inputs.pt
@@ -73,6 +74,9 @@ ablations: setup
 	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
 		--refresh-every 250 --out models/ablation/head_mri_t1_image_hn.pt
 	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_image_hn.pt
+	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
+		--refresh-every 250 --image-loss-weight 1 --out models/ablation/head_mri_t1_image_hn_il.pt
+	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_image_hn_il.pt
 
 # The leave-one-kind-out table: heads with the image input and the hard-negative recipe on a short
 # schedule (3000 steps), one without the training corruptions closest to each artifact kind and one

@@ -444,7 +444,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
         batch_size=args.batch_size, device=args.device, recursive=args.recursive, models_dir=args.models,
         explainer=args.explainer, shap_samples=args.shap_samples, method=args.method, reference_dir=args.reference,
-        profile=args.profile,
+        profile=args.profile, pixel_mm=args.pixel_mm,
     )
     if args.dicom_seg and status == 0:  # at least one file scored: scores.csv and masks/ are this run's
         from core.dicom_seg import SEG_FOLDER, write_score_segs
@@ -871,6 +871,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "brain MRI T1 when none fits), mri_t1, ct_head, or a user profile's name or folder")
     score.add_argument("--reference", type=Path, default=None,
                        help="reference slices a baseline is fitted on (default data/reference; built if missing)")
+    score.add_argument("--pixel-mm", type=float, default=None,
+                       help="pixel size in mm of 2-D images that state none (PNG, JPEG, DICOM without PixelSpacing; "
+                            "default: read at 1 mm, with a warning). A generator's 128-px slices of a whole brain "
+                            "are about 1.8 mm: at 1 mm the brain is smaller than any the detector was trained on")
     score.add_argument("--dicom-seg", action="store_true",
                        help="also write dicom_seg/<stem>.seg.dcm, a DICOM Segmentation of the mask, for every scored "
                             "file whose mask is not empty; it references a DICOM input itself, and for any other "

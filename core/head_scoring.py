@@ -113,6 +113,27 @@ class HeadCalibration:
             return float(self.volume_calibrator.p_value(score))
         return min(1.0, float(self.calibrator.p_value(score)) * max(int(n_slices), 1))
 
+    @staticmethod
+    def judged_as_image(n_scored: int) -> bool:
+        """Whether a scan with ``n_scored`` scored slices is judged as an image (the slice threshold and
+        p-value) rather than as a volume: one scored slice (a 2-D image, a one-slice NIfTI) is an image."""
+        return int(n_scored) <= 1
+
+    def tau_for(self, n_scored: int, rate: float | None = None) -> float:
+        """The per-slice threshold of a scan with ``n_scored`` scored slices: :meth:`slice_tau` for an
+        image (:meth:`judged_as_image`), else :meth:`volume_tau`."""
+        if self.judged_as_image(n_scored):
+            return self.slice_tau(rate)
+        return self.volume_tau(n_scored, rate)
+
+    def p_value_for(self, score: float, n_scored: int) -> float:
+        """The p-value of a scan with ``n_scored`` scored slices whose highest slice score is ``score``:
+        the slice's conformal p for an image (:meth:`judged_as_image`), else :meth:`volume_p_value`
+        ("some slice is unlike clean volumes' slices")."""
+        if self.judged_as_image(n_scored):
+            return float(self.calibrator.p_value(score))
+        return self.volume_p_value(score, n_scored)
+
     def save(self, path: Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         volumes = None if self.volume_scores is None else np.round(np.sort(self.volume_scores), 6).tolist()
@@ -220,12 +241,12 @@ class HeadScorer:
         """The threshold of a 2-D image (a volume's depends on its slice count: :meth:`tau_for`)."""
         return self.fixed_tau if self.fixed_tau is not None else self.calibration.slice_tau(self.false_alarm_rate)
 
-    def tau_for(self, volume: Volume, n_scored: int) -> float:
+    def tau_for(self, n_scored: int) -> float:
+        """The threshold of a scan with ``n_scored`` scored slices (:meth:`HeadCalibration.tau_for`), or the
+        fixed one."""
         if self.fixed_tau is not None:
             return self.fixed_tau
-        if not volume.is_3d or n_scored <= 1:  # one scored slice (a 2-D image, a one-slice NIfTI) is an image
-            return self.calibration.slice_tau(self.false_alarm_rate)
-        return self.calibration.volume_tau(n_scored, self.false_alarm_rate)
+        return self.calibration.tau_for(n_scored, self.false_alarm_rate)
 
     @classmethod
     def load(cls, models_dir: Path | None = None, *, profile: Profile | str | None = None, device: str = "cpu",
@@ -344,7 +365,7 @@ class HeadScorer:
         slice_scores = np.full(volume.n_slices, np.nan)
         slice_scores[scan.scored] = [slice_score(p, self.window) for p in probs]
         n_scored = int(scan.scored.sum())
-        tau = self.tau_for(volume, n_scored)
+        tau = self.tau_for(n_scored)
         t0 = time.perf_counter()
         shown = self._explained(explainer, channels, probs)
         if explainer is not None and str(explainer.name) != "residual":
@@ -358,9 +379,7 @@ class HeadScorer:
         seconds["map_back"] = time.perf_counter() - t0
 
         def p_value(score: float) -> float:
-            if volume.is_3d and n_scored > 1:  # "some slice is unlike clean volumes' slices"
-                return self.calibration.volume_p_value(score, n_scored)
-            return float(self.calibration.calibrator.p_value(score))
+            return self.calibration.p_value_for(score, n_scored)
 
         return result_from_slice_maps(
             volume, slice_scores, display_maps, tau, self._to_scan(volume), p_value, method=self.name,

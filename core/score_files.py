@@ -51,6 +51,7 @@ def score_files(
     require_scorable: bool = True,
     after_scoring: Callable[[Any, Volume, ScanResult], None] | None = None,
     raise_errors: bool = False,
+    pixel_mm: float | None = None,
 ) -> Iterator[FileResult]:
     """Load and score each of ``paths`` in turn, lazily: one result is yielded before the next file is read.
 
@@ -68,12 +69,16 @@ def score_files(
             outputs; a failure there becomes the file's error (its ``volume`` and ``result`` are kept).
         raise_errors: let the first error propagate instead of recording it (study creation: one refused
             file refuses the whole study).
+        pixel_mm: read 2-D images that state no pixel size (PNG, JPEG, ...) at this many mm per pixel
+            (:meth:`core.types.Volume.with_pixel_size`) instead of 1 mm; images that state one keep it.
     """
     for path in paths:
         volume = result = error = None
         start = time.perf_counter()
         try:
             volume = load(path)
+            if pixel_mm is not None and not volume.spacing_known and not volume.is_3d:
+                volume = volume.with_pixel_size(pixel_mm)
             if require_scorable:
                 check_scorable(volume)  # a 1x2 image gets an error saying so, not a score
             if scorer is not None:

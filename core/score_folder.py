@@ -106,9 +106,14 @@ def _check_entry(path: Path, recursive: bool) -> None:
                                      "into the folder first")
 
 
-def _affine_for(path: Path) -> np.ndarray:
-    if detect_format(path) in ("nifti", "nifti-gz"):
+def _affine_for(path: Path, volume) -> np.ndarray:
+    """The output maps' affine: a NIfTI input's own; a picture's pixel size (1 mm unless ``--pixel-mm``);
+    else the identity (a DICOM's geometry lives in the scan, not in the maps' headers)."""
+    kind = detect_format(path)
+    if kind in ("nifti", "nifti-gz"):
         return np.asarray(nib.load(str(path)).affine, dtype=float)
+    if kind in ("png", "jpeg"):
+        return np.asarray(volume.affine, dtype=float)
     return np.eye(4)
 
 
@@ -146,10 +151,12 @@ def score_folder(
     scorer=None,
     profile: str = "auto",
     limits: SizeLimits = DEFAULT_LIMITS,
+    pixel_mm: float | None = None,
 ) -> int:
     """Score a folder as the module docstring says; returns the exit status.
 
     ``scorer``: score every file with it (``profile`` is then ignored). ``limits``: what the loader refuses.
+    ``pixel_mm``: the pixel size of 2-D images that state none (:meth:`core.types.Volume.with_pixel_size`).
     """
     from core.baselines import method_choices
     from core.profiles import DEFAULT_PROFILE, auto_profile, get_profile
@@ -158,6 +165,9 @@ def score_folder(
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
         print(f"error: {input_dir} is not a folder", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    if pixel_mm is not None and not (np.isfinite(pixel_mm) and 0.05 <= pixel_mm <= 20.0):
+        print(f"error: --pixel-mm {pixel_mm} is not a pixel size an image has (0.05 to 20 mm)", file=sys.stderr)
         return EXIT_NOTHING_SCORED
     files = find_entries(input_dir, recursive=recursive)
     if not files:
@@ -246,7 +256,7 @@ def score_folder(
         stem, row = stem_of(path), row_of[path]
         heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
         mask = to_file_layout(result.mask, path).astype(np.uint8)
-        affine = _affine_for(path)
+        affine = _affine_for(path, volume)
         for folder, array in (("heatmaps", heatmap), ("masks", mask)):
             target = out_dir / folder / f"{stem}.nii.gz"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -268,7 +278,7 @@ def score_folder(
 
     n_scored = 0
     for file in score_files(tqdm(files, desc="score", unit="file", file=sys.stderr), _ScorerPerVolume(scorer_for),
-                            load=load_entry, after_scoring=write_outputs):
+                            load=load_entry, after_scoring=write_outputs, pixel_mm=pixel_mm):
         row = row_of[file.path]
         if file.error is None:
             n_scored += 1

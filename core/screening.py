@@ -54,6 +54,8 @@ def thumbnail(volume: Volume, heatmap: np.ndarray, slice_index: int, tau: float,
 def screened_files(
     items: Iterable[tuple[str, Callable[[], Volume]]],
     scorer: ScanScorer,
+    *,
+    pixel_mm: float | None = None,
 ) -> Iterator[tuple[dict, np.ndarray | None]]:
     """Score each ``(name, load)`` item in turn, lazily (through :func:`core.score_files.score_files`):
     one table row (the keys of :data:`COLUMNS`) and the worst slice's thumbnail (None when the file
@@ -65,6 +67,7 @@ def screened_files(
             bad file costs only its own row).
         scorer: SAFEGEN's (:func:`core.head_scoring.load_detector`) or a baseline's
             (:class:`core.baselines.scorer.BaselineScorer`).
+        pixel_mm: the pixel size of 2-D images that state none (see :func:`core.score_files.score_files`).
     """
     thumbs: dict[str, np.ndarray] = {}
 
@@ -72,7 +75,8 @@ def screened_files(
         heatmap = result.heatmap if result.pixel_maps else np.full_like(result.heatmap, -np.inf)
         thumbs[item[0]] = thumbnail(volume, heatmap, result.worst_slice, scorer.tau)
 
-    for file in score_files(items, scorer, load=_call_loader, after_scoring=keep_thumbnail):
+    for file in score_files(items, scorer, load=_call_loader, after_scoring=keep_thumbnail,
+                            pixel_mm=pixel_mm):
         name = file.path[0]
         row = dict.fromkeys(COLUMNS, "")
         row.update(file=name, score=np.nan, p_value=np.nan, score_diffusion=np.nan, score_autoencoder=np.nan,
@@ -104,6 +108,7 @@ def screen(
     scorer: ScanScorer,
     *,
     progress: Callable[[int, str], None] | None = None,
+    pixel_mm: float | None = None,
 ) -> Screening:
     """Score each ``(name, load)`` item (:func:`screened_files`) and rank them (:func:`screening_of`).
 
@@ -111,9 +116,10 @@ def screen(
         items: a display name and a zero-argument loader per file.
         scorer: SAFEGEN's or a baseline's scorer (see :func:`screened_files`).
         progress: called with ``(files done, name)`` after each file.
+        pixel_mm: the pixel size of 2-D images that state none (see :func:`core.score_files.score_files`).
     """
     rows, thumbs = [], {}
-    for done, (row, thumb) in enumerate(screened_files(items, scorer), start=1):
+    for done, (row, thumb) in enumerate(screened_files(items, scorer, pixel_mm=pixel_mm), start=1):
         rows.append(row)
         if thumb is not None:
             thumbs[row["file"]] = thumb

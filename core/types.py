@@ -190,6 +190,27 @@ class Volume:
             return np.asarray(only)
         return np.stack([from_display(np.asarray(s)) for s in slices], axis=2)
 
+    def with_pixel_size(self, mm: float) -> "Volume":
+        """This 2-D image read at ``mm`` millimetres per pixel, for a file that states no pixel size
+        (:attr:`spacing_known` False: PNG, JPEG, a DICOM without PixelSpacing, read at 1 mm).
+
+        A generator's slices are often a whole brain in 128 px (the reference grid's pixels are about
+        1.8 mm): read at 1 mm that is a smaller brain than any the head saw in training.
+
+        Raises:
+            ValueError: the image states its own pixel size, is 3-D (which axes are in-plane is not
+                known without one), or ``mm`` is not a size from 0.05 to 20 mm.
+        """
+        if self.spacing_known:
+            raise ValueError(f"{self.name} states its pixel size ({' x '.join(f'{s:g}' for s in self.spacing)} mm)")
+        if self.is_3d:
+            raise ValueError(f"{self.name} is a volume without a pixel size; a pixel size applies to 2-D images")
+        if not (np.isfinite(mm) and 0.05 <= mm <= 20.0):
+            raise ValueError(f"a pixel size of {mm} mm is not one an image has (0.05 to 20 mm)")
+        note = f"{self.name} states no pixel size: read at {mm:g} mm per pixel, as asked"
+        return replace(self, spacing=(float(mm), float(mm)), affine=np.diag([float(mm), float(mm), 1.0, 1.0]),
+                       warnings=[*self.warnings, note], spacing_known=True)
+
     def with_array(self, array: np.ndarray, **changes) -> "Volume":
         """A copy with a new array of the same shape (e.g. a normalised or corrupted version)."""
         if array.shape != self.array.shape:

@@ -527,8 +527,7 @@ def test_the_batch_table_shows_labels_and_groups_and_its_csv_keeps_the_machine_n
     from core.head_scoring import load_detector
     from core.screening import COLUMNS, reference_scores
     from tests.test_generated_set import small_set
-    from tests.test_screening import finish_batch
-    from ui.state import BATCH_FOLDER
+    from tests.test_screening import batch_page_on_folder
 
     downloads = {}
     original = MemoryMediaFileStorage.load_and_get_id
@@ -540,14 +539,7 @@ def test_the_batch_table_shows_labels_and_groups_and_its_csv_keeps_the_machine_n
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
     picked = small_set(tmp_path / "set")  # four files of three groups, and their manifest
     shutil.copy(GENERATED_SET_DIR / "vae-01.png", tmp_path / "set" / "unlisted.png")  # not in the manifest
-    at = _opened("pages/batch_screening.py", timeout=300)
-    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
-    _run(at)
-    at.text_input(key=Keys.BATCH_FOLDER).input(str(tmp_path / "set"))
-    _run(at)
-    at.button(key=Keys.BATCH_RUN).click()
-    _run(at)
-    finish_batch(at)
+    at = batch_page_on_folder(tmp_path / "set", finish=True, timeout=300)
     ranked = at.dataframe[1]  # after the group summary
     groups = dict(zip(ranked.value["file"], ranked.value["group"], strict=True))
     assert groups == {**dict(zip(picked["file"], picked["group"], strict=True)), "unlisted.png": ""}
@@ -625,17 +617,10 @@ def test_a_batch_runs_in_the_background_and_cancel_keeps_the_files_scored_so_far
     from core.score_folder import find_inputs
     from core.screening import screen
     from tests.test_generated_set import small_set
-    from tests.test_screening import finish_batch
-    from ui.state import BATCH_FOLDER
+    from tests.test_screening import batch_page_on_folder, finish_batch
 
     small_set(tmp_path / "set")  # four files of three groups, and their manifest
-    at = _opened("pages/batch_screening.py", timeout=300)
-    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
-    _run(at)
-    at.text_input(key=Keys.BATCH_FOLDER).input(str(tmp_path / "set"))
-    _run(at)
-    at.button(key=Keys.BATCH_RUN).click()
-    _run(at)  # returns while the first file waits: the page is not locked
+    at = batch_page_on_folder(tmp_path / "set", score=True, timeout=300)  # returns while the first file waits
     first = at.session_state[Keys.BATCH_JOB]
     _until(lambda: gated_batch.waiting == 1)  # its thread holds the models, waiting at the gate
     at.button(key=Keys.BATCH_RUN).click()

@@ -103,6 +103,7 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
 
 def test_a_reload_mid_case_keeps_the_reader_signed_in_and_their_unsaved_answers(browser, streamlit_server,
                                                                                 server_data, artifacts_dir):
+    from playwright.sync_api import expect
     from pydicom.data import get_testdata_file
 
     from db.migrate import upgrade
@@ -131,7 +132,9 @@ def test_a_reload_mid_case_keeps_the_reader_signed_in_and_their_unsaved_answers(
     chosen = answer_button(fay, "realism", 1).and_(fay.locator("[data-testid='stBaseButton-primary']"))
     chosen.wait_for()  # "2" is still chosen (the restored run may land after the page settled once)
     group = fay.get_by_role("radiogroup", name=re.compile("Is there an artifact"))
-    assert group.get_by_role("radio", name="yes").is_checked()
+    # "yes" is restored too; like the rating, it may be drawn a moment after the page settled once (seen
+    # in a full run: unchecked at the first look, checked in the failure screenshot), so wait for it
+    expect(group.get_by_role("radio", name="yes")).to_be_checked(timeout=30_000)
     fay.screenshot(path=str(artifacts_dir / "study_reading_after_reload.png"), full_page=True)
     for page_name in ("Batch screening", "Scan review"):  # a reader cannot score the study's cases elsewhere
         fay.get_by_role("link", name=page_name).click()

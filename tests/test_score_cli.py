@@ -76,9 +76,9 @@ def scored(tmp_path_factory, mni_slice):
     root = tmp_path_factory.mktemp("score")
     inputs, out = root / "in", root / "out"
     (inputs / "sub").mkdir(parents=True)
-    dropout = simulate(mni_slice, "dropout", 3, np.random.default_rng(7))
-    Image.fromarray(np.round(dropout.image * 65535).astype(np.uint16)).save(inputs / "dropout.png")
-    np.save(root / "dropout_mask.npy", dropout.mask)
+    planted = simulate(mni_slice, "checkerboard", 3, np.random.default_rng(7))
+    Image.fromarray(np.round(planted.image * 65535).astype(np.uint16)).save(inputs / "planted.png")
+    np.save(root / "planted_mask.npy", planted.mask)
     nib.save(nib.Nifti1Image(mni_slice[:, :100].copy(), np.diag([1.0, 1.0, 1.0, 1.0])), str(inputs / "slice2d.nii"))
     ras, block, hole = mni_block_with_hole()
     nib.save(block, str(inputs / "hole_spl.nii.gz"))
@@ -103,14 +103,14 @@ def test_scores_csv_has_the_contract_columns_and_one_row_per_input(scored):
     with open(out / "scores.csv") as stream:
         assert stream.readline().strip().split(",") == list(COLUMNS)
     assert COLUMNS[:3] == ("file", "score", "flag")
-    assert sorted(rows) == ["broken.nii.gz", "ct.dcm", "dropout.png", "hole_spl.nii.gz", "notes.dcm", "slice2d.nii"]
+    assert sorted(rows) == ["broken.nii.gz", "ct.dcm", "hole_spl.nii.gz", "notes.dcm", "planted.png", "slice2d.nii"]
     assert "scored 4 of 6 files" in proc.stderr  # the summary line under the progress bar
     for name in ("broken.nii.gz", "notes.dcm"):
         assert rows[name]["score"] == "" and rows[name]["flag"] == "" and rows[name]["error"]
         assert not (out / "masks" / f"{output_stem(name)}.nii.gz").exists()
     assert "cannot be read" in rows["broken.nii.gz"]["error"]
     assert "DICOM" in rows["notes.dcm"]["error"]
-    for name in ("ct.dcm", "hole_spl.nii.gz", "dropout.png", "slice2d.nii"):
+    for name in ("ct.dcm", "hole_spl.nii.gz", "planted.png", "slice2d.nii"):
         row = rows[name]
         assert row["error"] == "" and row["flag"] in ("0", "1")
         assert 0 < float(row["p_value"]) <= 1
@@ -119,12 +119,12 @@ def test_scores_csv_has_the_contract_columns_and_one_row_per_input(scored):
     # CT_small is a thoracic vertebra, 85 mm across: the head-CT profile says so (core.domain)
     assert rows["ct.dcm"]["profile"] == "ct_head"
     assert "Out of domain: the image covers 85 x 85 mm, smaller than the 120-400 mm of head CT" in rows["ct.dcm"]["warnings"]
-    assert {rows[n]["profile"] for n in ("hole_spl.nii.gz", "dropout.png", "slice2d.nii")} == {"mri_t1"}
+    assert {rows[n]["profile"] for n in ("hole_spl.nii.gz", "planted.png", "slice2d.nii")} == {"mri_t1"}
 
 
 def test_rows_name_the_explainer_and_the_unsafe_area_of_its_mask(scored):
     root, inputs, out, rows, proc = scored
-    for name in ("ct.dcm", "hole_spl.nii.gz", "dropout.png", "slice2d.nii"):
+    for name in ("ct.dcm", "hole_spl.nii.gz", "planted.png", "slice2d.nii"):
         assert rows[name]["explainer"] == DEFAULT_EXPLAINER
         mask = nib.load(str(out / "masks" / f"{output_stem(name)}.nii.gz"))
         pixel_mm2 = float(np.prod(mask.header.get_zooms()[:2])) if name != "ct.dcm" else None
@@ -140,9 +140,9 @@ def test_rows_name_the_explainer_and_the_unsafe_area_of_its_mask(scored):
                 np.asarray(mask.dataobj).sum() * voxel_ml, abs=1e-3)
         else:
             assert rows[name]["unsafe_volume_ml"] == ""
-    # Not vacuous: the head-CT profile flags the CT slice with a mask (the planted dropout of the brain-MRI
-    # slice scores 0.986, under the detector's tau 0.993: see the next test).
-    assert any(float(rows[n]["unsafe_area_mm2"]) > 0 for n in ("ct.dcm", "hole_spl.nii.gz", "dropout.png", "slice2d.nii"))
+    # Not vacuous: the head-CT profile flags the CT slice with a mask, and the detector the planted
+    # checkerboard of the brain-MRI slice (see test_the_planted_checkerboard_is_found_where_it_is_in_the_png).
+    assert any(float(rows[n]["unsafe_area_mm2"]) > 0 for n in ("ct.dcm", "hole_spl.nii.gz", "planted.png", "slice2d.nii"))
 
 
 def test_another_explainer_writes_its_own_maps(tmp_path, mni_slice):
@@ -167,7 +167,7 @@ def test_another_explainer_writes_its_own_maps(tmp_path, mni_slice):
 def test_masks_and_heatmaps_have_the_inputs_shape_and_index_order(scored):
     root, inputs, out, rows, proc = scored
     expected_shapes = {
-        "dropout": np.asarray(Image.open(inputs / "dropout.png")).shape,
+        "planted": np.asarray(Image.open(inputs / "planted.png")).shape,
         "slice2d": nib.load(str(inputs / "slice2d.nii")).get_fdata().shape,
         "hole_spl": nib.load(str(inputs / "hole_spl.nii.gz")).get_fdata().shape,
         "ct": pydicom.dcmread(inputs / "ct.dcm").pixel_array.shape,
@@ -184,16 +184,20 @@ def test_masks_and_heatmaps_have_the_inputs_shape_and_index_order(scored):
                                nib.load(str(inputs / "hole_spl.nii.gz")).affine)
 
 
-def test_the_planted_dropout_is_found_where_it_is_in_the_png(scored):
-    # The detector finds it (its hottest pixel lies in the dropout, and its own p > 0.5 region is mostly the
-    # dropout) but scores it 0.986, under the 5 % threshold 0.993: not flagged (README, The detector).
+def test_the_planted_checkerboard_is_found_where_it_is_in_the_png(scored):
+    # The detector of 2026-12-07 scores it 0.998, above its 5 % threshold 0.872 (flagged, with a mask); its
+    # hottest pixel lies in the checkerboard and 538 of its 796 pixels above p 0.5 are in it. (This was a
+    # severe dropout until then: the earlier head scored it 0.986, the current one 0.42 and looks elsewhere.
+    # A 128-px slice of a whole brain read as 1 mm pixels is smaller anatomy than any training slice: at
+    # 1.5x the same dropout scores 0.97 with the hottest pixel in it; README, The detector.)
     root, inputs, out, rows, proc = scored
-    dropout_mask = np.load(root / "dropout_mask.npy")
-    heat = np.asarray(nib.load(str(out / "heatmaps" / "dropout.nii.gz")).dataobj)
-    assert float(rows["dropout.png"]["score"]) > 0.95
-    assert dropout_mask[np.unravel_index(np.argmax(heat), heat.shape)]
+    planted_mask = np.load(root / "planted_mask.npy")
+    heat = np.asarray(nib.load(str(out / "heatmaps" / "planted.nii.gz")).dataobj)
+    assert float(rows["planted.png"]["score"]) > 0.95 and rows["planted.png"]["flag"] == "1"
+    assert float(rows["planted.png"]["unsafe_area_mm2"]) > 0
+    assert planted_mask[np.unravel_index(np.argmax(heat), heat.shape)]
     hot = heat > 0.5
-    assert (hot & dropout_mask).sum() > 0.3 * hot.sum()
+    assert (hot & planted_mask).sum() > 0.3 * hot.sum()
 
 
 def test_a_non_ras_nifti_gets_maps_in_its_own_voxel_order(scored):
@@ -220,12 +224,12 @@ def test_a_non_ras_nifti_gets_maps_in_its_own_voxel_order(scored):
 
 def test_png_scores_match_scoring_the_array_directly(scored, mni_slice):
     root, inputs, out, rows, proc = scored
-    lesion = simulate(mni_slice, "dropout", 3, np.random.default_rng(7)).image
-    pixels = np.asarray(Image.open(inputs / "dropout.png")).astype(np.float32) / 65535
+    planted = simulate(mni_slice, "checkerboard", 3, np.random.default_rng(7)).image
+    pixels = np.asarray(Image.open(inputs / "planted.png")).astype(np.float32) / 65535
     result = load_detector().score_volume(Volume(pixels, (1.0, 1.0), np.eye(4), Modality.OTHER))
-    assert float(rows["dropout.png"]["score"]) == pytest.approx(result.score, abs=1e-3)
-    assert np.abs(pixels - lesion).max() < 1e-4  # the 16-bit PNG holds the slice
-    assert load_volume(inputs / "dropout.png").array.shape == (128, 128)
+    assert float(rows["planted.png"]["score"]) == pytest.approx(result.score, abs=1e-3)
+    assert np.abs(pixels - planted).max() < 1e-4  # the 16-bit PNG holds the slice
+    assert load_volume(inputs / "planted.png").array.shape == (128, 128)
 
 
 def test_nothing_scored_exits_2_and_still_writes_the_error_rows(tmp_path, capsys):
@@ -240,6 +244,24 @@ def test_nothing_scored_exits_2_and_still_writes_the_error_rows(tmp_path, capsys
     empty.mkdir()
     assert main(["score", str(empty), "--out", str(tmp_path / "out2")]) == 2
     assert "holds no .nii" in capsys.readouterr().err
+
+
+def test_pictures_are_read_at_the_pixel_size_asked_for(tmp_path, capsys, mni_slice):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    Image.fromarray(np.round(mni_slice * 65535).astype(np.uint16)).save(inputs / "slice.png")
+    assert main(["score", str(inputs), "--out", str(out), "--pixel-mm", "0"]) == 2
+    assert "--pixel-mm 0.0 is not a pixel size an image has" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything is written
+
+    assert main(["score", str(inputs), "--out", str(out), "--pixel-mm", "1.8"]) == 0
+    row = read_csv(out / "scores.csv")[0]
+    assert "slice.png states no pixel size: read at 1.8 mm per pixel, as asked" in row["warnings"]
+    assert "1 mm pixels were assumed" not in row["warnings"]
+    for folder in ("heatmaps", "masks"):  # the maps say the size they were read at, on the picture's grid
+        image = nib.load(str(out / folder / "slice.nii.gz"))
+        np.testing.assert_allclose(image.affine, np.diag([1.8, 1.8, 1.0, 1.0]))
+        assert image.shape == mni_slice.shape
 
 
 def test_missing_models_are_a_clear_cli_error(tmp_path, capsys):

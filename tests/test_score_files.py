@@ -132,3 +132,21 @@ def test_every_list_of_accepted_files_is_derived_from_the_one_in_core_io(tmp_pat
     (tmp_path / "readme.txt").write_text("not an image")
     assert sorted(p.name for p in score_folder.find_inputs(tmp_path)) == sorted(
         f"scan{s.upper()}" for s in ACCEPTED_SUFFIXES)
+
+
+def test_a_pixel_size_applies_to_pictures_that_state_none_and_only_to_them(tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "a.png"
+    Image.fromarray(np.arange(24 * 32, dtype=np.uint16).reshape(24, 32)).save(picture)
+    stated = nifti(tmp_path / "b.nii", GOOD[..., 0])  # a NIfTI states its own (1 mm) voxels
+    as_read, at_size = (list(score_files([picture, stated], None, require_scorable=False, pixel_mm=mm))
+                        for mm in (None, 1.8))
+
+    assert as_read[0].volume.spacing == (1.0, 1.0) and not as_read[0].volume.spacing_known
+    png = at_size[0].volume
+    assert png.spacing == (1.8, 1.8) and png.spacing_known
+    np.testing.assert_array_equal(png.affine, np.diag([1.8, 1.8, 1.0, 1.0]))
+    assert png.warnings == ["a.png states no pixel size: read at 1.8 mm per pixel, as asked"]
+    np.testing.assert_array_equal(png.array, as_read[0].volume.array)  # the pixels are not resampled here
+    assert at_size[1].volume.spacing == as_read[1].volume.spacing == (1.0, 1.0, 1.0) and at_size[1].volume.warnings == []

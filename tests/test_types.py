@@ -35,3 +35,19 @@ def test_volume_rejects_shapes_it_cannot_hold():
     two_d = Volume(np.zeros((2, 2)), (1.0, 1.0), np.eye(4))
     with pytest.raises(IndexError):
         two_d.display_slice(1)
+
+
+def test_a_pixel_size_is_given_only_to_a_2d_image_that_states_none():
+    picture = Volume(np.zeros((4, 6), np.float32), (1.0, 1.0), np.eye(4), source="/x/g.png", spacing_known=False)
+    read = picture.with_pixel_size(0.5)
+    assert read.spacing == (0.5, 0.5) and read.spacing_known and picture.spacing == (1.0, 1.0)
+    assert read.warnings == ["g.png states no pixel size: read at 0.5 mm per pixel, as asked"] and not picture.warnings
+    with pytest.raises(ValueError, match=r"states its pixel size \(0.5 x 0.5 mm\)"):
+        read.with_pixel_size(0.5)  # stated (here: given once already) is kept
+    with pytest.raises(ValueError, match="not one an image has"):
+        picture.with_pixel_size(0.0)
+    with pytest.raises(ValueError, match="not one an image has"):
+        picture.with_pixel_size(float("nan"))
+    volume = Volume(np.zeros((4, 6, 3), np.float32), (1.0, 1.0, 1.0), np.eye(4), spacing_known=False)
+    with pytest.raises(ValueError, match="applies to 2-D images"):
+        volume.with_pixel_size(0.5)

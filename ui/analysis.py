@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import streamlit as st
@@ -27,6 +25,7 @@ from core.scoring import Scorer
 from core.screening import reference_scores
 from core.types import SAFEGEN_METHOD, ScanResult, Volume
 from core.viewer_layers import nifti_bytes
+from ui.jobs import BackgroundJob
 from ui.resources import data_dirs
 from ui.state import Keys
 
@@ -159,7 +158,6 @@ def _shared_explained() -> dict[tuple[str, str, str], ScanResult]:
     return {}
 
 
-T = TypeVar("T")
 EXPLAIN_REFRESH_S = 1.0  # how often the progress of a background explainer redraws
 EXPLAIN_CHUNK = 8  # slices a gradient explainer explains together in the background (KernelSHAP: one)
 
@@ -179,33 +177,11 @@ def measured_seconds_per_slice() -> dict[str, float]:
     return {}
 
 
-def take_turns(steps: Iterator[T], stop: threading.Event, models: threading.Lock) -> Iterator[T]:
-    """The items of ``steps``, each made while holding ``models`` (:func:`model_lock`), until they run out or
-    ``stop`` is set: the loop of a background job, which stops between items once cancelled."""
-    try:
-        while not stop.is_set():
-            with models:
-                item = next(steps, None)
-            if item is None:
-                return
-            yield item
-    finally:
-        steps.close()
-
-
-def time_left(elapsed: float, done: int, total: int) -> str:
-    """``, about 54 s left``: the items left times this run's measured seconds per item (a background
-    job's progress text); empty before the first item is done and after the last."""
-    if done == 0 or done >= total:
-        return ""
-    left = elapsed / done * (total - done)
-    return f", about {left:.0f} s left" if left >= 1 else ", under a second left"
-
-
 @dataclass(eq=False)
-class ExplainJob:
-    """An explainer running on a volume in a background thread, slice by slice in ``order``
-    (:meth:`core.head_scoring.HeadScorer.explain_slices`); it stops between slices once cancelled.
+class ExplainJob(BackgroundJob):
+    """An explainer running on a volume in a background thread (:class:`ui.jobs.BackgroundJob`), slice by
+    slice in ``order`` (:meth:`core.head_scoring.HeadScorer.explain_slices`); it stops between slices once
+    cancelled, and the slices done keep their maps.
 
     The thread calls no Streamlit function: it only fills :attr:`maps` (under a lock) and, when every
     slice is done, :attr:`result`. The page reads them on each run.
@@ -213,53 +189,35 @@ class ExplainJob:
 
     key: tuple[str, str, str]
     explainer: str
-    total: int
     maps: dict[int, np.ndarray] = field(default_factory=dict)
     result: ScanResult | None = None  # the whole result, once every slice is explained
-    error: str | None = None
-    elapsed: float = 0.0  # seconds this run has spent explaining
-    finished: bool = False  # the thread returned: every slice done, cancelled or failed
     drawn: int = -1  # how many slices were done when the page last drew the heatmaps
-    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _partial: tuple[int, ScanResult] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def done(self) -> int:
+        return len(self.maps)
+
+    def _keep(self, item: tuple[int, np.ndarray]) -> None:
+        index, heat = item
+        self.maps[index] = heat
 
     def start(self, scorer: HeadScorer, volume: Volume, result: ScanResult, explainer, order: list[int]) -> None:
         """Explain the slices of ``order`` not done yet in a daemon thread (it dies with the server).
         Called from the script thread: it hands the thread the process-wide lock and timings."""
         todo = [k for k in order if k not in self.maps]
-        args = (scorer, volume, result, explainer, todo, model_lock(), measured_seconds_per_slice())
-        threading.Thread(target=self._run, args=args, name=f"explain-{self.explainer}", daemon=True).start()
-
-    def _run(self, scorer: HeadScorer, volume: Volume, result: ScanResult, explainer, order: list[int],
-             models: threading.Lock, timings: dict[str, float]) -> None:
         chunk = 1 if self.explainer == ExplainerName.SHAP else EXPLAIN_CHUNK
-        slices = scorer.explain_slices(volume, result, explainer, order, chunk=chunk)
-        start, before, done_here = time.perf_counter(), self.elapsed, 0
-        try:
-            for index, heat in take_turns(slices, self._stop, models):
-                with self._lock:
-                    self.maps[index] = heat
-                done_here += 1
-                self.elapsed = before + time.perf_counter() - start
-            if len(self.maps) >= self.total:
+        timings = measured_seconds_per_slice()
+
+        def then(taken: int, started: float) -> None:  # every slice done: the whole result, and its time per slice
+            if self.complete:
                 self.result = scorer.explained_from(volume, result, self.snapshot(), self.explainer,
                                                     seconds=self.elapsed)
-                if done_here:
-                    timings[self.explainer] = (time.perf_counter() - start) / done_here
-        except Exception as error:  # shown on the page; the thread must not die silently
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            slices.close()
-            self.finished = True
+                if taken:
+                    timings[self.explainer] = (time.perf_counter() - started) / taken
 
-    def cancel(self) -> None:
-        """Stop after the slice being explained now; what was done stays."""
-        self._stop.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._stop.is_set()
+        slices = scorer.explain_slices(volume, result, explainer, todo, chunk=chunk)  # lazy: runs in the thread
+        self._launch(f"explain-{self.explainer}", slices, model_lock(), then)
 
     def snapshot(self) -> dict[int, np.ndarray]:
         """The maps done so far (a copy: the thread may add one meanwhile)."""
@@ -277,8 +235,7 @@ class ExplainJob:
 
     def status(self) -> str:
         """``KernelSHAP: 12 of 120 slices, about 54 s left``."""
-        done = len(self.maps)
-        return f"{self.explainer}: {done} of {self.total} slices{time_left(self.elapsed, done, self.total)}"
+        return f"{self.explainer}: {self.progress_text('slices')}"
 
 
 def cancel_explain_job() -> None:
@@ -294,9 +251,8 @@ def explain_progress(job: ExplainJob) -> None:
     on their own; the whole page reruns when the shown slice is first done and when the job ends."""
     if job.finished or (job.drawn == 0 and job.maps):
         st.rerun()  # the page picks up the result or what a cancel kept, or draws the shown slice's map
-    done = len(job.maps)
     stopping = " (stopping after the slice being explained)" if job.cancelled else ""
-    st.progress(min(1.0, done / max(job.total, 1)), text=job.status() + stopping)
+    st.progress(job.fraction, text=job.status() + stopping)
     st.button("Cancel", key=Keys.EXPLAIN_CANCEL, on_click=job.cancel, disabled=job.cancelled,
               help="Stop after the slice being explained; the slices done keep this explainer's map.")
     st.caption(f"The page stays usable meanwhile: slices already explained show the {job.explainer} map, "

@@ -3,8 +3,6 @@ Cancel button, the results."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,8 +19,8 @@ from core.export import spreadsheet_safe
 from core.resources import shared_path
 from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest, with_groups
 from core.screening import Screening, screened_files, screening_of
-from ui.analysis import (format_score, load_baseline, load_scorer, model_lock, p_floor_sentence, take_turns,
-                         time_left)
+from ui.analysis import format_score, load_baseline, load_scorer, model_lock, p_floor_sentence
+from ui.jobs import BackgroundJob
 from ui.resources import UPLOAD_TYPES
 from ui.review import METHOD_LABELS
 from ui.state import BATCH_DEMO, BATCH_FOLDER, BATCH_UPLOAD, Keys
@@ -66,6 +64,18 @@ def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
     return items, f"{len(items)} file(s)", read_manifest(root)
 
 
+def pixel_size_choice() -> float | None:
+    """Sidebar choice of the pixel size (mm) at which 2-D images that state none are read; None: 1 mm,
+    with a warning."""
+    with st.sidebar:
+        return st.number_input(
+            "Pixel size of images that state none (mm)", min_value=0.05, max_value=20.0, value=None, step=0.1,
+            format="%.2f", key=Keys.BATCH_PIXEL_MM, placeholder="1 mm, with a warning",
+            help="PNG and JPEG files carry no pixel size. The detector looks at anatomy at about 1 mm per pixel: "
+                 "a generator's 128-px slice of a whole brain (about 1.8 mm per pixel, like the demo set) read at "
+                 "1 mm is a smaller brain than any it was trained on, and it misses more (README, The detector).")
+
+
 DEMO_SET_ABOUT = (
     "Brain MRI slices made by two generators trained on SAFEGEN's real reference slices (two brains: MNI152 "
     "and Colin27): a MONAI DDPM sampled three ways (ancestral DDPM with 1000 steps; DDIM with 50 and with 10 "
@@ -79,59 +89,37 @@ BATCH_REFRESH_S = 1.0  # how often a running batch's progress and table redraw
 
 
 @dataclass(eq=False)
-class BatchJob:
-    """A batch being scored in a background thread, file by file (:func:`core.screening.screened_files`),
-    each file under :func:`ui.analysis.model_lock`; it stops between files once cancelled.
+class BatchJob(BackgroundJob):
+    """A batch being scored in a background thread (:class:`ui.jobs.BackgroundJob`), file by file
+    (:func:`core.screening.screened_files`), each file under :func:`ui.analysis.model_lock`; it stops
+    between files once cancelled, and the files done stay in the table.
 
     The thread calls no Streamlit function: it only appends to :attr:`rows` and :attr:`thumbnails`
     (under a lock); the page ranks what is there on each run (:meth:`screening`).
     """
 
     scorer: ScanScorer
-    total: int
     manifest: pd.DataFrame | None = None
+    pixel_mm: float | None = None  # pixel size of 2-D images that state none (core.score_files.score_files)
     rows: list[dict] = field(default_factory=list)
     thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
-    error: str | None = None
-    elapsed: float = 0.0  # seconds this run has spent scoring
-    finished: bool = False  # the thread returned: every file done, cancelled or failed
-    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _ranked: tuple[int, Screening] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def done(self) -> int:
+        return len(self.rows)
+
+    def _keep(self, item: tuple[dict, np.ndarray | None]) -> None:
+        row, thumb = item
+        self.rows.append(row)
+        if thumb is not None:
+            self.thumbnails[row["file"]] = thumb
 
     def start(self, items: list) -> None:
         """Score ``items`` in a daemon thread (it dies with the server). Called from the script thread:
         it hands the thread the process-wide model lock."""
-        threading.Thread(target=self._run, args=(items, model_lock()), name="batch", daemon=True).start()
-
-    def _run(self, items: list, models: threading.Lock) -> None:
-        files = screened_files(items, self.scorer)
-        start = time.perf_counter()
-        try:
-            for row, thumb in take_turns(files, self._stop, models):
-                with self._lock:
-                    self.rows.append(row)
-                    if thumb is not None:
-                        self.thumbnails[row["file"]] = thumb
-                self.elapsed = time.perf_counter() - start
-        except Exception as error:  # shown on the page; the thread must not die silently
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            files.close()
-            self.finished = True
-
-    def cancel(self) -> None:
-        """Stop after the file being scored now; the files done stay in the table."""
-        self._stop.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def complete(self) -> bool:
-        """Every file was scored."""
-        return len(self.rows) >= self.total
+        files = screened_files(items, self.scorer, pixel_mm=self.pixel_mm)  # lazy: each file is read and scored in the thread
+        self._launch("batch", files, model_lock())
 
     def screening(self) -> Screening:
         """The files done so far, ranked (made again only when more are done)."""
@@ -143,8 +131,7 @@ class BatchJob:
 
     def status(self) -> str:
         """``12 of 40 files, about 54 s left``."""
-        done = len(self.rows)
-        return f"{done} of {self.total} files{time_left(self.elapsed, done, self.total)}"
+        return self.progress_text("files")
 
 
 def cancel_screening() -> None:
@@ -155,7 +142,7 @@ def cancel_screening() -> None:
 
 
 def start_screening(items: list, method: str = SAFEGEN_METHOD, profile: str = "mri_t1",
-                    manifest: pd.DataFrame | None = None) -> None:
+                    manifest: pd.DataFrame | None = None, pixel_mm: float | None = None) -> None:
     """Score ``items`` in the background (:class:`BatchJob`), replacing this session's last batch and
     cancelling one still running: one batch per session."""
     try:
@@ -166,7 +153,7 @@ def start_screening(items: list, method: str = SAFEGEN_METHOD, profile: str = "m
     cancel_screening()
     st.session_state.pop(Keys.BATCH_RESULT, None)
     st.session_state.pop(Keys.BATCH_MANIFEST, None)
-    job = BatchJob(scorer, total=len(items), manifest=manifest)
+    job = BatchJob(scorer, total=len(items), manifest=manifest, pixel_mm=pixel_mm)
     job.start(items)
     st.session_state[Keys.BATCH_JOB] = job
 
@@ -178,7 +165,7 @@ def batch_progress(job: BatchJob) -> None:
     if job.finished:
         st.rerun()  # the page keeps the finished batch, or what a cancel kept
     stopping = " (stopping after the file being scored)" if job.cancelled else ""
-    st.progress(min(1.0, len(job.rows) / max(job.total, 1)), text=f"Scoring: {job.status()}{stopping}")
+    st.progress(job.fraction, text=f"Scoring: {job.status()}{stopping}")
     st.button("Cancel", key=Keys.BATCH_CANCEL, on_click=job.cancel, disabled=job.cancelled,
               help="Stop after the file being scored; the files done stay in the table.")
     partial = job.screening()

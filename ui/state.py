@@ -102,6 +102,7 @@ class Keys:
     BATCH_UPLOADS = "batch.uploads"  # the multi-file uploader
     BATCH_FOLDER = "batch.folder"  # a folder on the server
     BATCH_RECURSIVE = "batch.recursive"  # include sub-folders
+    BATCH_PIXEL_MM = "batch.pixel_mm"  # pixel size of 2-D images that state none (None: 1 mm, with a warning)
     BATCH_RUN = "batch.run"  # the "Score" button
     BATCH_RESULT = "batch.result"  # the last Screening of this session
     BATCH_JOB = "batch.job"  # ui.batch.BatchJob: the batch being scored in the background, or stopped
