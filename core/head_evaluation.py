@@ -73,6 +73,28 @@ def false_alarms(flags: np.ndarray) -> tuple[float, float, float]:
     return k / n, float(ci.low), float(ci.high)
 
 
+def volume_threshold_transfer(scores: np.ndarray, groups: list[str], rate: float = 0.05) -> pd.DataFrame:
+    """How a volume threshold fitted on some people's clean volumes holds on another's: for each group
+    (a person: Colin27 with and without skull is one man), the threshold from the other groups' volume
+    scores (conformal at ``rate``, :class:`core.calibration.ConformalCalibrator`: their largest score
+    when they are fewer than ``1 / rate - 1``) and how many of the group's own volumes are above it.
+
+    A validation-side check on training subjects only: what the held-out scanner's clean volumes show
+    (``scripts/measure_volume_verdicts.py``) without looking at them.
+    """
+    from core.calibration import ConformalCalibrator
+
+    scores, groups = np.asarray(scores, dtype=np.float64), np.asarray(groups)
+    rows = []
+    for group in dict.fromkeys(groups.tolist()):
+        own, others = scores[groups == group], scores[groups != group]
+        tau = ConformalCalibrator(others).threshold(rate)
+        share, low, high = false_alarms(own > tau)
+        rows.append({"left_out": group, "n": len(own), "fitted_on": len(others), "tau": tau,
+                     "flagged": int(np.sum(own > tau)), "share": share, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
 def aupro_ragged(maps: list[np.ndarray], masks: list[np.ndarray], fpr_limit: float = 0.3) -> float:
     """:func:`core.metrics.aupro` of images of different sizes.
 

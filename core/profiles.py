@@ -47,6 +47,12 @@ class ReferenceSubject:
     path: Path | None
     description: str
     provenance: str
+    person: str = ""  # who was scanned, when two subjects are one person (Colin27 with and without skull); "": name
+
+    @property
+    def who(self) -> str:
+        """The person this volume shows (:attr:`person`, else :attr:`name`): the unit of a leave-one-out."""
+        return self.person or self.name
 
 
 # The order is part of the split recipe: changing it changes which slices land where.

@@ -607,3 +607,17 @@ def test_clean_training_volumes_are_each_subject_as_it_installs_then_varied():
     assert np.percentile(tissue, 99) == pytest.approx(1.0, abs=1e-4)  # tissue scaled to ~1, nothing else
     assert varied.array.shape == raw.array.shape and varied.spacing == raw.spacing  # the subject's own grid
     assert not np.allclose(varied.array, raw.array)
+
+
+def test_volume_threshold_transfer_fits_on_the_other_people_and_counts_the_left_out_ones():
+    from core.head_evaluation import volume_threshold_transfer
+
+    # man A: 3 volumes; man B: 4 (two scans of him, as Colin27 with and without skull, are one group)
+    scores = [0.1, 0.2, 0.9, 0.3, 0.4, 0.5, 0.6]
+    groups = ["a", "a", "a", "b", "b", "b", "b"]
+    table = volume_threshold_transfer(scores, groups, rate=0.05).set_index("left_out")
+    # few volumes: the conformal 95 % threshold is the other man's largest score
+    assert table.loc["a", "tau"] == 0.6 and table.loc["a", "flagged"] == 1 and table.loc["a", "n"] == 3
+    assert table.loc["b", "tau"] == 0.9 and table.loc["b", "flagged"] == 0 and table.loc["b", "fitted_on"] == 3
+    assert table.loc["a", "share"] == pytest.approx(1 / 3)
+    assert 0 < table.loc["a", "ci_low"] < 1 / 3 < table.loc["a", "ci_high"] < 1

@@ -62,6 +62,7 @@ COLIN_WITH_SKULL = ReferenceSubject(
     path=Path("/usr/share/mricron/templates/ch2.nii.gz"),
     description="Colin27 T1 (27 averaged scans of one adult) with skull and scalp, 1 mm",
     provenance="apt: mricron-data",
+    person="colin27",
 )
 HEAD_SUBJECTS: tuple[ReferenceSubject, ...] = (*KNOWN_SUBJECTS, COLIN_WITH_SKULL)
 
