@@ -87,12 +87,17 @@ loko: realistic-benchmark
 	$(BIN)/python -m core.cli evaluate-loko
 
 # Real slices under normal variation, half with one artifact, from the training subjects' test split
-# and from the held-out subject (core/realistic_benchmark.py); plus 12 clean varied held-out volumes.
+# and from the held-out subject (core/realistic_benchmark.py); plus 12 clean varied held-out volumes; and
+# the same kind of set stored at pixel sizes of 1-2 mm (PNGs do not state theirs; NIfTIs do).
 realistic-benchmark: setup
 	$(BIN)/python -m core.cli make-realistic-benchmark --out data/realistic_benchmark --seed 505
+	$(BIN)/python -m core.cli make-realistic-benchmark --out data/realistic_benchmark_px --seed 515 --pixel-mm 1,2 \
+		--n-volumes 0
 
 evaluate: benchmark benchmark-ct realistic-benchmark
 	$(BIN)/python -m core.cli evaluate-realistic --baselines spectral_local,padim --heads $(ABLATION_HEADS)
+	$(BIN)/python -m core.cli evaluate-realistic --benchmark data/realistic_benchmark_px --out out/evaluation_realistic_px \
+		--no-seed-row --heads $(ABLATION_HEADS)
 	$(BIN)/python -m core.cli evaluate-loko
 	$(BIN)/python -m core.cli evaluate --out out/evaluation
 	$(BIN)/python -m core.cli evaluate --methods all --out out/evaluation

@@ -143,12 +143,26 @@ def _localisation(run: MethodRun, gts: list[np.ndarray], labels: np.ndarray, row
             "pixel_auroc": pixel_auroc(np.concatenate(values), np.concatenate(truth)), "aupro": pro}
 
 
+def storage_of(table: pd.DataFrame) -> pd.Series | None:
+    """How each image of a benchmark stored at varied pixel sizes was stored (``png, 1.5-2 mm``: its format
+    and pixel size, in two bins), or None when every image is at 1 mm (nothing to tell apart)."""
+    if "pixel_mm" not in table or (table["pixel_mm"].astype(float) == 1.0).all():
+        return None
+    coarse = table["pixel_mm"].astype(float) >= 1.5
+    return table["format"] + np.where(coarse, ", 1.5-2 mm", ", 1-1.5 mm")
+
+
 def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """The tables of the module docstring: ``overall``, ``by_source``, ``by_kind``, ``by_severity``."""
+    """The tables of the module docstring: ``overall``, ``by_source``, ``by_kind``, ``by_severity``, and for
+    a benchmark stored at varied pixel sizes ``by_storage`` (format and pixel size, :func:`storage_of`)."""
     labels = table["label"].to_numpy().astype(int)
     gts = [read_mask(benchmark_dir, f) for f in table["file"]]
     rng = np.random.default_rng(seed)
-    overall, by_source, by_kind, by_severity = [], [], [], []
+    groupings = {"source": table["source"]}
+    if (storage := storage_of(table)) is not None:
+        groupings["storage"] = storage
+    overall, by_kind, by_severity = [], [], []
+    by_group: dict[str, list] = {column: [] for column in groupings}
     for run in runs:
         series = [(run.name, run.scores, run.flags)]
         if run.name == "seed" and np.isfinite(run.components["score_diffusion"]).all():
@@ -161,13 +175,14 @@ def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *
                 row.update(_localisation(run, gts, labels, everything, rng))
                 row["seconds_per_image"] = float(np.median(run.seconds))
             overall.append(row)
-            for source, part in table.groupby("source"):
-                rows = part.index.to_numpy()
-                entry = {"method": name, "source": source, **_detection(labels[rows], scores[rows],
-                                                                         None if flags is None else flags[rows])}
-                if flags is not None:
-                    entry.update(_localisation(run, gts, labels, rows, rng))
-                by_source.append(entry)
+            for column, values in groupings.items():
+                for value, part in table.groupby(values):
+                    rows = part.index.to_numpy()
+                    entry = {"method": name, column: value, **_detection(labels[rows], scores[rows],
+                                                                          None if flags is None else flags[rows])}
+                    if flags is not None:
+                        entry.update(_localisation(run, gts, labels, rows, rng))
+                    by_group[column].append(entry)
             clean = labels == 0
             for column, sink in (("kind", by_kind), ("severity", by_severity)):
                 for value, part in table[labels == 1].groupby(column):
@@ -179,11 +194,14 @@ def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *
                         if run.maps[0] is not None:
                             entry["dice_at_tau"] = float(np.mean([dice(run.masks[i], gts[i]) for i in part.index]))
                     sink.append(entry)
-    return {"overall": pd.DataFrame(overall), "by_source": pd.DataFrame(by_source),
-            "by_kind": pd.DataFrame(by_kind), "by_severity": pd.DataFrame(by_severity)}
+    tables = {"overall": pd.DataFrame(overall), "by_source": pd.DataFrame(by_group["source"]),
+              "by_kind": pd.DataFrame(by_kind), "by_severity": pd.DataFrame(by_severity)}
+    if "storage" in by_group:
+        tables["by_storage"] = pd.DataFrame(by_group["storage"])
+    return tables
 
 
-REPORT_TABLES = ("overall", "by_source", "by_kind", "by_severity", "unseen_volumes")
+REPORT_TABLES = ("overall", "by_source", "by_storage", "by_kind", "by_severity", "unseen_volumes")
 
 
 def write_report(folder: Path, tables: dict[str, pd.DataFrame]) -> None:

@@ -15,8 +15,13 @@ Sources (``source`` column):
   (:data:`core.detectors.head_training.UNSEEN_SUBJECT`), a real scan from another scanner, which
   no model, calibration or choice ever saw.
 
+With ``pixel_mm=(lo, hi)`` each image is also stored at a pixel size drawn from that range
+(:func:`core.variation.coarsen`, after the variation and before the artifact, so an artifact is made in
+the pixels of the stored grid, as a generator makes it): a PNG then says nothing of it (a reader takes
+1 mm, as for a generator's 128-px slice of a whole brain), a NIfTI states it in its affine.
+
 Layout of ``OUT``: ``images/NNNNN.png|.nii.gz``, ``masks/NNNNN.png`` (0/255, the display view of the
-image), ``labels.csv`` (file, label, kind, severity, source, subject, format, height, width).
+image), ``labels.csv`` (file, label, kind, severity, source, subject, format, height, width, pixel_mm).
 """
 
 from __future__ import annotations
@@ -32,26 +37,32 @@ from core.artifacts import ArtifactKind, ArtifactPlacementError, Severity, simul
 from core.detectors.head_training import UNSEEN_SUBJECT, SampleSource, load_subject, split_source
 from core.errors import InputError
 from core.types import from_display
-from core.variation import VariationParams, quantise, vary, vary_volume
+from core.variation import VariationParams, coarsen, quantise, vary, vary_volume
 
-LABEL_COLUMNS = ("file", "label", "kind", "severity", "source", "subject", "format", "height", "width")
+LABEL_COLUMNS = ("file", "label", "kind", "severity", "source", "subject", "format", "height", "width", "pixel_mm")
 
 
-def _write_image(path: Path, image: np.ndarray, fmt: str) -> Path:
-    """``image`` (a display view scaled to [0, 1]) as an 8-bit PNG or a float32 2-D NIfTI (1 mm, RAS)."""
+def _write_image(path: Path, image: np.ndarray, fmt: str, pixel_mm: float = 1.0) -> Path:
+    """``image`` (a display view scaled to [0, 1]) as an 8-bit PNG (no pixel size) or a float32 2-D
+    NIfTI (RAS, ``pixel_mm`` in-plane, 1 mm thick)."""
     if fmt == "png":
         target = path.with_suffix(".png")
         Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(target)
     else:
         target = path.with_suffix(".nii.gz")
-        nib.save(nib.Nifti1Image(from_display(image.astype(np.float32))[:, :, None], np.eye(4)), str(target))
+        affine = np.diag([pixel_mm, pixel_mm, 1.0, 1.0])
+        nib.save(nib.Nifti1Image(from_display(image.astype(np.float32))[:, :, None], affine), str(target))
     return target
 
 
 def make_realistic_benchmark(out_dir: Path, *, n_seen: int = 216, n_unseen: int = 216, seed: int = 505,
-                             split: str = "test", variation: VariationParams = VariationParams()) -> pd.DataFrame:
+                             split: str = "test", variation: VariationParams = VariationParams(),
+                             pixel_mm: tuple[float, float] | None = None) -> pd.DataFrame:
     """Write the benchmark (module docstring); half of each source corrupted, kinds and severities
     dealt evenly. Returns the labels table.
+
+    ``pixel_mm``: the range of stored pixel sizes (None: every image at 1 mm, and the random draws
+    exactly as before the option existed, so earlier benchmarks are rebuilt byte for byte).
 
     ``split="val"`` (with ``n_unseen=0``) makes the same kind of set from the training subjects'
     ``val`` slices: a realistic validation set on which heads may be compared and chosen, leaving the
@@ -72,9 +83,14 @@ def make_realistic_benchmark(out_dir: Path, *, n_seen: int = 216, n_unseen: int 
         plan = [None] * (n - n // 2) + corrupted_cells
         rng.shuffle(plan)
         for cell in plan:
+            size = 1.0 if pixel_mm is None else float(rng.uniform(*pixel_mm))
+
+            def varied(i: int) -> np.ndarray:
+                image = coarsen(vary(source.slices[i], rng, variation), size)
+                return image / max(float(image.max()), 1e-6)
+
             index = int(rng.integers(len(source.slices)))
-            image = vary(source.slices[index], rng, variation)
-            image = image / max(float(image.max()), 1e-6)
+            image = varied(index)
             mask = np.zeros(image.shape, dtype=bool)
             kind = severity = ""
             if cell is not None:
@@ -84,8 +100,7 @@ def make_realistic_benchmark(out_dir: Path, *, n_seen: int = 216, n_unseen: int 
                         break
                     except ArtifactPlacementError:
                         index = int(rng.integers(len(source.slices)))
-                        image = vary(source.slices[index], rng, variation)
-                        image = image / max(float(image.max()), 1e-6)
+                        image = varied(index)
                 else:
                     raise ArtifactPlacementError(f"could not place {cell} on {source_name} slices")
                 image, mask = corruption.image, corruption.mask
@@ -94,11 +109,12 @@ def make_realistic_benchmark(out_dir: Path, *, n_seen: int = 216, n_unseen: int 
             if fmt == "png":
                 image = quantise(image)
             name = f"{len(rows):05d}"
-            target = _write_image(out_dir / "images" / name, image, fmt)
+            target = _write_image(out_dir / "images" / name, image, fmt, size)
             Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / "masks" / f"{name}.png")
             rows.append({"file": f"images/{target.name}", "label": int(cell is not None), "kind": kind,
                          "severity": severity, "source": source_name, "subject": source.subjects[index],
-                         "format": fmt, "height": image.shape[0], "width": image.shape[1]})
+                         "format": fmt, "height": image.shape[0], "width": image.shape[1],
+                         "pixel_mm": round(size, 3)})
     table = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     table.to_csv(out_dir / "labels.csv", index=False)
     return table
@@ -137,4 +153,7 @@ def read_labels(benchmark_dir: Path) -> pd.DataFrame:
     path = Path(benchmark_dir) / "labels.csv"
     if not path.is_file():
         raise InputError(f"{path} not found; run `python -m core.cli make-realistic-benchmark`")
-    return pd.read_csv(path, keep_default_na=False)
+    table = pd.read_csv(path, keep_default_na=False)
+    if "pixel_mm" not in table:  # made before pixel sizes varied: every image at 1 mm
+        table["pixel_mm"] = 1.0
+    return table

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from core.types import SAFEGEN_METHOD
-from ui.batch import batch_inputs, pixel_size_choice, show_batch, start_screening
-from ui.review import batch_profile_choice, method_choice
+from ui.batch import batch_inputs, show_batch, start_screening
+from ui.review import batch_profile_choice, method_choice, pixel_size_choice
 from ui.router import through_the_router
 from ui.state import Keys
 from ui.study import require_screening_access
@@ -21,7 +21,7 @@ st.caption(
 items, label, manifest = batch_inputs()
 method = method_choice()
 profile = batch_profile_choice() if method == SAFEGEN_METHOD else "mri_t1"
-pixel_mm = pixel_size_choice()
+pixel_mm = pixel_size_choice(Keys.BATCH_PIXEL_MM)
 if st.button(f"Score {label}", key=Keys.BATCH_RUN, disabled=not items, type="primary"):
     start_screening(items, method, profile, manifest, pixel_mm)
 show_batch()

@@ -21,6 +21,7 @@ from ui.review import (
     method_choice,
     niivue_overlays,
     panels,
+    pixel_size_choice,
     profile_choice,
     slice_score_chart,
     summary_downloads,
@@ -55,6 +56,9 @@ else:
     if upload is not None:
         try:
             volume, scan_key = uploaded_volume(upload), f"upload:{upload.file_id}"
+            if not volume.spacing_known and not volume.is_3d:  # a picture: read at the size asked for
+                if (pixel_mm := pixel_size_choice(Keys.UPLOAD_PIXEL_MM)) is not None:
+                    volume, scan_key = volume.with_pixel_size(pixel_mm), f"{scan_key}|{pixel_mm:g} mm"
             check_scorable(volume)
         except InputError as error:
             volume = None

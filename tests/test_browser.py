@@ -67,8 +67,14 @@ def test_an_uploaded_png_is_shown(page, streamlit_server):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     _upload(page, "gradient.png", buffer.getvalue(), "image/png")
-    page.get_by_text(re.compile(r"gradient\.png.*96 x 80")).wait_for()
+    page.get_by_text(re.compile(r"gradient\.png.*96 x 80 voxels · 1 x 1 mm")).wait_for()
     page.get_by_text(re.compile(r"Slice 1 of 1")).wait_for()
+    # a picture states no pixel size: the reader can give it, and the scan is read (and scored) at it
+    size = page.get_by_label("Pixel size of images that state none (mm)", exact=True)
+    size.fill("1.8")
+    size.press("Enter")
+    page.get_by_text(re.compile(r"gradient\.png.*96 x 80 voxels · 1\.8 x 1\.8 mm")).wait_for()
+    page.get_by_text("gradient.png states no pixel size: read at 1.8 mm per pixel, as asked").wait_for()
 
 
 def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_server, tmp_path, artifacts_dir):

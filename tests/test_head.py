@@ -519,6 +519,37 @@ def test_a_realistic_validation_set_draws_from_the_val_split_only(tmp_path):
         make_realistic_benchmark(tmp_path, n_seen=2, n_unseen=0, split="calib")
 
 
+def test_a_benchmark_at_coarser_pixels_stores_them_as_the_world_does(tmp_path):
+    from core.io import load_volume
+    from core.realistic_benchmark import make_realistic_benchmark, read_labels, read_mask
+
+    at_1mm = make_realistic_benchmark(tmp_path / "a", n_seen=6, n_unseen=0, seed=3, split="val")
+    coarse = make_realistic_benchmark(tmp_path / "b", n_seen=6, n_unseen=0, seed=3, split="val", pixel_mm=(2.0, 2.0))
+    assert (at_1mm["pixel_mm"] == 1.0).all() and (coarse["pixel_mm"] == 2.0).all()
+    for row in coarse.itertuples():
+        volume = load_volume(tmp_path / "b" / row.file)
+        assert volume.display_slice(0).shape == (row.height, row.width)
+        assert read_mask(tmp_path / "b", row.file).shape == (row.height, row.width)
+        assert (row.height, row.width) < (224, 224) and min(row.height, row.width) >= 64  # 128-224 mm at 2 mm
+        # a NIfTI states its pixels (1 mm thick), a PNG states none and is read at 1 mm
+        expected = (2.0, 2.0, 1.0) if row.format == "nifti" else (1.0, 1.0)
+        assert volume.spacing == pytest.approx(expected) and volume.spacing_known == (row.format == "nifti")
+    # a folder made before pixel sizes varied reads as 1 mm everywhere
+    (tmp_path / "a" / "labels.csv").write_text(at_1mm.drop(columns="pixel_mm").to_csv(index=False))
+    assert (read_labels(tmp_path / "a")["pixel_mm"] == 1.0).all()
+
+
+def test_coarsen_keeps_the_mean_and_the_field_of_view():
+    from core.variation import coarsen
+
+    image = np.zeros((100, 80), np.float32)
+    image[20:80, 20:60] = 1.0
+    half = coarsen(image, 2.0)
+    assert half.shape == (50, 40) and half.mean() == pytest.approx(image.mean(), abs=0.01)
+    assert half[25, 20] == pytest.approx(1.0, abs=1e-3) and half[2, 2] == pytest.approx(0.0, abs=1e-3)
+    assert np.array_equal(coarsen(image, 1.0), image) and np.array_equal(coarsen(image, 0.9), image)
+
+
 # -- the committed head on real slices ------------------------------------------------------------------
 
 
@@ -621,3 +652,13 @@ def test_volume_threshold_transfer_fits_on_the_other_people_and_counts_the_left_
     assert table.loc["b", "tau"] == 0.9 and table.loc["b", "flagged"] == 0 and table.loc["b", "fitted_on"] == 3
     assert table.loc["a", "share"] == pytest.approx(1 / 3)
     assert 0 < table.loc["a", "ci_low"] < 1 / 3 < table.loc["a", "ci_high"] < 1
+
+
+def test_storage_is_told_apart_only_when_pixel_sizes_vary():
+    import pandas as pd
+
+    from core.head_evaluation import storage_of
+
+    table = pd.DataFrame({"format": ["png", "nifti", "png", "nifti"], "pixel_mm": [1.0, 1.2, 1.5, 1.99]})
+    assert storage_of(table).tolist() == ["png, 1-1.5 mm", "nifti, 1-1.5 mm", "png, 1.5-2 mm", "nifti, 1.5-2 mm"]
+    assert storage_of(table.assign(pixel_mm=1.0)) is None and storage_of(table.drop(columns="pixel_mm")) is None

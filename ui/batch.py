@@ -64,18 +64,6 @@ def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
     return items, f"{len(items)} file(s)", read_manifest(root)
 
 
-def pixel_size_choice() -> float | None:
-    """Sidebar choice of the pixel size (mm) at which 2-D images that state none are read; None: 1 mm,
-    with a warning."""
-    with st.sidebar:
-        return st.number_input(
-            "Pixel size of images that state none (mm)", min_value=0.05, max_value=20.0, value=None, step=0.1,
-            format="%.2f", key=Keys.BATCH_PIXEL_MM, placeholder="1 mm, with a warning",
-            help="PNG and JPEG files carry no pixel size. The detector looks at anatomy at about 1 mm per pixel: "
-                 "a generator's 128-px slice of a whole brain (about 1.8 mm per pixel, like the demo set) read at "
-                 "1 mm is a smaller brain than any it was trained on, and it misses more (README, The detector).")
-
-
 DEMO_SET_ABOUT = (
     "Brain MRI slices made by two generators trained on SAFEGEN's real reference slices (two brains: MNI152 "
     "and Colin27): a MONAI DDPM sampled three ways (ancestral DDPM with 1000 steps; DDIM with 50 and with 10 "

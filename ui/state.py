@@ -9,6 +9,7 @@ class Keys:
     SOURCE_KIND = "scan.source_kind"  # "Demo scan" or "Upload"
     DEMO_CASE = "scan.demo_case"  # DemoCase.key
     UPLOAD = "scan.upload"  # the st.file_uploader widget
+    UPLOAD_PIXEL_MM = "scan.pixel_mm"  # pixel size of an uploaded 2-D image that states none (None: 1 mm)
     UPLOADED_VOLUME = "scan.uploaded_volume"  # (file id, Volume) of the last good upload
     SLICE = "scan.slice"  # display slice number, 1-based as on screen
     WINDOW = "scan.window"  # name of the chosen display window preset
