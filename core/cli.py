@@ -220,6 +220,8 @@ def _head_training_setup(args: argparse.Namespace, left_out: set[str]):
     config = replace(config, **recipe)
     if args.elastic_px is not None:
         config = replace(config, variation=replace(config.variation, elastic_px=args.elastic_px))
+    if args.coarse_probability is not None:
+        config = replace(config, variation=replace(config.variation, coarse_probability=args.coarse_probability))
     if left_out:
         config = replace(config, anomalies=replace(config.anomalies,
                                                    kinds=tuple(k for k in config.anomalies.kinds if k not in left_out)))
@@ -735,6 +737,9 @@ def _add_head_recipe_options(parser: argparse.ArgumentParser, *, steps: int,
     parser.add_argument("--refresh-size", type=int, help="crops replaced at each refresh")
     parser.add_argument("--elastic-px", type=float,
                         help="peak smooth elastic displacement of the training slices (normal anatomical variation)")
+    parser.add_argument("--coarse-probability", type=float,
+                        help="share of training slices whose true pixels are 1.2-2.2 mm, resampled back to 1 mm "
+                             "(normal variation: coarse scans and generator outputs); default 0")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,10 @@ percentile of the head at 1). :func:`vary` applies, in order:
 2. a smooth multiplicative bias field (exp of a random quadratic surface);
 3. gamma (contrast);
 4. global blur on some images (scanner resolution, mild motion);
-5. Rician noise over a wide range of levels (log-uniform ``noise_sigma``).
+5. Rician noise over a wide range of levels (log-uniform ``noise_sigma``);
+6. optionally (``coarse_probability``; the benchmark does not use it) a true resolution coarser than the
+   1 mm grid: the image at ``coarse_mm`` pixels, resampled back (:func:`at_coarse_resolution`), as a head
+   sees a scan or a generator's output whose stated pixels are coarse.
 
 :func:`quantise` (8-bit storage, as a PNG would) is applied separately, last, because a file is
 written after any artifact is in the image.
@@ -44,6 +47,8 @@ class VariationParams:
     noise_sigma: tuple[float, float] = (0.005, 0.06)  # log-uniform, in units of the tissue's 99th percentile
     quantise_probability: float = 0.5
     elastic_px: float = 0.0  # peak of a smooth random displacement (anatomy differs between heads); 0: none
+    coarse_probability: float = 0.0  # share of images whose true pixels are coarse (step 6); 0: none, no draw
+    coarse_mm: tuple[float, float] = (1.2, 2.2)  # their pixel size, uniform in this range
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -107,7 +112,10 @@ def vary(image: np.ndarray, rng: np.random.Generator, params: VariationParams = 
     if rng.uniform() < params.blur_probability:
         out = ndimage.gaussian_filter(out, rng.uniform(*params.blur_sigma))
     sigma = float(np.exp(rng.uniform(*np.log(params.noise_sigma))))
-    return rician(out, sigma, rng)
+    out = rician(out, sigma, rng)
+    if params.coarse_probability > 0 and rng.uniform() < params.coarse_probability:
+        out = at_coarse_resolution(out, float(rng.uniform(*params.coarse_mm)))
+    return out
 
 
 def vary_volume(volume: np.ndarray, rng: np.random.Generator, params: VariationParams = VariationParams()) -> np.ndarray:
@@ -132,6 +140,17 @@ def coarsen(image: np.ndarray, pixel_mm: float) -> np.ndarray:
 
     return rescale(np.asarray(image, dtype=np.float64), 1.0 / pixel_mm, order=1, anti_aliasing=True,
                    preserve_range=True, mode="edge").astype(np.float32)
+
+
+def at_coarse_resolution(image: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """``image`` (1 mm pixels) as it looks when its true pixels are ``pixel_mm``: :func:`coarsen`, then
+    linear resampling back onto the same grid (what the head's own resampling to about 1 mm does to a
+    scan that states coarse pixels)."""
+    from skimage.transform import resize
+
+    coarse = coarsen(image, pixel_mm)
+    return resize(coarse.astype(np.float64), np.shape(image), order=1, preserve_range=True,
+                  mode="edge").astype(np.float32)
 
 
 def quantise(image: np.ndarray, levels: int = 255) -> np.ndarray:

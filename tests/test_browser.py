@@ -74,7 +74,8 @@ def test_an_uploaded_png_is_shown(page, streamlit_server):
     size.fill("1.8")
     size.press("Enter")
     page.get_by_text(re.compile(r"gradient\.png.*96 x 80 voxels · 1\.8 x 1\.8 mm")).wait_for()
-    page.get_by_text("gradient.png states no pixel size: read at 1.8 mm per pixel, as asked").wait_for()
+    # (said where the scan is described, and again among the score's notes once it is scored)
+    page.get_by_text("gradient.png states no pixel size: read at 1.8 mm per pixel, as asked").first.wait_for()
 
 
 def test_tau_slider_redraws_the_mask_and_the_mask_downloads(page, streamlit_server, tmp_path, artifacts_dir):

@@ -654,6 +654,22 @@ def test_volume_threshold_transfer_fits_on_the_other_people_and_counts_the_left_
     assert 0 < table.loc["a", "ci_low"] < 1 / 3 < table.loc["a", "ci_high"] < 1
 
 
+def test_coarse_resolution_keeps_the_grid_and_removes_what_coarse_pixels_cannot_hold():
+    from dataclasses import replace
+
+    from core.variation import VariationParams, at_coarse_resolution, vary
+
+    checker = (np.indices((64, 48)).sum(axis=0) % 2).astype(np.float32)  # a 1-px checkerboard
+    smooth = at_coarse_resolution(checker, 2.0)
+    assert smooth.shape == checker.shape and smooth.mean() == pytest.approx(0.5, abs=0.02)
+    assert smooth.std() < 0.1 * checker.std()  # gone at 2 mm pixels
+    image = mni_slice()
+    plain = vary(image, np.random.default_rng(4))
+    assert np.array_equal(plain, vary(image, np.random.default_rng(4), replace(VariationParams(), coarse_mm=(2, 3))))
+    coarse = vary(image, np.random.default_rng(4), replace(VariationParams(), coarse_probability=1.0, coarse_mm=(2, 2)))
+    np.testing.assert_array_equal(coarse, at_coarse_resolution(plain, 2.0))  # the same draws, then step 6
+
+
 def test_storage_is_told_apart_only_when_pixel_sizes_vary():
     import pandas as pd
 
