@@ -178,8 +178,8 @@ def test_the_batch_page_opens_on_the_generated_set_and_sums_up_any_folder_by_gro
     (a four-file folder here: the whole set takes about 90 s under AppTest)."""
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_screening import finish_batch
-    from ui.state import BATCH_DEMO, BATCH_FOLDER, Keys
+    from tests.test_screening import batch_page_on_folder
+    from ui.state import BATCH_DEMO, Keys
 
     app = str(Path(__file__).resolve().parent.parent / "app.py")
     at = AppTest.from_file(app, default_timeout=120)
@@ -189,13 +189,7 @@ def test_the_batch_page_opens_on_the_generated_set_and_sums_up_any_folder_by_gro
     assert at.radio(key=Keys.BATCH_SOURCE).value == BATCH_DEMO
     assert at.button(key=Keys.BATCH_RUN).label == f"Score {sum(g.n for g in DEFAULT_GROUPS)} file(s)"
     small_set(tmp_path / "set")
-    at.radio(key=Keys.BATCH_SOURCE).set_value(BATCH_FOLDER)
-    at.run()
-    at.text_input(key=Keys.BATCH_FOLDER).input(str(tmp_path / "set"))
-    at.run()
-    at.button(key=Keys.BATCH_RUN).click()
-    at.run()
-    finish_batch(at)
+    at = batch_page_on_folder(tmp_path / "set", finish=True)
     summary = at.dataframe[0].value  # the group summary comes before the ranked table
     ranked = at.dataframe[1].value
     assert summary["group"].tolist() == ["ddim-10", "vae", "real-128"]
