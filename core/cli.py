@@ -143,18 +143,26 @@ def _cmd_make_turing_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _two_numbers(text: str) -> tuple[float, float] | None:
+    """``"40,80"`` as ``(40.0, 80.0)``; None when ``text`` is not two comma-separated numbers (the caller
+    says what its option takes)."""
+    try:
+        first, second = (float(v) for v in text.split(","))
+    except ValueError:
+        return None
+    return first, second
+
+
 def _cmd_train_profile(args: argparse.Namespace) -> int:
     from core.types import Window
     from core.user_profile import make_user_profile, training_steps
 
     window = None
     if args.window:
-        try:
-            level, width = (float(v) for v in args.window.split(","))
-        except ValueError:
+        if (pair := _two_numbers(args.window)) is None:
             print(f"error: --window takes LEVEL,WIDTH in HU, e.g. 40,80; got {args.window!r}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        window = Window(level, width, "user")
+        window = Window(*pair, "user")
     try:
         profile = make_user_profile(args.name, args.images, home=args.out, modality=args.modality, window=window)
     except ValueError as error:
@@ -533,11 +541,10 @@ def _cmd_make_realistic_benchmark(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pixel_mm = None
     if args.pixel_mm:
-        try:
-            low, high = (float(v) for v in args.pixel_mm.split(","))
-        except ValueError:
+        if (pair := _two_numbers(args.pixel_mm)) is None:
             print(f"error: --pixel-mm takes LOW,HIGH in mm (e.g. 1,2), not {args.pixel_mm!r}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        low, high = pair
         if not 0.5 <= low <= high <= 5.0:
             print(f"error: --pixel-mm {args.pixel_mm}: LOW <= HIGH, both from 0.5 to 5 mm", file=sys.stderr)
             return EXIT_BAD_INPUT
