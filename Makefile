@@ -33,32 +33,32 @@ test: setup
 	@bash scripts/run_tests.sh $(BIN)/python
 
 reference: setup
-	$(BIN)/python -m core.cli build-reference --out data/reference --seed 0
+	$(BIN)/python -m workflows.cli build-reference --out data/reference --seed 0
 
 # Two simulated-artifact sets with seeds used nowhere else: "val" picks alpha, "test" is reported.
 benchmark: reference
-	$(BIN)/python -m core.cli make-benchmark --reference data/reference --split val --out data/benchmark_val --seed 101 --n-per 2
-	$(BIN)/python -m core.cli make-benchmark --reference data/reference --split test --out data/benchmark --seed 202 --n-per 4
-	$(BIN)/python -m core.cli make-turing-set --reference data/reference --split test --out data/turing --seed 303 --n 8
+	$(BIN)/python -m workflows.cli make-benchmark --reference data/reference --split val --out data/benchmark_val --seed 101 --n-per 2
+	$(BIN)/python -m workflows.cli make-benchmark --reference data/reference --split test --out data/benchmark --seed 202 --n-per 4
+	$(BIN)/python -m workflows.cli make-turing-set --reference data/reference --split test --out data/turing --seed 303 --n 8
 
 # Retrain both committed models and latent_ig's small VAE, and refit the calibrations
 # (CPU, seeded; about 40 min on 2 cores).
 models: benchmark
-	$(BIN)/python -m core.cli train autoencoder
-	$(BIN)/python -m core.cli train diffusion
-	$(BIN)/python -m core.cli train vae
-	$(BIN)/python -m core.cli calibrate
-	$(BIN)/python -m core.cli calibrate-explainers
+	$(BIN)/python -m workflows.cli train autoencoder
+	$(BIN)/python -m workflows.cli train diffusion
+	$(BIN)/python -m workflows.cli train vae
+	$(BIN)/python -m workflows.cli calibrate
+	$(BIN)/python -m workflows.cli calibrate-explainers
 
 # The segmentation head (core/detectors/head.py), the detector: chosen on the realistic validation set
 # among the heads below, it sees the image alone and trains with hard-negative mining, elastic variation
 # and a crop-level loss on its slice score (seeded, CPU, resumable with `train-head --resume`; about
 # 70 min on 2 shared cores), then its slice / volume thresholds and its explainers' scale (about 5 min).
 head: setup
-	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 8 \
+	$(BIN)/python -m workflows.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 8 \
 		--refresh-every 250 --image-loss-weight 1
-	$(BIN)/python -m core.cli calibrate-head
-	$(BIN)/python -m core.cli calibrate-domain
+	$(BIN)/python -m workflows.cli calibrate-head
+	$(BIN)/python -m workflows.cli calibrate-domain
 
 # The ablation heads of the evaluation (committed in models/ablation): the image with E_AE's and
 # S_diffusion's reconstructions (the detector before issue 21 part 4), the image alone on that recipe,
@@ -67,68 +67,68 @@ head: setup
 # cores; calibration 5-25 min each).
 ABLATION_HEADS := models/ablation/head_mri_t1_3inputs.pt,models/ablation/head_mri_t1_image.pt,models/ablation/head_mri_t1_image_hn.pt,models/ablation/head_mri_t1_image_hn_il.pt
 ablations: setup
-	$(BIN)/python -m core.cli train-head --out models/ablation/head_mri_t1_3inputs.pt
-	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_3inputs.pt
-	$(BIN)/python -m core.cli train-head --inputs image --out models/ablation/head_mri_t1_image.pt
-	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_image.pt
-	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
+	$(BIN)/python -m workflows.cli train-head --out models/ablation/head_mri_t1_3inputs.pt
+	$(BIN)/python -m workflows.cli calibrate-head --head models/ablation/head_mri_t1_3inputs.pt
+	$(BIN)/python -m workflows.cli train-head --inputs image --out models/ablation/head_mri_t1_image.pt
+	$(BIN)/python -m workflows.cli calibrate-head --head models/ablation/head_mri_t1_image.pt
+	$(BIN)/python -m workflows.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
 		--refresh-every 250 --out models/ablation/head_mri_t1_image_hn.pt
-	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_image_hn.pt
-	$(BIN)/python -m core.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
+	$(BIN)/python -m workflows.cli calibrate-head --head models/ablation/head_mri_t1_image_hn.pt
+	$(BIN)/python -m workflows.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
 		--refresh-every 250 --image-loss-weight 1 --out models/ablation/head_mri_t1_image_hn_il.pt
-	$(BIN)/python -m core.cli calibrate-head --head models/ablation/head_mri_t1_image_hn_il.pt
+	$(BIN)/python -m workflows.cli calibrate-head --head models/ablation/head_mri_t1_image_hn_il.pt
 
 # The leave-one-kind-out table: heads with the image input and the hard-negative recipe on a short
 # schedule (3000 steps), one without the training corruptions closest to each artifact kind and one
 # with all of them (models/loko, committed; about 60 min on 2 cores), then each kind's AUROC for the
 # head that never saw it (evaluate-loko, also part of `make evaluate`).
 loko: realistic-benchmark
-	$(BIN)/python -m core.cli train-loko --hard-negative-probability 0.5 --elastic-px 4 --refresh-every 250
-	$(BIN)/python -m core.cli evaluate-loko
+	$(BIN)/python -m workflows.cli train-loko --hard-negative-probability 0.5 --elastic-px 4 --refresh-every 250
+	$(BIN)/python -m workflows.cli evaluate-loko
 
 # Real slices under normal variation, half with one artifact, from the training subjects' test split
-# and from the held-out subject (core/realistic_benchmark.py); plus 12 clean varied held-out volumes; and
+# and from the held-out subject (core/benchmark/realistic.py); plus 12 clean varied held-out volumes; and
 # the same kind of set stored at pixel sizes of 1-2 mm (PNGs do not state theirs; NIfTIs do).
 realistic-benchmark: setup
-	$(BIN)/python -m core.cli make-realistic-benchmark --out data/realistic_benchmark --seed 505
-	$(BIN)/python -m core.cli make-realistic-benchmark --out data/realistic_benchmark_px --seed 515 --pixel-mm 1,2 \
+	$(BIN)/python -m workflows.cli make-realistic-benchmark --out data/realistic_benchmark --seed 505
+	$(BIN)/python -m workflows.cli make-realistic-benchmark --out data/realistic_benchmark_px --seed 515 --pixel-mm 1,2 \
 		--n-volumes 0
 
 evaluate: benchmark benchmark-ct realistic-benchmark
-	$(BIN)/python -m core.cli evaluate-realistic --baselines spectral_local,padim --heads $(ABLATION_HEADS)
-	$(BIN)/python -m core.cli evaluate-realistic --benchmark data/realistic_benchmark_px --out out/evaluation_realistic_px \
+	$(BIN)/python -m workflows.cli evaluate-realistic --baselines spectral_local,padim --heads $(ABLATION_HEADS)
+	$(BIN)/python -m workflows.cli evaluate-realistic --benchmark data/realistic_benchmark_px --out out/evaluation_realistic_px \
 		--no-seed-row --heads $(ABLATION_HEADS)
-	$(BIN)/python -m core.cli evaluate-loko
-	$(BIN)/python -m core.cli evaluate --out out/evaluation
-	$(BIN)/python -m core.cli evaluate --methods all --out out/evaluation
-	$(BIN)/python -m core.cli evaluate --profile ct_head
+	$(BIN)/python -m workflows.cli evaluate-loko
+	$(BIN)/python -m workflows.cli evaluate --out out/evaluation
+	$(BIN)/python -m workflows.cli evaluate --methods all --out out/evaluation
+	$(BIN)/python -m workflows.cli evaluate --profile ct_head
 
 # The head-CT profile (core/profiles.py): one real head CT from Debian invesalius-examples, the
 # same recipe, seeds and benchmark seeds as brain MRI; its files end in _ct_head.
 reference-ct: setup
-	$(BIN)/python -m core.cli build-reference --profile ct_head --seed 0
+	$(BIN)/python -m workflows.cli build-reference --profile ct_head --seed 0
 
 benchmark-ct: reference-ct
-	$(BIN)/python -m core.cli make-benchmark --reference data/reference_ct_head --split val --out data/benchmark_val_ct_head --seed 101 --n-per 2
-	$(BIN)/python -m core.cli make-benchmark --reference data/reference_ct_head --split test --out data/benchmark_ct_head --seed 202 --n-per 4
+	$(BIN)/python -m workflows.cli make-benchmark --reference data/reference_ct_head --split val --out data/benchmark_val_ct_head --seed 101 --n-per 2
+	$(BIN)/python -m workflows.cli make-benchmark --reference data/reference_ct_head --split test --out data/benchmark_ct_head --seed 202 --n-per 4
 
 # Retrain the head-CT profile's models and calibrations (CPU, seeded; about 25 min on 2 cores).
 models-ct: benchmark-ct
-	$(BIN)/python -m core.cli train autoencoder --profile ct_head
-	$(BIN)/python -m core.cli train diffusion --profile ct_head
-	$(BIN)/python -m core.cli train vae --profile ct_head
-	$(BIN)/python -m core.cli calibrate --profile ct_head
-	$(BIN)/python -m core.cli calibrate-explainers --profile ct_head
+	$(BIN)/python -m workflows.cli train autoencoder --profile ct_head
+	$(BIN)/python -m workflows.cli train diffusion --profile ct_head
+	$(BIN)/python -m workflows.cli train vae --profile ct_head
+	$(BIN)/python -m workflows.cli calibrate --profile ct_head
+	$(BIN)/python -m workflows.cli calibrate-explainers --profile ct_head
 
-# The demo's generated set (core/generated_set.py): train the DDPM generator (seed 1, CPU, about
+# The demo's generated set (core/benchmark/generated_set.py): train the DDPM generator (seed 1, CPU, about
 # 21 min), then sample demo/generated_mri_t1 (about 4 min) and score it (groups.csv per generator).
 generated-set: reference
-	$(BIN)/python -m core.cli train generator
-	$(BIN)/python -m core.cli make-generated-set
-	$(BIN)/python -m core.cli score demo/generated_mri_t1 --out out/generated --profile mri_t1
+	$(BIN)/python -m workflows.cli train generator
+	$(BIN)/python -m workflows.cli make-generated-set
+	$(BIN)/python -m workflows.cli score demo/generated_mri_t1 --out out/generated --profile mri_t1
 
 bench: benchmark
-	$(BIN)/python -m core.cli bench
+	$(BIN)/python -m workflows.cli bench
 	$(BIN)/python scripts/bench_dashboard.py
 	$(BIN)/python scripts/bench_reader_study.py
 

@@ -48,7 +48,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.valuerep import DS
 
-from core.io import NON_IMAGE_SOP_CLASSES, detect_format, load_volume, to_file_layout
+from core.io import NON_IMAGE_SOP_CLASSES, detect_format, load_volume, output_stem, to_file_layout
 from core.types import SAFEGEN_METHOD, Modality, Volume
 
 ARTIFACT_CATEGORY = codes.SCT.MorphologicallyAbnormalStructure  # SCT 49755003, CID 7150
@@ -527,8 +527,6 @@ def write_score_segs(input_dir: Path, out_dir: Path) -> tuple[dict[str, Path], l
     Returns ``({file: seg path}, [one line per file whose SEG failed, or references a derived copy of a
     DICOM input])``.
     """
-    from core.score_folder import output_stem
-
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     with (out_dir / "scores.csv").open(newline="") as stream:
         rows = [row for row in csv.DictReader(stream) if not row["error"] and row["score"]]

@@ -16,7 +16,7 @@ giving a sentence for the verdict, the batch table and ``scores.csv``'s ``warnin
    features to the training subjects' slices under normal variation (mean and a Ledoit-Wolf shrunk
    covariance; Lee et al. 2018, and PaDiM per patch) is compared with a high quantile of the
    training slices' own distances. A scan is out of domain when most of its slices are beyond it.
-   Fitted by ``python -m core.cli calibrate-domain`` into ``models/domain_<profile>.npz``.
+   Fitted by ``python -m workflows.cli calibrate-domain`` into ``models/domain_<profile>.npz``.
    (Hand-made global features, tissue fraction, histogram, edges, symmetry, were tried first: a
    photo of a man with a camera and a chest radiograph passed as brain MRI.)
 """

@@ -38,7 +38,7 @@ pixels only), its quantiles at :data:`ANCHOR_QUANTILES` are mapped linearly, pie
 the residual map's quantiles at the same levels (linear beyond the end anchors, so the order of
 pixels is kept). So at any tau, every explainer marks about the same share of clean tissue
 pixels, and tau keeps the meaning it has for the score: robust standard deviations of the
-combined map. :func:`fit_explainer_calibration` fits it; ``python -m core.cli
+combined map. :func:`fit_explainer_calibration` fits it; ``python -m workflows.cli
 calibrate-explainers`` writes ``models/explainers_mri_t1.json``.
 
 **Masks** at tau come from :func:`core.masks.unsafe_mask`, whatever the explainer.
@@ -331,7 +331,7 @@ class Explainer:
         if name is ExplainerName.RESIDUAL:
             return cls.for_scorer(scorer, name)
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli calibrate-explainers`")
+            raise FileNotFoundError(f"{path} is missing; make it with `python -m workflows.cli calibrate-explainers`")
         calibration = ExplainerCalibration.load(path)
         latent_model = None
         if name is ExplainerName.LATENT_IG:  # the profile's VAE beside the calibration file
@@ -415,7 +415,7 @@ class Explainer:
         from captum.attr import IntegratedGradients
 
         if self.latent_model is None:
-            raise ValueError("the latent_ig explainer needs a latent_model (a VAE: `python -m core.cli train vae`)")
+            raise ValueError("the latent_ig explainer needs a latent_model (a VAE: `python -m workflows.cli train vae`)")
         settings = self.settings
         walk = latent_walk(self.latent_model, x, settings.latent_ig_steps, settings.latent_ig_baseline)
         along_walk = path_integrated_gradients(self.model, walk)
@@ -473,7 +473,7 @@ class Explainer:
             return self.raw_maps(grid, residual=residual, progress=progress).astype(np.float32)
         if self.calibration is None or self.name.value not in self.calibration.maps:
             raise ValueError(f"no calibration for the {self.name.value} explainer; "
-                             "run `python -m core.cli calibrate-explainers`")
+                             "run `python -m workflows.cli calibrate-explainers`")
         return self.calibration.maps[self.name.value](self.raw_maps(grid, progress=progress))
 
 

@@ -9,7 +9,7 @@ channels are held fixed, as they are what "normal" looks like for this slice.
 
 **One scale, one tau**: each explainer's raw map is quantile-matched onto the head's probability
 map on clean calibration slices under normal variation (:func:`fit_head_explainer_calibration`,
-``python -m core.cli calibrate-head --explainers``), as :mod:`core.explain` does for the
+``python -m workflows.cli calibrate-head --explainers``), as :mod:`core.explain` does for the
 reconstruction score, so the result's tau and mask rule apply unchanged.
 """
 
@@ -101,7 +101,7 @@ class HeadExplainer(Explainer):
             return raw
         if self.calibration is None or self.name.value not in self.calibration.maps:
             raise ValueError(f"no calibration for the head's {self.name.value} explainer; run "
-                             "`python -m core.cli calibrate-head --explainers`")
+                             "`python -m workflows.cli calibrate-head --explainers`")
         return self.calibration.maps[self.name.value](raw)
 
 
@@ -144,7 +144,7 @@ def load_explainer(scorer, name: ExplainerName | str, **overrides) -> Explainer:
         return HeadExplainer(scorer.head, name, window=scorer.window)
     path = head_explainer_file(scorer.profile)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli calibrate-head --explainers`")
+        raise FileNotFoundError(f"{path} is missing; make it with `python -m workflows.cli calibrate-head --explainers`")
     calibration = ExplainerCalibration.load(path)
     return HeadExplainer(scorer.head, name, calibration, replace(calibration.settings, **overrides),
                          window=scorer.window)

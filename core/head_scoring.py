@@ -35,9 +35,9 @@ from skimage.transform import resize
 
 from core.calibration import ConformalCalibrator
 from core.detectors.head import HeadDetector, HeadInput, Reconstructor, slice_score
-from core.domain import AppearanceModel, HeadFeatures, domain_warnings
 from core.detectors.head_training import (HeadTrainingConfig, ValidationSet, clean_training_volumes, draw_sample,
                                          split_source)
+from core.domain import AppearanceModel, HeadFeatures, domain_warnings
 from core.metrics import image_auroc
 from core.preprocess import robust_normalize, robust_scale
 from core.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -274,7 +274,7 @@ class HeadScorer:
         profile = get_profile(profile or DEFAULT_PROFILE)
         for path, command in ((head_path, "train-head"), (calibration_path, "calibrate-head")):
             if path is not None and not Path(path).is_file():
-                raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli {command}`")
+                raise FileNotFoundError(f"{path} is missing; make it with `python -m workflows.cli {command}`")
         head = HeadDetector.load(head_path)
         seed = None
         if tuple(head.config.inputs) != (HeadInput.IMAGE,):

@@ -81,6 +81,15 @@ class SizeLimits:
 DEFAULT_LIMITS = SizeLimits()
 
 
+def output_stem(name: str) -> str:
+    """``brain.nii.gz`` -> ``brain``; only the contract's suffixes are removed (case-insensitive)."""
+    lower = name.lower()
+    for suffix in ACCEPTED_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def _human(n_bytes: float) -> str:
     """1536 -> '1.5 KB'; sizes in messages read like a file manager's."""
     if n_bytes < 1024:

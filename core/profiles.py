@@ -14,9 +14,9 @@ NIfTI's intensity range: values below -500 are HU, so CT); ``--profile`` and the
 
 There is no X-ray profile: one real chest radiograph installs offline (pydicom-data), not enough to
 learn what normal radiographs look like. Radiographs are scored with the brain MRI profile and a
-warning; ``python -m core.cli train-profile`` on a user's own folder of images is the way in.
+warning; ``python -m workflows.cli train-profile`` on a user's own folder of images is the way in.
 
-**User profiles** (:mod:`core.user_profile`) are trained on a folder of a user's own real images.
+**User profiles** (:mod:`workflows.user_profile`) are trained on a folder of a user's own real images.
 Each lives in a folder of its own, ``profiles/<name>/`` by default: ``profile.json`` (this class,
 written by :meth:`Profile.save`), its weights and calibrations, and its reference slices and
 benchmarks under ``data/``. :func:`get_profile` finds one by name under ``profiles/`` or by the
@@ -106,7 +106,7 @@ class Profile:
         return self.domain or DomainSpec(self.modality, (), (0.0, float("inf")), self.title)
 
     def domain_file(self, models_dir: Path | None = None) -> Path:
-        """``models/domain_<name>.npz``: the appearance check (``python -m core.cli calibrate-domain``)."""
+        """``models/domain_<name>.npz``: the appearance check (``python -m workflows.cli calibrate-domain``)."""
         return self.models_dir(models_dir) / f"domain_{self.name}.npz"
 
     def models_dir(self, models_dir: Path | None = None) -> Path:
@@ -267,7 +267,7 @@ def get_profile(name: str | Path | Profile) -> Profile:
     if found is not None:
         return found
     raise ValueError(f"unknown profile {str(name)!r}; choose from {', '.join(all_profiles())} "
-                     "or give a profile folder (python -m core.cli train-profile makes one)")
+                     "or give a profile folder (python -m workflows.cli train-profile makes one)")
 
 
 def profile_for(modality: Modality) -> Profile | None:

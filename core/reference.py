@@ -250,7 +250,7 @@ def load_split(reference_dir: Path, split: str) -> ReferenceSplit:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     path = Path(reference_dir) / f"{split}.npz"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m core.cli build-reference` first")
+        raise FileNotFoundError(f"{path} not found: run `python -m workflows.cli build-reference` first")
     with np.load(path) as data:
         return ReferenceSplit(
             images=data["images"].astype(np.float32),

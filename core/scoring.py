@@ -102,7 +102,7 @@ class Calibration:
     def load(cls, path: Path) -> "Calibration":
         raw = json.loads(Path(path).read_text())
         if not np.allclose(raw["alpha_grid"], ALPHA_GRID):
-            raise ValueError(f"{path} was fitted on another alpha grid; run `python -m core.cli calibrate` again")
+            raise ValueError(f"{path} was fitted on another alpha grid; run `python -m workflows.cli calibrate` again")
         return cls(
             scales={k: RobustScale(**v) for k, v in raw["scales"].items()},
             calib_scores=np.asarray(raw["calib_scores"], dtype=np.float64),
@@ -263,7 +263,7 @@ class Scorer:
         for path, command in ((diffusion_weights, "train diffusion"), (autoencoder_weights, "train autoencoder"),
                               (calibration_file, "calibrate")):
             if not Path(path).is_file():
-                raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli {command}{suffix}`")
+                raise FileNotFoundError(f"{path} is missing; make it with `python -m workflows.cli {command}{suffix}`")
         return cls(
             DiffusionDetector.load(diffusion_weights).to(device),
             AutoencoderDetector.load(autoencoder_weights).to(device),

@@ -205,8 +205,7 @@ class Volume:
             raise ValueError(f"{self.name} states its pixel size ({' x '.join(f'{s:g}' for s in self.spacing)} mm)")
         if self.is_3d:
             raise ValueError(f"{self.name} is a volume without a pixel size; a pixel size applies to 2-D images")
-        if not (np.isfinite(mm) and 0.05 <= mm <= 20.0):
-            raise ValueError(f"a pixel size of {mm} mm is not one an image has (0.05 to 20 mm)")
+        check_pixel_size(mm)
         note = f"{self.name} states no pixel size: read at {mm:g} mm per pixel, as asked"
         return replace(self, spacing=(float(mm), float(mm)), affine=np.diag([float(mm), float(mm), 1.0, 1.0]),
                        warnings=[*self.warnings, note], spacing_known=True)
@@ -216,6 +215,22 @@ class Volume:
         if array.shape != self.array.shape:
             raise ValueError(f"new array shape {array.shape} != {self.array.shape}")
         return replace(self, array=array, warnings=list(self.warnings), **changes)
+
+
+PIXEL_MM_RANGE = (0.05, 20.0)  # the pixel sizes (mm) an image can have, from microscopy-fine to a thick slab
+
+
+def check_pixel_size(mm: float) -> float:
+    """``mm`` as a float when it is a pixel size an image can have (:data:`PIXEL_MM_RANGE`).
+
+    Raises:
+        ValueError: it is not a finite size in that range; the message says which sizes are.
+    """
+    low, high = PIXEL_MM_RANGE
+    mm = float(mm)
+    if not (np.isfinite(mm) and low <= mm <= high):
+        raise ValueError(f"a pixel size of {mm:g} mm is not one an image has ({low:g} to {high:g} mm)")
+    return mm
 
 
 OUT_OF_DOMAIN = "Out of domain: "  # the start of core.domain's metadata and field-of-view warnings: no verdict

@@ -2,7 +2,7 @@
 
 The segmentation head (:mod:`core.detectors.head`) must not flag a slice because it is noisier,
 darker, cropped, rotated, saved as 8-bit or shows a skull. Every training image, clean or
-corrupted, and every image of the realistic benchmark (:mod:`core.realistic_benchmark`) gets a
+corrupted, and every image of the realistic benchmark (:mod:`core.benchmark.realistic`) gets a
 fresh draw of this variation, and it is **never labelled**: it is what "normal" means.
 
 The input is an axial slice at about 1 mm with its tissue scaled to about [0, 1] (the 99th

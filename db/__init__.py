@@ -1,4 +1,5 @@
-"""Persistence for the reader study: SQLAlchemy 2.0 engine, sessions and (later) models.
+"""Persistence for the reader study, and nothing else: SQLAlchemy 2.0 engine, sessions, models, migrations
+and the repository (every query). The study workflow that scores and exports is :mod:`workflows.studies`.
 
 ``base.py`` holds the declarative ``Base``; ``session.py`` builds engines and sessions from a URL.
 Nothing here imports Streamlit: the UI caches what this package builds, never the other way round.

@@ -207,6 +207,23 @@ def has_accounts(session: Session) -> bool:
     return bool(session.scalar(select(func.count(Reader.id))))
 
 
+def account(session: Session, reader_id: int) -> Reader | None:
+    """The account with this id (reader or admin), or None when there is none (a stale cookie, a
+    deleted account)."""
+    return session.get(Reader, reader_id)
+
+
+def reader_accounts(session: Session) -> list[Reader]:
+    """Every account with the reader role, by name: whom an admin can assign to a study."""
+    return list(session.scalars(select(Reader).where(Reader.role == Role.READER).order_by(Reader.username)))
+
+
+def study_by_id(session: Session, study_id: int) -> Study | None:
+    """The study with this id, or None. Whether a reader may see it is the caller's check
+    (:func:`assignments`)."""
+    return session.get(Study, study_id)
+
+
 def create_first_admin(session: Session, username: str, password: str) -> Reader:
     """The first account of an empty database, an admin; refused once any account exists.
 

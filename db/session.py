@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError  # also for ui/, which imports nothing of SQLAlchemy itself
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker

@@ -46,7 +46,7 @@ reaches image AUROC 0.60 on its own benchmark and did not flag a visibly abnorma
 patient. **Radiographs have no profile**: one real chest radiograph installs offline, too few to learn
 normal radiographs from, so they lie outside every shipped model's domain. A group with its own normal
 images (radiographs included: MONOCHROME1 is inverted on load) trains a profile on them with
-`python -m core.cli train-profile NAME --images FOLDER`; it then appears in the Profile choices.
+`python -m workflows.cli train-profile NAME --images FOLDER`; it then appears in the Profile choices.
 The generated demo set on **Batch screening** comes from a DDPM and a VAE trained here on the same two
 brains (README, Screening a real generator's images). The **Evaluation** page shows the full figures.
 """

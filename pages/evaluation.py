@@ -28,13 +28,13 @@ require_screening_access()  # once the server runs reader studies: admins only
 st.header("The detector on the realistic benchmark")
 st.caption("Real slices under normal variation (field of view, rotation, bias, contrast, noise, 8-bit or float files), "
            "half with one simulated artifact and its exact mask; from the training subjects' test slices and from a "
-           "held-out subject no model or threshold ever saw (`core/realistic_benchmark.py`). The head is well short "
+           "held-out subject no model or threshold ever saw (`core/benchmark/realistic.py`). The head is well short "
            "of its targets: read the README's section on the detector.")
 realistic = load_run(REALISTIC, run_dir(REALISTIC))
 if realistic is None:
-    st.info("No realistic-benchmark evaluation here yet: `make evaluate` (or `python -m core.cli "
-            "make-realistic-benchmark` then `python -m core.cli evaluate-realistic`; "
-            f"{readme_figure('python -m core.cli evaluate-realistic --baselines spectral_local')}).",
+    st.info("No realistic-benchmark evaluation here yet: `make evaluate` (or `python -m workflows.cli "
+            "make-realistic-benchmark` then `python -m workflows.cli evaluate-realistic`; "
+            f"{readme_figure('python -m workflows.cli evaluate-realistic --baselines spectral_local')}).",
             icon=":material/info:")
 else:
     realistic_headline(realistic)
@@ -83,7 +83,7 @@ with calibration:
                "curve shows how that holds on clean real slices the calibration never saw.")
 with baselines:
     if "methods" not in tables:
-        st.info("No comparison with the baselines in this run: `python -m core.cli evaluate --methods all "
+        st.info("No comparison with the baselines in this run: `python -m workflows.cli evaluate --methods all "
                 f"--out out/evaluation` (`make evaluate` runs it; {readme_figure('make evaluate')}).")
     else:
         show_table(tables["methods"].round(3), key="eval.methods")

@@ -22,13 +22,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.benchmark.head_evaluation import false_alarms  # noqa: E402
+from core.benchmark.realistic import read_labels  # noqa: E402
 from core.demo import available_cases  # noqa: E402
-from core.head_evaluation import false_alarms  # noqa: E402
-from core.types import OUT_OF_DOMAIN  # noqa: E402
 from core.head_scoring import HeadScan, HeadScorer  # noqa: E402
 from core.io import load_volume  # noqa: E402
-from core.realistic_benchmark import read_labels  # noqa: E402
 from core.resources import package_file  # noqa: E402
+from core.types import OUT_OF_DOMAIN  # noqa: E402
 
 PICTURES = ("camera.png", "astronaut.png", "coins.png", "moon.png", "retina.jpg", "text.png", "brick.png",
             "phantom.png", "cell.png", "page.png", "chelsea.png", "horse.png", "grass.png")
@@ -55,7 +55,7 @@ def main() -> int:
     args = parser.parse_args()
     scorer = HeadScorer.load()
     if scorer.appearance is None:
-        print("models/domain_mri_t1.npz is missing: python -m core.cli calibrate-domain", file=sys.stderr)
+        print("models/domain_mri_t1.npz is missing: python -m workflows.cli calibrate-domain", file=sys.stderr)
         return 2
     for name, folder in (("validation", args.val), ("benchmark", args.benchmark)):
         if not folder.is_dir():

@@ -7,7 +7,7 @@ check of the head's volume verdict, on the training subjects only.
 For each head: the 48 clean whole volumes ``calibrate-head`` scores (each training subject as it installs
 and under ``--per-subject`` draws of volume-wide variation, seed 9 as there), grouped by person (MNI152, an
 average of 152 adults; Colin27 with and without skull, one man), and for each person the volume threshold
-fitted on the other person's volumes (:func:`core.head_evaluation.volume_threshold_transfer`) and how many
+fitted on the other person's volumes (:func:`core.benchmark.head_evaluation.volume_threshold_transfer`) and how many
 of the person's own clean volumes are above it. The held-out subject stays out: this is what a choice
 between heads may look at (``scripts/measure_volume_verdicts.py`` reports the held-out scanner).
 About 4 min per head on 2 cores.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.benchmark.head_evaluation import volume_threshold_transfer
 from core.detectors.head_training import HEAD_SUBJECTS
-from core.head_evaluation import volume_threshold_transfer
 from core.head_scoring import HeadScorer, calibration_file_of, fit_volume_scores
 from core.profiles import MRI_T1
 

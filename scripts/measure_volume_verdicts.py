@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from core.artifacts import ArtifactKind, ArtifactPlacementError, simulate
+from core.benchmark.head_evaluation import false_alarms
 from core.errors import EmptyImageError
-from core.head_evaluation import false_alarms
 from core.head_scoring import HeadScorer
 from core.io import load_volume
 from core.scoring import slices_to_score

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def sign_in(browser, url: str, page_name: str, username: str, password: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+def sign_in(browser, url: str, page_name: str, username: str, password: str, *,
+            viewport: tuple[int, int] = (1400, 1100)):
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
@@ -89,3 +90,22 @@ def settled(page) -> None:
 
 def save_button(page):
     return page.locator("[data-stale='false']").get_by_role("button", name="Save and next")
+
+
+def save_and_see(page, text: str, tries: int = 3) -> None:
+    """Click "Save and next" until the progress ``text`` shows, then wait as :func:`progress` does.
+
+    A click that lands in the instant a rerun redraws the page is lost (seen on a loaded machine: the
+    progress stayed put for 60 s), so it is clicked again. Clicking again cannot save anything twice:
+    the next case has nothing answered yet (refused), and the last case would be saved with the same
+    answers.
+    """
+    for attempt in range(tries):
+        save_button(page).click()
+        try:
+            page.get_by_text(text).wait_for(timeout=20_000)
+            break
+        except Exception:
+            if attempt == tries - 1:
+                raise
+    progress(page, text)

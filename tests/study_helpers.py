@@ -15,7 +15,7 @@ from db.migrate import upgrade
 from db.models import Arm, Role
 from db.repository import create_account
 from db.session import make_engine, make_session_factory, session_scope
-from db.studies import create_study_from_files
+from workflows.studies import create_study_from_files
 
 
 @dataclass

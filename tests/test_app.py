@@ -73,7 +73,7 @@ def test_about_page_lists_the_real_data_sources():
                                      "diffusion_ct_head.pt", "generator_mri_t1.pt", "head_mri_t1.pt"]
     head = models.iloc[5]
     assert "held out: itk_t1" in head["training images"] and "image AUROC" in head["synthetic validation (kept step)"]
-    assert models["trained with"].iloc[4].startswith("`python -m core.cli train generator` (seed 1, 1500 steps)")
+    assert models["trained with"].iloc[4].startswith("`python -m workflows.cli train generator` (seed 1, 1500 steps)")
     assert models["training images"].iloc[0] == "240 slices of mni152, colin27"
     assert models["training images"].iloc[2] == "150 slices of invesalius_cranium"
     assert models["final val loss"].iloc[0] == pytest.approx(0.0246, abs=5e-4)
@@ -119,7 +119,7 @@ def test_a_2d_demo_shows_the_scorers_verdict_and_tau_redraws_without_rerunning_m
     from core.demo import get_case
     from core.io import load_volume
     from core.scoring import Scorer
-    from core.screening import reference_scores
+    from workflows.screening import reference_scores
 
     app.selectbox(key=Keys.DEMO_CASE).set_value("ct_small")
     _run(app)
@@ -174,6 +174,8 @@ def test_the_profile_choice_rescores_a_ct_slice_with_the_brain_mri_models_and_wa
     assert expected.head
     assert _metrics(app)["Score (worst slice)"] == format_score(expected.score)  # e.g. 0.9994: told from 1
     assert app.slider(key=Keys.TAU).value == pytest.approx(expected.tau)  # exact, not rounded to the step  # the profile's own tau
+    # The head's tau shows four decimals and moves by 0.0001: a volume's 0.9946 is not drawn as "0.99".
+    assert app.slider(key=Keys.TAU).proto.format == "%.4f" and app.slider(key=Keys.TAU).proto.step == pytest.approx(1e-4)
     assert any("Out of domain" in w.value for w in app.warning)  # a CT slice vs brain-MRI models
 
 
@@ -388,8 +390,8 @@ def test_evaluation_page_shows_the_detectors_realistic_report_as_written(monkeyp
     import numpy as np
 
     from core.detectors.head_training import UNSEEN_SUBJECT
-    from core.head_evaluation import MethodRun, summarise, write_report
-    from core.realistic_benchmark import make_realistic_benchmark, read_mask
+    from core.benchmark.head_evaluation import MethodRun, summarise, write_report
+    from core.benchmark.realistic import make_realistic_benchmark, read_mask
 
     if not UNSEEN_SUBJECT.path.is_file():
         pytest.skip(f"{UNSEEN_SUBJECT.path} not installed ({UNSEEN_SUBJECT.provenance})")
@@ -525,9 +527,9 @@ def test_the_batch_table_shows_labels_and_groups_and_its_csv_keeps_the_machine_n
     import pandas as pd
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-    from core.generated_set import GENERATED_SET_DIR
+    from core.benchmark.generated_set import GENERATED_SET_DIR
     from core.head_scoring import load_detector
-    from core.screening import COLUMNS, reference_scores
+    from workflows.screening import COLUMNS, reference_scores
     from tests.test_generated_set import small_set
     from tests.test_screening import batch_page_on_folder
 
@@ -616,8 +618,8 @@ def test_a_batch_runs_in_the_background_and_cancel_keeps_the_files_scored_so_far
 
     from core.head_scoring import load_detector
     from core.io import load_volume
-    from core.score_folder import find_inputs
-    from core.screening import screen
+    from workflows.score_folder import find_inputs
+    from workflows.screening import screen
     from tests.test_generated_set import small_set
     from tests.test_screening import batch_page_on_folder, finish_batch
 

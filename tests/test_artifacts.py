@@ -11,7 +11,6 @@ from PIL import Image
 from scipy import ndimage
 
 from core.artifacts import (
-    BENCHMARK_COLUMNS,
     EXTENT,
     FOREGROUND_MARGIN_PX,
     MIN_CHANGED_FRACTION,
@@ -25,12 +24,11 @@ from core.artifacts import (
     checkerboard_texture,
     default_foreground,
     ground_truth_mask,
-    read_png16,
     severity_table,
     simulate,
     simulate_random,
-    write_benchmark,
 )
+from core.benchmark.simulated import BENCHMARK_COLUMNS, read_png16, write_benchmark
 from core.errors import EmptyImageError
 
 LOCAL_KINDS = [kind for kind in ArtifactKind if kind.extent is Extent.LOCAL]

@@ -11,8 +11,8 @@ from PIL import Image
 
 from core.baselines import method_choices
 from core.baselines.scorer import BaselineScorer, fit_baseline
-from core.score_folder import score_folder
 from core.types import Modality, Volume
+from workflows.score_folder import score_folder
 from tests.baseline_helpers import mid_brain_slices, planted, write_reference
 
 
@@ -84,7 +84,7 @@ def test_score_folder_runs_a_baseline_and_refuses_safegen_only_options(reference
 
 
 def test_batch_screening_with_a_baseline_uses_its_tau_and_calibration_scores(reference):
-    from core.screening import screen
+    from workflows.screening import screen
 
     folder, calib = reference
     scorer = BaselineScorer.fit("mriqc_iqm", folder)

@@ -93,7 +93,7 @@ def tiny_benchmark(tmp_path, slices):
 
 
 def test_the_comparison_writes_one_table_for_every_method(tmp_path, tiny_benchmark):
-    from core.comparison import method_names, run_comparison
+    from workflows.comparison import method_names, run_comparison
 
     bench, reference = tiny_benchmark
     names = method_names("padim,spectral")
@@ -114,7 +114,7 @@ def test_a_slow_method_scores_the_small_subset_and_every_method_is_compared_ther
                                                                                   monkeypatch):
     import core.baselines.scorer
     from core.baselines.spectral import LocalSpectralBaseline
-    from core.comparison import run_comparison
+    from workflows.comparison import run_comparison
 
     class Slow(LocalSpectralBaseline):
         name = "slow"

@@ -18,14 +18,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.browser_helpers import answer_button, choose, pick, press, progress, save_button, session_is, settled, sign_in
+from tests.browser_helpers import (answer_button, choose, pick, press, progress, save_and_see, save_button, session_is,
+                                   settled, sign_in)
 from tests.test_turing_set import tiny_reference
 
 
 @pytest.fixture(scope="module")
 def protocol_files(server_data, tmp_path_factory):
     """Accounts (lead, cara, dan), a 2 + 2 Turing set and a 2 + 2 artifact/clean case list with masks."""
-    from core.turing_set import make_turing_set
+    from core.benchmark.turing_set import make_turing_set
     from db.migrate import upgrade
     from db.models import Role
     from db.repository import create_account
@@ -117,8 +118,7 @@ def test_a_turing_test_and_a_two_arm_study_are_set_up_read_and_analysed(browser,
     for done in range(1, 5):
         choose(dan, "origin", 0)
         choose(dan, "confidence", 4)
-        save_button(dan).click()
-        progress(dan, f"{done} of 4 cases done")
+        save_and_see(dan, f"{done} of 4 cases done")
     dan.screenshot(path=str(artifacts_dir / "study_turing_reading.png"), full_page=True)
     pick(dan, "Study", "Arms")
     session_is(dan, "Session 1 of 2: images only")
@@ -225,6 +225,7 @@ def _read_two_arm_session(page, truths: dict[str, str], reader: str, arm: str, *
             # During the rerun a stale copy of the caption can stand beside the new one: wait for either, then settle.
             page.get_by_text(re.compile(r"marked pixels on this slice: [1-9]\d*")).first.wait_for()
             settled(page)
-        save_button(page).click()
-        if done < 4 or last:  # after the last case of session 1 the page moves on to session 2
-            progress(page, f"{done} of 4 cases done")
+        if done < 4 or last:
+            save_and_see(page, f"{done} of 4 cases done")
+        else:  # after the last case of session 1 the page moves on to session 2
+            save_button(page).click()

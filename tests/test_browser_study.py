@@ -5,16 +5,15 @@ through the repository (the admin page's own test is in test_study_pages.py); ev
 reader does happens by mouse and keyboard in the browser.
 """
 
-import io
+import gzip
 import re
 import zipfile
-import gzip
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.browser_helpers import answer_button, choose, pick, progress, save_button, settled, sign_in
+from tests.browser_helpers import answer_button, choose, pick, progress, save_and_see, settled, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def pilot_study(server_data):
     from db.models import Arm, Role
     from db.repository import create_account
     from db.session import make_engine, make_session_factory, session_scope
-    from db.studies import create_study_from_files
+    from workflows.studies import create_study_from_files
 
     engine = make_engine(server_data["db_url"])
     upgrade(engine)
@@ -64,8 +63,7 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     _answer(ann, "Is there an artifact", "yes")
     _answer(ann, "heatmap_useful", "5")
     _answer(ann, "actionable", "3")
-    save_button(ann).click()
-    progress(ann, "1 of 1 cases done")
+    save_and_see(ann, "1 of 1 cases done")
     ann.screenshot(path=str(artifacts_dir / "study_reading_ann.png"), full_page=True)
     context.close()
 
@@ -75,8 +73,7 @@ def test_two_readers_rate_one_draws_and_the_admin_exports_the_mask(browser, stre
     _answer(bob, "realism", "2")
     _answer(bob, "Is there an artifact", "no")
     _answer(bob, "actionable", "2")
-    save_button(bob).click()
-    progress(bob, "1 of 1 cases done")
+    save_and_see(bob, "1 of 1 cases done")
     context.close()
 
     context, chief = sign_in(browser, streamlit_server, "Study admin", "chief", "chief-password")
@@ -110,7 +107,7 @@ def test_a_reload_mid_case_keeps_the_reader_signed_in_and_their_unsaved_answers(
     from db.models import Arm, Role
     from db.repository import create_account
     from db.session import make_engine, make_session_factory, session_scope
-    from db.studies import create_study_from_files
+    from workflows.studies import create_study_from_files
 
     engine = make_engine(server_data["db_url"])
     upgrade(engine)
@@ -146,6 +143,8 @@ def test_a_reload_mid_case_keeps_the_reader_signed_in_and_their_unsaved_answers(
         settled(fay)
         assert fay.get_by_role("button", name=re.compile("^Score")).count() == 0
     fay.get_by_role("link", name="Reading").click()
+    fay.get_by_role("heading", name="Reading", exact=True).wait_for()
+    settled(fay)  # a click on the last page's Sign out button, while Reading is drawn, is lost
     fay.get_by_role("button", name="Sign out").click()
     fay.get_by_role("button", name="Sign in").wait_for()
     settled(fay)
@@ -189,7 +188,7 @@ def test_the_mouse_wheel_over_niivue_moves_the_drawing_canvas_to_its_slice(brows
     from db.models import Arm, Role
     from db.repository import create_account
     from db.session import make_engine, make_session_factory, session_scope
-    from db.studies import create_study_from_files
+    from workflows.studies import create_study_from_files
 
     z = np.arange(40)[None, None, :]
     scan = (np.indices((64, 64))[0][..., None] * 2 + 5 * z).astype(np.float32)  # each slice unlike the next
@@ -223,3 +222,43 @@ def test_the_mouse_wheel_over_niivue_moves_the_drawing_canvas_to_its_slice(brows
     assert re.search(r"slice (\d+) of 40", caption.inner_text()).group(1) != "21"
     gus.screenshot(path=str(artifacts_dir / "study_reading_niivue_scrolled.png"), full_page=True)
     context.close()
+
+
+@pytest.mark.parametrize("case", ["slice", "volume"])
+def test_the_whole_drawing_canvas_is_on_screen_in_a_1440_by_900_window(browser, streamlit_server, server_data,
+                                                                       artifacts_dir, tmp_path, case):
+    """A laptop window (1440 x 900): the reader draws without scrolling, on a 2-D case and on a 3-D case
+    read with the slice slider (its slider and window sit above the canvas)."""
+    from db.migrate import upgrade
+    from db.models import Arm, Role
+    from db.repository import create_account
+    from db.session import make_engine, make_session_factory, session_scope
+    from workflows.studies import create_study_from_files
+
+    if case == "slice":
+        from pydicom.data import get_testdata_file
+
+        path = get_testdata_file("CT_small.dcm")  # 128 x 128
+    else:
+        path = tmp_path / "volume.nii.gz"  # 64 x 64 x 20, 2 x 2 x 3 mm
+        scan = (np.indices((64, 64))[0][..., None] * 2 + 5 * np.arange(20)[None, None, :]).astype(np.float32)
+        nib.save(nib.Nifti1Image(scan, np.diag([2.0, 2.0, 3.0, 1.0])), path)
+    engine = make_engine(server_data["db_url"])
+    upgrade(engine)
+    with session_scope(make_session_factory(engine)) as s:
+        admin = create_account(s, f"fit-admin-{case}", "fit-admin-password", Role.ADMIN)
+        reader = create_account(s, f"fit-{case}", "fit-password")
+        create_study_from_files(s, admin, f"Fit {case}", [path], {reader.id: Arm.AI},
+                                studies_dir=server_data["studies_dir"])
+    engine.dispose()
+    context, page = sign_in(browser, streamlit_server, "Reading", f"fit-{case}", "fit-password",
+                            viewport=(1440, 900))
+    progress(page, "0 of 1 cases done")
+    settled(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    box = page.locator("canvas").last.bounding_box()  # the drawing canvas (the last one on the page)
+    page.screenshot(path=str(artifacts_dir / f"study_reading_1440x900_{case}.png"))
+    context.close()
+    assert box["width"] >= 400, box  # still a canvas to draw on
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 900, box  # top to bottom on screen, no scrolling
+

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.cli import EXIT_BAD_INPUT, main
 from core.demo import DEMO_CASES, available_cases
 from core.io import load_volume
+from workflows.cli import EXIT_BAD_INPUT, main
 
 
 def test_info_prints_what_safegen_sees(tmp_path, capsys):

@@ -295,7 +295,7 @@ class KnownMaskScorer:
 def test_score_with_dicom_seg_writes_a_seg_per_scored_file_with_a_mask(tmp_path, monkeypatch, capsys):
     import core.head_explain
     import core.head_scoring
-    from core.cli import main
+    from workflows.cli import main
 
     monkeypatch.setattr(core.head_scoring, "load_detector", lambda *args, **kwargs: KnownMaskScorer())
     monkeypatch.setattr(core.head_explain, "load_explainer", lambda *args, **kwargs: None)
@@ -328,7 +328,7 @@ def test_the_study_export_has_a_seg_per_reader_mask_with_the_images_it_reference
     from db.models import Arm, Reader
     from db.repository import next_case, reading_list, save_read
     from db.session import session_scope
-    from db.studies import export_study
+    from workflows.studies import export_study
     from tests.study_helpers import two_case_study
 
     study = two_case_study(tmp_path, "SEG export", (Arm.AI, Arm.AI))

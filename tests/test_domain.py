@@ -115,7 +115,7 @@ def committed_head():
     from core.head_scoring import HeadScorer
 
     scorer = HeadScorer.load()
-    assert scorer.appearance is not None, "models/domain_mri_t1.npz is missing: python -m core.cli calibrate-domain"
+    assert scorer.appearance is not None, "models/domain_mri_t1.npz is missing: python -m workflows.cli calibrate-domain"
     return scorer
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.evaluation import VariantOutput, breakdown_table, summary_table, write_plots, write_report
+from core.benchmark.evaluation import VariantOutput, breakdown_table, summary_table, write_plots, write_report
 
 
 def toy_benchmark():
@@ -65,7 +65,7 @@ def test_report_and_plots_are_written(tmp_path):
 
 
 def test_the_evaluations_make_masks_by_the_one_mask_rule():
-    from core.explainer_evaluation import ExplainerOutput
+    from core.benchmark.explainer_evaluation import ExplainerOutput
     from core.masks import unsafe_mask
 
     maps = np.zeros((2, 64, 64), np.float32)
@@ -91,4 +91,4 @@ def test_the_evaluation_page_quotes_the_readmes_measured_time_not_a_guess(tmp_pa
     assert readme_figure("make bench", readme) == "see the README's Figures"
     # the project's own README names both commands the page quotes
     assert readme_figure("make evaluate").startswith("measured: ")
-    assert readme_figure("python -m core.cli evaluate-realistic --baselines spectral_local").startswith("measured: ")
+    assert readme_figure("python -m workflows.cli evaluate-realistic --baselines spectral_local").startswith("measured: ")

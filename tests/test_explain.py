@@ -305,7 +305,7 @@ def benchmark_slices():
 
 
 def test_anomaly_score_model_equals_the_scorers_slice_score(benchmark_slices):
-    from core.evaluation import variant_outputs
+    from core.benchmark.evaluation import variant_outputs
     from core.scoring import Scorer
 
     scorer = Scorer.from_folder()

@@ -11,8 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.detectors.diffusion import DiffusionConfig
-from core.generated_set import (
+from core.benchmark.generated_set import (
     DEFAULT_GROUPS,
     GENERATED_SET_DIR,
     Group,
@@ -22,6 +21,7 @@ from core.generated_set import (
     sample_diffusion,
     sample_vae,
 )
+from core.detectors.diffusion import DiffusionConfig
 
 CONFIG = DiffusionConfig(image_size=8, num_train_timesteps=100)
 
@@ -200,7 +200,7 @@ def test_the_batch_page_opens_on_the_generated_set_and_sums_up_any_folder_by_gro
 
 
 def test_score_adds_a_per_group_table_when_the_folder_has_a_manifest(tmp_path):
-    from core.score_folder import score_folder
+    from workflows.score_folder import score_folder
 
     folder = tmp_path / "set"
     small_set(folder)

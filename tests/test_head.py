@@ -439,7 +439,7 @@ def test_leave_one_kind_out_table_pairs_each_kind_with_the_head_that_never_saw_i
     import pandas as pd
 
     from core.artifacts import ArtifactKind
-    from core.head_evaluation import LOKO_LEAVE_OUT, loko_head_name, loko_table
+    from core.benchmark.head_evaluation import LOKO_LEAVE_OUT, loko_head_name, loko_table
 
     assert set(LOKO_LEAVE_OUT) == {k.value for k in ArtifactKind}
     assert all(set(v) <= {k.value for k in TrainingKind} for v in LOKO_LEAVE_OUT.values())
@@ -455,20 +455,37 @@ def test_leave_one_kind_out_table_pairs_each_kind_with_the_head_that_never_saw_i
 
 
 def test_train_head_refuses_unknown_corruptions_to_leave_out(capsys):
-    from core.cli import EXIT_BAD_INPUT, main
+    from workflows.cli import EXIT_BAD_INPUT, main
 
     assert main(["train-head", "--without", "grating,moire"]) == EXIT_BAD_INPUT
     assert "moire" in capsys.readouterr().err
 
 
 def test_the_realistic_evaluations_refuse_a_folder_without_labels_or_heads(tmp_path, capsys):
-    from core.cli import EXIT_BAD_INPUT, main
+    from workflows.cli import EXIT_BAD_INPUT, main
 
     assert main(["evaluate-realistic", "--benchmark", str(tmp_path)]) == EXIT_BAD_INPUT
-    assert f"{tmp_path}/labels.csv not found; run `python -m core.cli make-realistic-benchmark`" in capsys.readouterr().err
+    assert f"{tmp_path}/labels.csv not found; run `python -m workflows.cli make-realistic-benchmark`" in capsys.readouterr().err
     (tmp_path / "labels.csv").write_text("file,label,kind\na.png,0,\n")
     assert main(["evaluate-loko", "--benchmark", str(tmp_path), "--heads-dir", str(tmp_path / "none")]) == EXIT_BAD_INPUT
     assert "head_all.pt not found: train the heads without each kind first" in capsys.readouterr().err
+
+
+def test_evaluate_realistic_writes_the_seed_row_beside_the_image_only_head(tmp_path):
+    """`make evaluate` runs evaluate-realistic with its seed row: the committed head reads the image
+    alone and loads no seed models, so the seed scorer is loaded for that row (it was None: a crash)."""
+    import pandas as pd
+
+    from core.benchmark.realistic import make_realistic_benchmark
+    from core.head_scoring import HeadScorer
+    from workflows.cli import main
+
+    assert HeadScorer.load().seed is None  # the committed head is image-only
+    make_realistic_benchmark(tmp_path / "bench", n_seen=2, n_unseen=0, seed=3, split="val")
+    assert main(["evaluate-realistic", "--benchmark", str(tmp_path / "bench"), "--out", str(tmp_path / "out")]) == 0
+    overall = pd.read_csv(tmp_path / "out" / "overall.csv")
+    assert overall["method"].tolist() == ["head", "seed", "seed: S_diffusion", "seed: E_AE"]
+    assert (overall["n_clean"] + overall["n_artifact"] == 2).all()
 
 
 def test_an_ablation_head_is_calibrated_beside_its_file_and_runs_without_the_seed(tmp_path):
@@ -494,7 +511,7 @@ def test_realistic_benchmark_images_carry_their_exact_masks(tmp_path):
 
     from core.detectors.head_training import UNSEEN_SUBJECT
     from core.io import load_volume
-    from core.realistic_benchmark import make_realistic_benchmark, read_mask
+    from core.benchmark.realistic import make_realistic_benchmark, read_mask
 
     if not UNSEEN_SUBJECT.path.is_file():
         pytest.skip(f"{UNSEEN_SUBJECT.path} not installed ({UNSEEN_SUBJECT.provenance})")
@@ -511,7 +528,7 @@ def test_realistic_benchmark_images_carry_their_exact_masks(tmp_path):
 
 
 def test_a_realistic_validation_set_draws_from_the_val_split_only(tmp_path):
-    from core.realistic_benchmark import make_realistic_benchmark
+    from core.benchmark.realistic import make_realistic_benchmark
 
     table = make_realistic_benchmark(tmp_path, n_seen=6, n_unseen=0, seed=3, split="val")
     assert len(table) == 6 and set(table["source"]) == {"seen"} and "itk_t1" not in set(table["subject"])
@@ -521,7 +538,7 @@ def test_a_realistic_validation_set_draws_from_the_val_split_only(tmp_path):
 
 def test_a_benchmark_at_coarser_pixels_stores_them_as_the_world_does(tmp_path):
     from core.io import load_volume
-    from core.realistic_benchmark import make_realistic_benchmark, read_labels, read_mask
+    from core.benchmark.realistic import make_realistic_benchmark, read_labels, read_mask
 
     at_1mm = make_realistic_benchmark(tmp_path / "a", n_seen=6, n_unseen=0, seed=3, split="val")
     coarse = make_realistic_benchmark(tmp_path / "b", n_seen=6, n_unseen=0, seed=3, split="val", pixel_mm=(2.0, 2.0))
@@ -559,7 +576,7 @@ def committed_head() -> HeadScorer:
     from core.profiles import MRI_T1
 
     if not head_file(MRI_T1).is_file():
-        pytest.skip("no committed head (python -m core.cli train-head)")
+        pytest.skip("no committed head (python -m workflows.cli train-head)")
     return HeadScorer.load()
 
 
@@ -641,7 +658,7 @@ def test_clean_training_volumes_are_each_subject_as_it_installs_then_varied():
 
 
 def test_volume_threshold_transfer_fits_on_the_other_people_and_counts_the_left_out_ones():
-    from core.head_evaluation import volume_threshold_transfer
+    from core.benchmark.head_evaluation import volume_threshold_transfer
 
     # man A: 3 volumes; man B: 4 (two scans of him, as Colin27 with and without skull, are one group)
     scores = [0.1, 0.2, 0.9, 0.3, 0.4, 0.5, 0.6]
@@ -673,7 +690,7 @@ def test_coarse_resolution_keeps_the_grid_and_removes_what_coarse_pixels_cannot_
 def test_storage_is_told_apart_only_when_pixel_sizes_vary():
     import pandas as pd
 
-    from core.head_evaluation import storage_of
+    from core.benchmark.head_evaluation import storage_of
 
     table = pd.DataFrame({"format": ["png", "nifti", "png", "nifti"], "pixel_mm": [1.0, 1.2, 1.5, 1.99]})
     assert storage_of(table).tolist() == ["png, 1-1.5 mm", "nifti, 1-1.5 mm", "png, 1.5-2 mm", "nifti, 1.5-2 mm"]

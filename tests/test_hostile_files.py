@@ -27,8 +27,8 @@ from nibabel.nifti1 import Nifti1Extension
 from PIL import Image
 
 from core import errors
-from core.cli import EXIT_BAD_INPUT, main
 from core.io import SizeLimits, detect_format, load_volume, to_file_layout
+from workflows.cli import EXIT_BAD_INPUT, main
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
 
@@ -177,7 +177,7 @@ def test_score_gives_every_entry_a_row_and_scores_a_single_slice_once(tmp_path, 
 
 
 def test_find_entries_lists_every_image_named_entry_and_find_inputs_only_files(tmp_path):
-    from core.score_folder import find_entries, find_inputs
+    from workflows.score_folder import find_entries, find_inputs
 
     _fifo(tmp_path)
     _loop(tmp_path)

@@ -1,5 +1,6 @@
-"""Who may import whom: core is the science and never sees Streamlit or the database, and no
-project module imports itself back through a cycle of others."""
+"""Who may import whom: core is the science and never sees Streamlit, the database or a workflow; db is
+persistence only; workflows (the commands, screening, the reader study) sit above both; ui and pages reach
+the database only through db.repository; and no project module imports itself back through a cycle of others."""
 
 import ast
 from pathlib import Path
@@ -9,8 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
-    "core": {"streamlit", "db", "ui", "pages", "app"},
-    "db": {"streamlit", "ui", "pages", "app"},
+    "core": {"streamlit", "db", "workflows", "ui", "pages", "app"},
+    "db": {"streamlit", "workflows", "ui", "pages", "app"},
+    "workflows": {"streamlit", "ui", "pages", "app"},
     "ui": {"pages", "app"},
 }
 
@@ -46,10 +48,10 @@ def test_package_respects_layering(package):
 
 # --- No import cycles among the project's own modules -------------------------------------------
 
-CYCLE_PACKAGES = ("core", "db", "ui")  # with their subpackages (core.baselines, core.detectors, ...)
+CYCLE_PACKAGES = ("core", "db", "workflows", "ui")  # with their subpackages (core.baselines, core.detectors, ...)
 # Modules whose in-function imports are deliberate and exempt: the command line imports each
 # command's modules when that command runs, and nothing imports it, so it cannot close a cycle.
-LAZY_IMPORTS_ALLOWED = {"core.cli"}
+LAZY_IMPORTS_ALLOWED = {"workflows.cli"}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -155,3 +157,62 @@ def test_the_cycle_checker_finds_a_planted_cycle(tmp_path):
 def test_no_import_cycles():
     cycles = import_cycles(import_graph(ROOT, lazy_allowed=LAZY_IMPORTS_ALLOWED))
     assert not cycles, "import cycles among the project's modules:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+# --- db/ is persistence only; ui/ and pages/ reach it through db.repository ----------------------
+
+# What db/ may take from core: where the default database file lives (core.resources) and how many levels
+# a Likert question has, to check a stored answer (core.study_stats.likert_levels). Nothing that loads,
+# scores, de-identifies or exports a scan: a workflow that does (the reader study) lives in workflows/.
+DB_MAY_IMPORT_FROM_CORE = {"core.resources", "core.study_stats"}
+
+
+def test_db_holds_no_workflow():
+    graph = import_graph(ROOT, ("core", "db", "workflows"))
+    reached = {name: sorted(target for target in targets if not target.startswith("db"))
+               for name, targets in graph.items() if name.startswith("db")}
+    beyond = {name: sorted(set(targets) - DB_MAY_IMPORT_FROM_CORE) for name, targets in reached.items()}
+    beyond = {name: targets for name, targets in beyond.items() if targets}
+    assert not beyond, f"db/ imports more than persistence needs: {beyond}"
+
+
+QUERY_CALLS = {"select", "scalars", "scalar", "execute"}
+
+
+def direct_queries(path: Path) -> list[str]:
+    """The places in ``path`` that query the database themselves: an import of SQLAlchemy, a call named
+    ``select`` / ``scalars`` / ``scalar`` / ``execute``, or ``x.get(Model, ...)`` with a class of
+    ``db.models`` (``Session.get``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    models = {alias.asname or alias.name for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module == "db.models" for alias in node.names}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "sqlalchemy" for a in node.names):
+            found.append(f"{node.lineno}: import sqlalchemy")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            found.append(f"{node.lineno}: from {node.module} import")
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if name in QUERY_CALLS:
+                found.append(f"{node.lineno}: {name}(...)")
+            elif (name == "get" and node.args and isinstance(node.args[0], ast.Name)
+                  and node.args[0].id in models):
+                found.append(f"{node.lineno}: get({node.args[0].id}, ...)")
+    return found
+
+
+def test_the_query_checker_sees_queries(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("from sqlalchemy import select\nfrom db.models import Reader\n"
+                      "def f(s, d):\n    d.get('key', 1)\n    s.get(Reader, 1)\n"
+                      "    return s.scalars(select(Reader))\n")
+    assert sorted(direct_queries(sample)) == ["1: from sqlalchemy import", "5: get(Reader, ...)",
+                                              "6: scalars(...)", "6: select(...)"]
+
+
+@pytest.mark.parametrize("package", ["ui", "pages"])
+def test_ui_and_pages_query_only_through_the_repository(package):
+    found = {str(path.relative_to(ROOT)): queries for path in sorted((ROOT / package).glob("*.py"))
+             if (queries := direct_queries(path))}
+    assert not found, f"{package}/ queries the database itself (put the query in db/repository.py): {found}"

@@ -128,7 +128,7 @@ def test_score_with_a_named_profile_and_a_baseline_refusing_a_profile(tmp_path, 
     import shutil
 
     from core.resources import package_file
-    from core.score_folder import score_folder
+    from workflows.score_folder import score_folder
 
     (tmp_path / "in").mkdir()
     shutil.copy(package_file("pydicom", "data", "test_files", "CT_small.dcm"), tmp_path / "in" / "ct.dcm")

@@ -1,4 +1,4 @@
-"""The `score` contract: python -m core.cli score INPUT_DIR --out OUT_DIR, with the committed models.
+"""The `score` contract: python -m workflows.cli score INPUT_DIR --out OUT_DIR, with the committed models.
 
 One real CLI run over a folder that mixes good scans (PNG, a 2-D NIfTI, a non-RAS 3-D NIfTI with a
 planted hole, a CT DICOM) with bad files checks the columns, the error rows and that every mask
@@ -18,16 +18,17 @@ from PIL import Image
 from scipy import ndimage
 
 from core.artifacts import simulate
-from core.cli import main
-from core.io import load_volume
-from core.profiles import KNOWN_SUBJECTS
-from core.reference import subject_slices
-from core.resources import PROJECT_ROOT, package_file
 from core.explain import DEFAULT_EXPLAINER
 from core.head_explain import load_explainer
 from core.head_scoring import load_detector
-from core.score_folder import COLUMNS, output_stem
+from core.io import load_volume
+from core.io import output_stem
+from core.profiles import KNOWN_SUBJECTS
+from core.reference import subject_slices
+from core.resources import PROJECT_ROOT, package_file
 from core.types import Modality, Volume
+from workflows.cli import main
+from workflows.score_folder import COLUMNS
 
 CT_SMALL = package_file("pydicom", "data", "test_files", "CT_small.dcm")
 
@@ -90,7 +91,7 @@ def scored(tmp_path_factory, mni_slice):
     (inputs / "readme.txt").write_text("ignored: not an image suffix")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(inputs / "sub" / "inner.png")  # not recursed into
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", "score", str(inputs), "--out", str(out), "--batch-size", "8"],
+        [sys.executable, "-m", "workflows.cli", "score", str(inputs), "--out", str(out), "--batch-size", "8"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
     )
     rows = {r["file"]: r for r in read_csv(out / "scores.csv")}
@@ -146,7 +147,7 @@ def test_rows_name_the_explainer_and_the_unsafe_area_of_its_mask(scored):
 
 
 def test_another_explainer_writes_its_own_maps(tmp_path, mni_slice):
-    from core.score_folder import score_folder
+    from workflows.score_folder import score_folder
 
     dropout = simulate(mni_slice, "dropout", 3, np.random.default_rng(7))
     (tmp_path / "in").mkdir()
@@ -251,7 +252,7 @@ def test_pictures_are_read_at_the_pixel_size_asked_for(tmp_path, capsys, mni_sli
     inputs.mkdir()
     Image.fromarray(np.round(mni_slice * 65535).astype(np.uint16)).save(inputs / "slice.png")
     assert main(["score", str(inputs), "--out", str(out), "--pixel-mm", "0"]) == 2
-    assert "--pixel-mm 0.0 is not a pixel size an image has" in capsys.readouterr().err
+    assert "--pixel-mm: a pixel size of 0 mm is not one an image has (0.05 to 20 mm)" in capsys.readouterr().err
     assert not out.exists()  # refused before anything is written
 
     assert main(["score", str(inputs), "--out", str(out), "--pixel-mm", "1.8"]) == 0
@@ -269,7 +270,7 @@ def test_missing_models_are_a_clear_cli_error(tmp_path, capsys):
     inputs.mkdir()
     shutil.copy(CT_SMALL, inputs / "ct.dcm")
     assert main(["score", str(inputs), "--out", str(tmp_path / "out"), "--models", str(tmp_path)]) == 2
-    assert "python -m core.cli train diffusion" in capsys.readouterr().err
+    assert "python -m workflows.cli train diffusion" in capsys.readouterr().err
 
 
 def test_output_stems_strip_only_the_contract_suffixes():

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import CorruptFileError, NotAFileError
 from core.io import ACCEPTED_SUFFIXES
-from core.score_files import FileResult, error_message, score_files
+from workflows.score_files import FileResult, error_message, score_files
 
 GOOD = np.arange(20 * 20 * 2, dtype=np.float32).reshape(20, 20, 2)  # mean 399.5
 
@@ -118,7 +118,9 @@ def test_file_results_are_frozen():
 
 
 def test_every_list_of_accepted_files_is_derived_from_the_one_in_core_io(tmp_path):
-    from core import reference, score_folder
+    from core import reference
+    from core.io import output_stem
+    from workflows import score_folder
     from ui.resources import UPLOAD_TYPES
 
     assert ".jpg" in ACCEPTED_SUFFIXES and ".jpeg" in ACCEPTED_SUFFIXES  # load_volume reads JPEG
@@ -128,7 +130,7 @@ def test_every_list_of_accepted_files_is_derived_from_the_one_in_core_io(tmp_pat
     assert len(UPLOAD_TYPES) == len(set(UPLOAD_TYPES))
     for suffix in ACCEPTED_SUFFIXES:  # the score command, Batch screening and study folders find every one
         (tmp_path / f"scan{suffix.upper()}").write_bytes(b"x")
-        assert score_folder.output_stem(f"scan{suffix}") == "scan"
+        assert output_stem(f"scan{suffix}") == "scan"
     (tmp_path / "readme.txt").write_text("not an image")
     assert sorted(p.name for p in score_folder.find_inputs(tmp_path)) == sorted(
         f"scan{s.upper()}" for s in ACCEPTED_SUFFIXES)

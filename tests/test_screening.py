@@ -8,12 +8,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.artifacts import simulate
+from core.head_scoring import load_detector
 from core.io import load_volume
 from core.profiles import KNOWN_SUBJECTS
 from core.reference import subject_slices
-from core.head_scoring import load_detector
 from core.scoring import Scorer
-from core.screening import COLUMNS, THUMBNAIL_PX, reference_scores, screen, screened_files, screening_of
+from workflows.screening import COLUMNS, THUMBNAIL_PX, reference_scores, screen, screened_files, screening_of
 from ui.state import BATCH_FOLDER, Keys
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

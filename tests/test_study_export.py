@@ -14,7 +14,7 @@ from db.migrate import upgrade
 from db.models import Arm, Role
 from db.repository import create_account, next_case, reading_list, save_read
 from db.session import make_engine, make_session_factory, session_scope
-from db.studies import create_study_from_files, export_study
+from workflows.studies import create_study_from_files, export_study
 from tests.study_helpers import two_case_study
 
 
@@ -77,7 +77,7 @@ def test_a_case_keeps_the_tau_profile_and_slice_flags_its_ai_heatmap_was_scored_
     from core.detectors.head import HeadConfig, HeadDetector, build_head
     from core.head_scoring import HeadCalibration, HeadScorer
     from core.masks import unsafe_mask
-    from db.studies import case_ai_settings, safegen_mask
+    from workflows.studies import case_ai_settings, safegen_mask
 
     data = np.zeros((40, 44, 3), np.float32)
     data[8:32, 8:36, :] = 100.0  # a box of "tissue" on every slice

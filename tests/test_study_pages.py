@@ -282,7 +282,7 @@ def test_a_reload_mid_case_loses_nothing_the_open_form_is_autosaved_and_restored
 
     from db.models import Arm, Reader, Role
     from db.repository import create_account, load_draft, open_case
-    from db.studies import create_study_from_files
+    from workflows.studies import create_study_from_files
     from ui.study import session
 
     with session() as s:

@@ -35,7 +35,7 @@ from db.repository import (
     shows_ai,
 )
 from db.session import make_engine, make_session_factory, session_scope
-from db.studies import analyse_study, export_study, read_case_list
+from workflows.studies import analyse_study, export_study, read_case_list
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core.turing_set import make_turing_set, round_trip
+from core.benchmark.turing_set import make_turing_set, round_trip
 
 
 def tiny_reference(folder: Path, n: int = 12) -> Path:

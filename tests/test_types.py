@@ -51,3 +51,14 @@ def test_a_pixel_size_is_given_only_to_a_2d_image_that_states_none():
     volume = Volume(np.zeros((4, 6, 3), np.float32), (1.0, 1.0, 1.0), np.eye(4), spacing_known=False)
     with pytest.raises(ValueError, match="applies to 2-D images"):
         volume.with_pixel_size(0.5)
+
+
+def test_check_pixel_size_keeps_the_range_ends_and_refuses_what_lies_outside():
+    from core.types import PIXEL_MM_RANGE, check_pixel_size
+
+    assert PIXEL_MM_RANGE == (0.05, 20.0)
+    assert check_pixel_size(0.05) == 0.05 and check_pixel_size(20) == 20.0 and isinstance(check_pixel_size(1), float)
+    for bad in (0.049, 20.5, float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match=r"is not one an image has \(0.05 to 20 mm\)"):
+            check_pixel_size(bad)
+

@@ -16,7 +16,7 @@ from core.preprocess import normalise_for_models
 from core.profiles import MRI_T1, Profile, all_profiles, get_profile
 from core.reference import build_reference, folder_slices
 from core.types import Modality, Window
-from core.user_profile import check_name, folder_subjects, make_user_profile, training_steps
+from workflows.user_profile import check_name, folder_subjects, make_user_profile, training_steps
 
 def write_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image.astype(np.uint8)).save(path)
@@ -121,7 +121,7 @@ def test_train_profile_runs_the_same_commands_as_the_built_in_profiles(folder, t
 
 
 def test_the_command_refuses_bad_input_with_a_clear_message(folder, tmp_path, capsys):
-    from core.cli import main
+    from workflows.cli import main
 
     def run_cli(*args: str) -> SimpleNamespace:
         status = main(list(args))
@@ -147,7 +147,7 @@ def test_train_profile_end_to_end_on_a_folder_of_png_slices(tmp_path, monkeypatc
     import pandas as pd
 
     import core.profiles
-    from core.cli import main
+    from workflows.cli import main
     from core.profiles import KNOWN_SUBJECTS
     from core.reference import subject_slices
 

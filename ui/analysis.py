@@ -19,12 +19,12 @@ from core.baselines.scorer import BaselineScorer
 from core.calibration import smallest_p_value
 from core.explain import Explainer, ExplainerName
 from core.head_explain import load_explainer as head_explainer
-from core.profiles import DEFAULT_PROFILE
 from core.head_scoring import HeadScorer, load_detector, outward_order
+from core.profiles import DEFAULT_PROFILE
 from core.scoring import Scorer
-from core.screening import reference_scores
 from core.types import SAFEGEN_METHOD, ScanResult, Volume
 from core.viewer_layers import nifti_bytes
+from workflows.screening import reference_scores
 from ui.jobs import BackgroundJob
 from ui.resources import data_dirs
 from ui.state import Keys

@@ -10,15 +10,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.io import ACCEPTED_SUFFIXES, load_upload, load_volume
-from core.score_folder import find_inputs
-from core.types import SAFEGEN_METHOD, ScanScorer
+from core.benchmark.generated_set import GENERATED_SET_DIR, group_summary, read_manifest, with_groups
 from core.calibration import smallest_p_value
 from core.errors import InputError
 from core.export import spreadsheet_safe
+from core.io import ACCEPTED_SUFFIXES, load_upload, load_volume
 from core.resources import shared_path
-from core.generated_set import GENERATED_SET_DIR, group_summary, read_manifest, with_groups
-from core.screening import Screening, screened_files, screening_of
+from core.types import SAFEGEN_METHOD, ScanScorer
+from workflows.score_folder import find_inputs
+from workflows.screening import Screening, screened_files, screening_of
 from ui.analysis import format_score, load_baseline, load_scorer, model_lock, p_floor_sentence
 from ui.jobs import BackgroundJob
 from ui.resources import UPLOAD_TYPES
@@ -29,7 +29,7 @@ from ui.tables import RATE, Column, show_table
 
 def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
     """The chosen files as ``(name, loader)`` items, a label for the button, and the folder's
-    ``manifest.csv`` (groups of a generated set, :mod:`core.generated_set`) where it has one."""
+    ``manifest.csv`` (groups of a generated set, :mod:`core.benchmark.generated_set`) where it has one."""
     source = st.radio("Images from", [BATCH_DEMO, BATCH_UPLOAD, BATCH_FOLDER], key=Keys.BATCH_SOURCE,
                       horizontal=True)
     items, manifest = [], None
@@ -69,7 +69,7 @@ DEMO_SET_ABOUT = (
     "and Colin27): a MONAI DDPM sampled three ways (ancestral DDPM with 1000 steps; DDIM with 50 and with 10 "
     "steps) and a small VAE (blurry by nature), plus two groups of real held-out slices as controls. "
     "Seeds and sampler settings are in `demo/generated_mri_t1/manifest.csv`; "
-    "`python -m core.cli make-generated-set` rebuilds it."
+    "`python -m workflows.cli make-generated-set` rebuilds it."
 )
 
 
@@ -79,7 +79,7 @@ BATCH_REFRESH_S = 1.0  # how often a running batch's progress and table redraw
 @dataclass(eq=False)
 class BatchJob(BackgroundJob):
     """A batch being scored in a background thread (:class:`ui.jobs.BackgroundJob`), file by file
-    (:func:`core.screening.screened_files`), each file under :func:`ui.analysis.model_lock`; it stops
+    (:func:`workflows.screening.screened_files`), each file under :func:`ui.analysis.model_lock`; it stops
     between files once cancelled, and the files done stay in the table.
 
     The thread calls no Streamlit function: it only appends to :attr:`rows` and :attr:`thumbnails`
@@ -88,7 +88,7 @@ class BatchJob(BackgroundJob):
 
     scorer: ScanScorer
     manifest: pd.DataFrame | None = None
-    pixel_mm: float | None = None  # pixel size of 2-D images that state none (core.score_files.score_files)
+    pixel_mm: float | None = None  # pixel size of 2-D images that state none (workflows.score_files.score_files)
     rows: list[dict] = field(default_factory=list)
     thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
     _ranked: tuple[int, Screening] | None = field(default=None, init=False, repr=False)

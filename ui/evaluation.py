@@ -1,7 +1,7 @@
 """The Evaluation page's pieces: read an evaluation folder, plot it, and re-run a quick one.
 
-Everything plotted comes from the files ``python -m core.cli evaluate`` writes (see
-:func:`core.evaluation.run_evaluation`); the page never recomputes a figure the report holds.
+Everything plotted comes from the files ``python -m workflows.cli evaluate`` writes (see
+:func:`core.benchmark.evaluation.run_evaluation`); the page never recomputes a figure the report holds.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.evaluation import clean_test_slices, ensure_benchmark, load_benchmark, load_evaluation, run_evaluation
+from core.benchmark.evaluation import clean_test_slices, ensure_benchmark, load_benchmark, load_evaluation, run_evaluation
+from core.benchmark.head_evaluation import load_report
 from core.explain import Explainer
-from core.head_evaluation import load_report
 from core.metrics import image_auroc, roc_curve_points
 from core.resources import PROJECT_ROOT
 from core.types import SAFEGEN_METHOD

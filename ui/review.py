@@ -21,7 +21,7 @@ from core.masks import summarise_mask, unsafe_mask
 from core.profiles import all_profiles, auto_profile, get_profile
 from core.render import HEATMAP_COLORMAPS, overlay_heatmap
 from core.summary import summary_page
-from core.types import OUT_OF_DOMAIN, SAFEGEN_METHOD, UNLIKE_TRAINING, ScanResult, Volume, Window
+from core.types import OUT_OF_DOMAIN, PIXEL_MM_RANGE, SAFEGEN_METHOD, UNLIKE_TRAINING, ScanResult, Volume, Window
 from core.viewer_layers import heatmap_layer, outline_layer
 from core.calibration import smallest_p_value
 from ui.analysis import (calibration_slices, calibration_volumes, format_p, format_score, heatmap_range, mask_nifti_bytes,
@@ -30,7 +30,7 @@ from ui.state import Keys
 from ui.viewer import OUTLINE_COLORMAP, kept
 
 TAU_MAX = 20.0  # z units; above this every model map here is far outside normal variation
-HEAD_TAU_STEP = 0.01  # the head's tau is a probability in [0, 1]
+HEAD_TAU_STEP = 0.0001  # the head's tau is a probability in [0, 1]; a volume's sits near 1 (0.9946)
 
 
 def tau_unit(result: ScanResult) -> str:
@@ -162,9 +162,10 @@ def heatmap_controls(result: ScanResult, scan_key: str) -> tuple[bool, float, fl
         st.subheader("Heatmap")
         show = st.toggle("Show heatmap overlay", value=True, key=Keys.SHOW_HEATMAP)
         # Fixed limits keep the widget's identity across scans (a changing max re-mounts it).
-        top, step = (1.0, HEAD_TAU_STEP) if result.head else (TAU_MAX, 0.05)
-        tau = st.slider(f"Tolerance τ ({tau_unit(result)})", 0.0, top, step=step, key=Keys.TAU,
-                        help="Pixels and slices above τ are marked unsafe. Moving it re-draws; no model runs.")
+        top, step, shown = (1.0, HEAD_TAU_STEP, "%.4f") if result.head else (TAU_MAX, 0.05, "%.2f")
+        tau = st.slider(f"Tolerance τ ({tau_unit(result)})", 0.0, top, step=step, format=shown, key=Keys.TAU,
+                        help="Pixels and slices above τ are marked unsafe. Moving it re-draws; no model runs. "
+                             "The arrow keys move it one step.")
         opacity = st.slider("Opacity", 0.0, 1.0, 0.55, step=0.05, key=Keys.OPACITY)
         cmap = st.selectbox("Colour map", HEATMAP_COLORMAPS, key=Keys.COLORMAP,
                             help="Perceptually uniform maps, readable with colour-vision deficiency.")
@@ -218,7 +219,7 @@ def pixel_size_choice(key: str) -> float | None:
     (:meth:`core.types.Volume.with_pixel_size`); None (empty): 1 mm, with a warning."""
     with st.sidebar:
         return st.number_input(
-            "Pixel size of images that state none (mm)", min_value=0.05, max_value=20.0, value=None, step=0.1,
+            "Pixel size of images that state none (mm)", min_value=PIXEL_MM_RANGE[0], max_value=PIXEL_MM_RANGE[1], value=None, step=0.1,
             format="%.2f", key=key, placeholder="1 mm, with a warning",
             help="PNG and JPEG files carry no pixel size and are read at 1 mm. Give the true size for true "
                  "millimetres (areas, volumes, the field-of-view check); a generator's 128-px slice of a whole "

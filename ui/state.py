@@ -108,7 +108,7 @@ class Keys:
     BATCH_RESULT = "batch.result"  # the last Screening of this session
     BATCH_JOB = "batch.job"  # ui.batch.BatchJob: the batch being scored in the background, or stopped
     BATCH_CANCEL = "batch.cancel"  # its Cancel button
-    BATCH_MANIFEST = "batch.manifest"  # the scored folder's manifest.csv (core.generated_set), or None
+    BATCH_MANIFEST = "batch.manifest"  # the scored folder's manifest.csv (core.benchmark.generated_set), or None
     BATCH_FLAGGED_ONLY = "batch.flagged_only"  # table filter
 
 

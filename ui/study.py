@@ -135,7 +135,7 @@ def current_reader() -> Reader | None:
     reader = None
     if reader_id is not None:
         with read_session() as s:
-            reader = s.get(Reader, reader_id)
+            reader = repository.account(s, reader_id)
         if reader is None:
             sign_out()
         else:

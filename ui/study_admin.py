@@ -10,13 +10,11 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from sqlalchemy import select
 
 from core.demo import available_cases
 from core.errors import InputError
 from core.io import ACCEPTED_SUFFIXES
 from core.resources import shared_path
-from core.score_folder import find_inputs
 from core.study_stats import likert_levels
 from db.models import Arm, Reader, Role, StudyKind
 from db.repository import (
@@ -26,12 +24,15 @@ from db.repository import (
     TURING_QUESTIONS,
     TWO_ARM_QUESTIONS,
     StudyError,
+    account,
     create_reader,
     progress,
     quality_questions,
+    reader_accounts,
     studies_of,
 )
-from db.studies import analyse_study, create_study_from_files, export_study, read_case_list
+from workflows.score_folder import find_inputs
+from workflows.studies import analyse_study, create_study_from_files, export_study, read_case_list
 from ui.analysis import load_scorer, progress_bar
 from ui.resources import UPLOAD_TYPES
 from ui.state import Keys
@@ -72,7 +73,7 @@ def accounts_section(admin: Reader) -> None:
         if st.form_submit_button("Add account"):
             try:
                 with session() as s:
-                    create_reader(s, s.get(Reader, admin.id), username, password, Role(role))
+                    create_reader(s, account(s, admin.id), username, password, Role(role))
                 st.success(f"Account {username!r} added.")
             except StudyError as error:
                 st.error(str(error))
@@ -94,8 +95,7 @@ def new_study_section(admin: Reader) -> None:
     if message := st.session_state.pop(Keys.ADMIN_MESSAGE, None):  # the study made by the previous run
         st.success(message)
     with read_session() as s:
-        readers = [(r.id, r.username) for r in s.scalars(select(Reader).where(Reader.role == Role.READER)
-                                                         .order_by(Reader.username))]
+        readers = [(r.id, r.username) for r in reader_accounts(s)]
     cases = {c.key: c for c in available_cases()}
     kind = StudyKind(st.radio("Study type", list(KIND_NAMES), format_func=KIND_NAMES.get, key=Keys.ADMIN_KIND))
     with st.form(Keys.ADMIN_STUDY_FORM):
@@ -178,7 +178,7 @@ def new_study_section(admin: Reader) -> None:
         try:
             with session() as s:
                 study = create_study_from_files(
-                    s, s.get(Reader, admin.id), title, files, arms_for(list(chosen), plan), instructions=instructions,
+                    s, account(s, admin.id), title, files, arms_for(list(chosen), plan), instructions=instructions,
                     questions=questions, seed=int(seed), scorer=load_scorer() if score else None, progress=advance,
                     truths=truths, truth_masks=masks, kind=kind, settings=settings)
                 created = (study.id, study.title)
@@ -251,12 +251,12 @@ def studies_section(admin: Reader) -> None:
     titles = dict(studies)
     study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.ADMIN_STUDY)
     with read_session() as s:
-        rows = [{"reader": name, "done": done, "cases": total} for name, (done, total) in progress(s, s.get(Reader, admin.id), study_id).items()]
+        rows = [{"reader": name, "done": done, "cases": total} for name, (done, total) in progress(s, account(s, admin.id), study_id).items()]
     show_table(pd.DataFrame(rows), hide_index=True)
     if st.button("Prepare the export (answers CSV, NIfTI and DICOM-SEG masks, summary)", key=Keys.ADMIN_EXPORT):
         with tempfile.TemporaryDirectory() as folder, read_session() as s:  # reads only: saves go on meanwhile
 
-            paths = export_study(s, s.get(Reader, admin.id), study_id, Path(folder), tau=default_tau())
+            paths = export_study(s, account(s, admin.id), study_id, Path(folder), tau=default_tau())
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
                 for path in paths.values():
@@ -270,7 +270,7 @@ def studies_section(admin: Reader) -> None:
 
 
 def results(reader: Reader, study_id: int) -> None:
-    """The study's results (:func:`db.studies.analyse_study`): per-question statistics, the visual
+    """The study's results (:func:`workflows.studies.analyse_study`): per-question statistics, the visual
     Turing test line, reader AUCs and the MRMC comparison of the arms, checklists, agreement, masks
     against each other, SAFEGEN and the ground truth, and reading time. Admins see every reader;
     readers their own answers only."""
@@ -278,7 +278,7 @@ def results(reader: Reader, study_id: int) -> None:
     # last run is what this run analyses with.
     covariance = st.session_state.get(Keys.RESULTS_COVARIANCE, "jackknife")
     with read_session() as s:
-        report = analyse_study(s, s.get(Reader, reader.id), study_id, tau=default_tau(), covariance=covariance,
+        report = analyse_study(s, account(s, reader.id), study_id, tau=default_tau(), covariance=covariance,
                                load_scan=case_volume, load_array=case_heatmap)
     if report.answers.empty:
         st.info("No answers yet.")

@@ -10,15 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
-from sqlalchemy.exc import OperationalError
 
 from core.masks import unsafe_mask
 from core.render import window_presets
 from core.types import Volume
 from core.viewer_layers import heatmap_layer, outline_layer
-from db.models import Arm, Reader, Study
-from db.session import retry_when_busy
-from db.studies import case_ai_settings
+from db.models import Arm, Reader
+from db.session import OperationalError, retry_when_busy
+from workflows.studies import case_ai_settings
 from db.repository import (
     StudyError,
     assignment,
@@ -33,6 +32,7 @@ from db.repository import (
     save_draft,
     save_read,
     studies_of,
+    study_by_id,
 )
 from ui.study import (
     AI_COLORMAP,
@@ -85,7 +85,7 @@ def choose_study(reader: Reader) -> StudyView | None:
     titles = dict(studies)
     study_id = st.selectbox("Study", list(titles), format_func=titles.get, key=Keys.STUDY_ID)
     with read_session() as s:
-        study = s.get(Study, study_id)
+        study = study_by_id(s, study_id)
         try:
             sessions = [(a.arm, a.block) for a in assignments(s, reader, study_id)]
             current = assignment(s, reader, study_id).arm
@@ -123,16 +123,17 @@ def choose_case(reader: Reader, study: StudyView) -> int | None:
         st.info(f"This session is not open yet: {error}.")
         return None
     done = sum(1 for *_, finished in items if finished)
-    st.progress(done / len(items), text=f"{done} of {len(items)} cases done")
     if message := st.session_state.pop(Keys.STUDY_MESSAGE, None):
-        st.success(message, icon=":material/check:")
+        st.toast(message, icon=":material/check:")  # a toast: the canvas below stays where it was
     if done == len(items):
         st.success("All cases of this session are done. Thank you! You can open any case to change it.")
     ids = [case_id for case_id, *_ in items]
     if st.session_state.pop(Keys.STUDY_NEXT_CASE, False) or st.session_state.get(Keys.STUDY_CASE) not in ids:
         st.session_state[Keys.STUDY_CASE] = next((case_id for case_id, _, finished in items if not finished), ids[0])
     labels = {case_id: f"{i + 1}. {name}" + (" ✓" if finished else "") for i, (case_id, name, finished) in enumerate(items)}
-    picker, back, forward = st.columns([6, 1, 1], vertical_alignment="bottom")
+    # One row: the case list, how far the reader is, previous / next (the canvas below must fit a laptop window).
+    picker, bar, back, forward = st.columns([5, 3, 1, 1], vertical_alignment="bottom")
+    bar.progress(done / len(items), text=f"{done} of {len(items)} cases done")
     position = ids.index(st.session_state[Keys.STUDY_CASE])
     back.button("◀", key="study.previous", help="Previous case (Page Up)", shortcut="PageUp", disabled=position == 0,
                 on_click=st.session_state.__setitem__, args=(Keys.STUDY_CASE, ids[max(position - 1, 0)]))
@@ -144,8 +145,9 @@ def choose_case(reader: Reader, study: StudyView) -> int | None:
 
 
 def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
-    """The case: slice (the slice slider, or NiiVue for a 3-D case: the canvas follows its crosshair),
-    optional AI heatmap, mask canvas on the left; questions and save on the right."""
+    """The case: on the left the mask canvas at the top (all of it on a 1440 x 900 screen; NiiVue, when
+    chosen for a 3-D case, under it: the canvas follows its crosshair); on the right what chooses the
+    slice (viewer, slice slider), window, the optional AI heatmap and the brush, then the questions and save."""
     arm = study.arm
     with read_session() as s:  # every view but the first: read-only, never queued behind a save
         loaded = _load_case(s, find_read(s, reader, case_id, arm), reader, case_id, arm)
@@ -168,8 +170,13 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
     reading_seconds(read_key)  # start the clock on first view
     volume = case_volume(scan_path)
     left, right = st.columns([3, 2])
-    with left:
-        heatmap, tau, ai_layers = None, 0.0, None
+    # All of the canvas fits a laptop window (1440 x 900): it stands at the top of the case on the left,
+    # what chooses its slice, window and overlay at the top of the right column above the questions, and
+    # NiiVue (3-D, when chosen; it needs the width) under the canvas.
+    canvas_box, below = left.container(), left.container()
+    tools = right.container()
+    heatmap, tau, ai_layers = None, 0.0, None
+    with tools:
         if study.shows_ai and heatmap_path:  # blinded arms never reach this block: no AI output, not even NiiVue's
             show_ai = st.toggle("Show SAFEGEN heatmap", value=True, key=Keys.STUDY_SHOW_AI)
             case_tau = default_tau() if ai_tau is None else ai_tau
@@ -179,33 +186,36 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
             def ai_layers() -> list[dict]:
                 return _niivue_overlays(case_id, arm, volume, heatmap_path, case_tau, ai_flags, show_ai)
 
-        index, window, on_niivue = _slice_on_screen(volume, case_id, arm, ai_layers)
-        flagged = None if ai_flags is None else bool(ai_flags[index])
-        picture = slice_picture(volume, index, window, heatmap, tau, flagged)
-        rows, cols = volume.display_slice(index).shape
-        key = (case_id, arm.value, index)
-        cleared = st.session_state.setdefault(Keys.STUDY_CLEARED, {})
-        base = np.zeros((rows, cols), bool) if key in cleared else stored_masks.get(index, np.zeros((rows, cols), bool))
-        shown = drawn_masks().get(key, base)
-        picture = _tint(picture, shown)
-        height, width = canvas_size(rows, cols, volume.display_spacing())
-        from streamlit_drawable_canvas import st_canvas  # only importable inside a Streamlit run
+    index, window, on_niivue = _slice_on_screen(volume, case_id, arm, ai_layers, tools=tools, below=below)
+    flagged = None if ai_flags is None else bool(ai_flags[index])
+    picture = slice_picture(volume, index, window, heatmap, tau, flagged)
+    rows, cols = volume.display_slice(index).shape
+    key = (case_id, arm.value, index)
+    cleared = st.session_state.setdefault(Keys.STUDY_CLEARED, {})
+    base = np.zeros((rows, cols), bool) if key in cleared else stored_masks.get(index, np.zeros((rows, cols), bool))
+    shown = drawn_masks().get(key, base)
+    picture = _tint(picture, shown)
+    height, width = canvas_size(rows, cols, volume.display_spacing())
+    from streamlit_drawable_canvas import st_canvas  # only importable inside a Streamlit run
 
+    with canvas_box:
         result = st_canvas(background_image=picture.resize((width, height)), height=height, width=width,
                            drawing_mode="freedraw", stroke_width=st.session_state.get(Keys.STUDY_BRUSH, DEFAULT_BRUSH),
                            stroke_color=PEN_RGB, return_image_data=True,
                            key=f"canvas.{case_id}.{arm.value}.{index}.{cleared.get(key, 0)}")
         if result is not None and getattr(result, "image_data", None) is not None and result.image_data[..., 3].any():
             drawn_masks()[key] = base | canvas_to_mask(result.image_data, (rows, cols))
-        cols_ = st.columns(2)
-        cols_[0].slider("Brush", 2, 40, DEFAULT_BRUSH, key=Keys.STUDY_BRUSH)
-        if cols_[1].button("Clear this slice's mask", key=f"study.clear.{case_id}.{arm.value}.{index}"):
-            cleared[key] = cleared.get(key, 0) + 1
-            drawn_masks()[key] = np.zeros((rows, cols), bool)
-            st.rerun()
         at = " (at NiiVue's crosshair)" if on_niivue else ""
         st.caption(f"{name} · slice {index + 1} of {volume.n_slices}{at} · marked pixels on this slice: "
                    f"{int(drawn_masks().get(key, base).sum())}")
+    with tools:
+        brush, clear = st.columns(2, vertical_alignment="bottom")
+        brush.slider("Brush", 2, 40, DEFAULT_BRUSH, key=Keys.STUDY_BRUSH)
+        if clear.button("Clear this slice's mask", key=f"study.clear.{case_id}.{arm.value}.{index}"):
+            cleared[key] = cleared.get(key, 0) + 1
+            drawn_masks()[key] = np.zeros((rows, cols), bool)
+            st.rerun()
+        st.divider()
     with right:
         values = question_widgets(study.questions, stored_answers, study.shows_ai,
                                   f"{Keys.STUDY_ANSWER}.{case_id}.{arm.value}.{version}")
@@ -220,8 +230,8 @@ def case_panel(reader: Reader, study: StudyView, case_id: int) -> None:
             _autosave(reader, study, case_id, version, values)
 
 
-def _slice_on_screen(volume: Volume, case_id: int, arm: Arm,
-                     niivue_overlays: Callable[[], list[dict]] | None) -> tuple[int, str, bool]:
+def _slice_on_screen(volume: Volume, case_id: int, arm: Arm, niivue_overlays: Callable[[], list[dict]] | None, *,
+                     tools, below) -> tuple[int, str, bool]:
     """The viewer the reader chose for a case (:func:`ui.viewer.viewer_choice`, 3-D cases only) and
     the display slice the drawing canvas shows.
 
@@ -230,24 +240,30 @@ def _slice_on_screen(volume: Volume, case_id: int, arm: Arm,
         case_id, arm: the case and the reader's arm: one NiiVue component per case and arm.
         niivue_overlays: makes NiiVue's overlay layers (the AI arm's, :func:`_niivue_overlays`); None
             (a blinded arm, or a case without a heatmap) gives NiiVue the scan alone.
+        tools, below: containers: the viewer choice, slice slider and window go in ``tools`` (beside
+            the canvas), NiiVue in ``below`` (under the canvas, where it has the width).
 
     Returns:
         the slice index (0-based): NiiVue's crosshair when NiiVue shows, else the slice slider's; the
         window's name; whether NiiVue shows.
     """
     window_key, slice_key = f"{Keys.STUDY_WINDOW}.{case_id}", f"{Keys.STUDY_SLICE}.{case_id}"
-    if viewer_choice(volume, Keys.STUDY_VIEWER) == VIEWER_NIIVUE:
-        index = niivue_view(volume, f"study:{case_id}:{arm.value}",
-                            niivue_overlays() if niivue_overlays is not None else None,
-                            window_key=window_key, slice_key=slice_key,
-                            follows="the drawing canvas below shows the slice at its crosshair")
+    with tools:
+        chosen = viewer_choice(volume, Keys.STUDY_VIEWER)
+    if chosen == VIEWER_NIIVUE:
+        with below:
+            index = niivue_view(volume, f"study:{case_id}:{arm.value}",
+                                niivue_overlays() if niivue_overlays is not None else None,
+                                window_key=window_key, slice_key=slice_key,
+                                follows="the drawing canvas above shows the slice at its crosshair")
         if index is not None:  # None: too large to send, the slider shows it
             return index, st.session_state[window_key], True
     index = 0
-    if volume.is_3d:
-        clamp_slice_number(slice_key, volume.n_slices)  # the middle slice on arrival, NiiVue's when back from it
-        index = st.slider("Slice", 1, volume.n_slices, key=slice_key) - 1
-    window = st.selectbox("Window / level", list(window_presets(volume)), key=window_key)
+    with tools:
+        if volume.is_3d:
+            clamp_slice_number(slice_key, volume.n_slices)  # the middle slice on arrival, NiiVue's when back from it
+            index = st.slider("Slice", 1, volume.n_slices, key=slice_key) - 1
+        window = st.selectbox("Window / level", list(window_presets(volume)), key=window_key)
     return index, window, False
 
 

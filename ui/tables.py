@@ -28,7 +28,7 @@ RATE = "%.3f"
 SHARE = "percent"
 
 COLUMN_LABELS: dict[str, Column] = {
-    # Batch screening (core.screening.COLUMNS, core.generated_set.group_summary)
+    # Batch screening (workflows.screening.COLUMNS, core.benchmark.generated_set.group_summary)
     "file": Column("File"),
     "group": Column("Group", "The image's group in the folder's manifest.csv (a generator and its sampler "
                              "settings, or real control slices)."),
@@ -71,7 +71,7 @@ COLUMN_LABELS: dict[str, Column] = {
     "size (MB)": Column("Size (MB)", format="%.2f"),
     "package": Column("Package"),
     "version": Column("Version"),
-    # Evaluation: the realistic benchmark (core.head_evaluation), the seed's (core.evaluation), explainers, baselines
+    # Evaluation: the realistic benchmark (core.benchmark.head_evaluation), the seed's (core.benchmark.evaluation), explainers, baselines
     "method": Column("Method", "head: the segmentation head, the dashboard's detector; the others: its image-level "
                                "variants, the seed's reconstruction score and the baselines."),
     "source": Column("Subjects", "seen: test slices of the training subjects; unseen: the held-out subject."),
@@ -114,7 +114,7 @@ COLUMN_LABELS: dict[str, Column] = {
     "seconds_per_image": Column("Time per image (s)", format="%.2f"),
     "ms_per_slice": Column("Time per slice (ms)", format="%.1f"),
     "fit_seconds": Column("Fit time (s)", format="%.1f"),
-    # Study results (core.study_stats, core.mrmc, db.studies)
+    # Study results (core.study_stats, core.mrmc, workflows.studies)
     "question": Column("Question"),
     "text": Column("Question text", width="medium"),
     "answers": Column("Answers"),

@@ -47,8 +47,8 @@ class AnoDDPMBaseline(Baseline):
     Attributes:
         max_images: it costs ``lambda`` network calls per slice (measured at lambda = 250: about 3.4 s
             per slice on two Xeon cores at batch 16, 16 times SAFEGEN's diffusion detector), so when
-            this is set the comparison (:mod:`core.comparison`) scores it on the benchmark's small
-            subset only (:func:`core.evaluation.small_subset`: one artifact image per kind and
+            this is set the comparison (:mod:`workflows.comparison`) scores it on the benchmark's small
+            subset only (:func:`core.benchmark.evaluation.small_subset`: one artifact image per kind and
             severity, as many clean ones; 54 images of the 216-image benchmark) and compares every
             method on exactly those images (``methods_subset.csv``). None scores them all.
     """

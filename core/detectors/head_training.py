@@ -1,6 +1,6 @@
 """Training the segmentation head (:mod:`core.detectors.head`) on two CPU cores.
 
-Recipe (``python -m core.cli train head``, seeded, resumable):
+Recipe (``python -m workflows.cli train head``, seeded, resumable):
 
 1. **Real normal slices.** The training subjects (:data:`HEAD_SUBJECTS`: MNI152 and Colin27 with
    and without skull) are loaded, resampled to 1 mm, scaled by their own tissue percentiles, and

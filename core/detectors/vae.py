@@ -102,7 +102,7 @@ class VAE(nn.Module):
         """A saved VAE in eval mode. Raises FileNotFoundError naming the command that makes it."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; make it with `python -m core.cli train vae`")
+            raise FileNotFoundError(f"{path} is missing; make it with `python -m workflows.cli train vae`")
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         raw = checkpoint["config"]
         model = cls(VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}))

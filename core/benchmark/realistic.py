@@ -34,6 +34,7 @@ import pandas as pd
 from PIL import Image
 
 from core.artifacts import ArtifactKind, ArtifactPlacementError, Severity, simulate
+from core.benchmark.seeds import REALISTIC_SEED, UNSEEN_VOLUMES_SEED
 from core.detectors.head_training import UNSEEN_SUBJECT, SampleSource, load_subject, split_source
 from core.errors import InputError
 from core.types import from_display
@@ -55,7 +56,7 @@ def _write_image(path: Path, image: np.ndarray, fmt: str, pixel_mm: float = 1.0)
     return target
 
 
-def make_realistic_benchmark(out_dir: Path, *, n_seen: int = 216, n_unseen: int = 216, seed: int = 505,
+def make_realistic_benchmark(out_dir: Path, *, n_seen: int = 216, n_unseen: int = 216, seed: int = REALISTIC_SEED,
                              split: str = "test", variation: VariationParams = VariationParams(),
                              pixel_mm: tuple[float, float] | None = None) -> pd.DataFrame:
     """Write the benchmark (module docstring); half of each source corrupted, kinds and severities
@@ -126,7 +127,7 @@ def read_mask(out_dir: Path, file: str) -> np.ndarray:
     return np.asarray(Image.open(Path(out_dir) / "masks" / f"{name}.png")) > 0
 
 
-def make_unseen_volumes(out_dir: Path, *, n: int = 12, seed: int = 606,
+def make_unseen_volumes(out_dir: Path, *, n: int = 12, seed: int = UNSEEN_VOLUMES_SEED,
                         variation: VariationParams = VariationParams()) -> list[Path]:
     """``n`` clean copies of the held-out subject's volume, each under one volume-wide draw of
     normal variation (gamma, a smooth bias field shared by the slices, Rician noise, 8-bit storage
@@ -152,7 +153,7 @@ def read_labels(benchmark_dir: Path) -> pd.DataFrame:
     with the command that makes it if the folder has none."""
     path = Path(benchmark_dir) / "labels.csv"
     if not path.is_file():
-        raise InputError(f"{path} not found; run `python -m core.cli make-realistic-benchmark`")
+        raise InputError(f"{path} not found; run `python -m workflows.cli make-realistic-benchmark`")
     table = pd.read_csv(path, keep_default_na=False)
     if "pixel_mm" not in table:  # made before pixel sizes varied: every image at 1 mm
         table["pixel_mm"] = 1.0

@@ -1,4 +1,4 @@
-"""``python -m core.cli score INPUT_DIR --out OUT_DIR``: the fixed contract other tools rely on.
+"""``python -m workflows.cli score INPUT_DIR --out OUT_DIR``: the fixed contract other tools rely on.
 
 For every ``.nii``, ``.nii.gz``, ``.png``, ``.jpg``, ``.jpeg``, ``.dcm`` and ``.inv3`` (InVesalius) file in INPUT_DIR
 (:data:`core.io.ACCEPTED_SUFFIXES`; sub-folders with ``--recursive``):
@@ -30,7 +30,7 @@ the size limits (:class:`core.io.SizeLimits`). With ``--recursive`` a folder is 
 Other names (``readme.txt``, ``manifest.csv``) get no row.
 
 When INPUT_DIR holds a ``manifest.csv`` with ``file`` and ``group`` columns (the demo's generated
-set, :mod:`core.generated_set`, or a user's own), ``OUT_DIR/groups.csv`` adds scores and flags per group.
+set, :mod:`core.benchmark.generated_set`, or a user's own), ``OUT_DIR/groups.csv`` adds scores and flags per group.
 
 Exit status: 0 when at least one file was scored, 2 when none could be.
 """
@@ -49,10 +49,11 @@ from tqdm.auto import tqdm
 from core.errors import NotAFileError, UnsupportedFormatError
 from core.export import spreadsheet_safe_text
 from core.io import (
-    ACCEPTED_SUFFIXES, DEFAULT_LIMITS, SizeLimits, detect_format, load_volume, stat_input, to_file_layout,
+    ACCEPTED_SUFFIXES, DEFAULT_LIMITS, SizeLimits, detect_format, load_volume, output_stem, stat_input,
+    to_file_layout,
 )
-from core.score_files import score_files
-from core.types import SAFEGEN_METHOD
+from core.types import SAFEGEN_METHOD, check_pixel_size
+from workflows.score_files import score_files
 
 ROW_SUFFIXES = (*ACCEPTED_SUFFIXES, ".zip")  # names that get a row; a zip's row says to unpack it
 COLUMNS = (
@@ -62,15 +63,6 @@ COLUMNS = (
     "seconds", "warnings", "error",
 )
 EXIT_NOTHING_SCORED = 2
-
-
-def output_stem(name: str) -> str:
-    """``brain.nii.gz`` -> ``brain``; only the contract's suffixes are removed (case-insensitive)."""
-    lower = name.lower()
-    for suffix in ACCEPTED_SUFFIXES:
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def find_entries(input_dir: Path, *, recursive: bool = False) -> list[Path]:
@@ -122,7 +114,7 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 
 class _ScorerPerVolume:
-    """A scorer for :func:`core.score_files.score_files` that scores each volume with the scorer and
+    """A scorer for :func:`workflows.score_files.score_files` that scores each volume with the scorer and
     explainer ``scorer_for(volume)`` picks (its profile's, with ``--profile auto``)."""
 
     def __init__(self, scorer_for):
@@ -166,9 +158,12 @@ def score_folder(
     if not input_dir.is_dir():
         print(f"error: {input_dir} is not a folder", file=sys.stderr)
         return EXIT_NOTHING_SCORED
-    if pixel_mm is not None and not (np.isfinite(pixel_mm) and 0.05 <= pixel_mm <= 20.0):
-        print(f"error: --pixel-mm {pixel_mm} is not a pixel size an image has (0.05 to 20 mm)", file=sys.stderr)
-        return EXIT_NOTHING_SCORED
+    if pixel_mm is not None:
+        try:
+            check_pixel_size(pixel_mm)
+        except ValueError as error:
+            print(f"error: --pixel-mm: {error}", file=sys.stderr)
+            return EXIT_NOTHING_SCORED
     files = find_entries(input_dir, recursive=recursive)
     if not files:
         print(f"error: {input_dir} holds no {', '.join(ACCEPTED_SUFFIXES)} files", file=sys.stderr)
@@ -300,10 +295,10 @@ def score_folder(
 
 def _write_group_summary(input_dir: Path, out_dir: Path, rows: list[dict]) -> None:
     """When INPUT_DIR has a ``manifest.csv`` with ``file`` and ``group`` columns (a generated set,
-    :mod:`core.generated_set`), write ``OUT_DIR/groups.csv`` and print it: scores and flags per group."""
+    :mod:`core.benchmark.generated_set`), write ``OUT_DIR/groups.csv`` and print it: scores and flags per group."""
     import pandas as pd
 
-    from core.generated_set import group_summary, read_manifest
+    from core.benchmark.generated_set import group_summary, read_manifest
 
     manifest = read_manifest(input_dir)
     if manifest is None:

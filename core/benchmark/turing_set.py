@@ -15,11 +15,11 @@ Few real subjects exist offline (MNI152, Colin27, the ITK T1; see FIELD-NOTES), 
 synthetic images come from the same few brains: a study on this set is a demo of the protocol,
 not a measurement of the generator.
 
-    python -m core.cli make-turing-set --out data/turing --n 8 --seed 303
+    python -m workflows.cli make-turing-set --out data/turing --n 8 --seed 303
 
 writes ``real-*.png`` / ``synthetic-*.png`` under ``images/`` (names carry no meaning to readers:
 studies rename cases) and ``cases.csv`` (``image, truth, level, source``), a case list the Study
-admin page and :func:`db.studies.read_case_list` read.
+admin page and :func:`workflows.studies.read_case_list` read.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from core.benchmark.seeds import TURING_SEED
 from core.detectors.diffusion import DiffusionDetector, from_diffusion_grid, to_diffusion_grid
 from core.profiles import DIFFUSION_WEIGHTS
 from core.reference import load_split
@@ -58,7 +59,7 @@ def sdedit(detector, images: np.ndarray, level: int, seed: int) -> np.ndarray:
     return np.clip(np.stack(out), 0.0, 1.0)
 
 
-def make_turing_set(reference_dir: Path, out_dir: Path, *, n: int = 8, seed: int = 303,
+def make_turing_set(reference_dir: Path, out_dir: Path, *, n: int = 8, seed: int = TURING_SEED,
                     levels: tuple[int, ...] = DEFAULT_LEVELS, split: str = "test",
                     diffusion_weights: Path | None = None) -> pd.DataFrame:
     """Write ``n`` real and ``n`` synthetic slices and ``cases.csv``; returns the table.

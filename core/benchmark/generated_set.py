@@ -5,7 +5,7 @@ simulated artifacts. This module samples them from two generators of different k
 on SAFEGEN's real reference slices (brain MRI T1, ``data/reference``) on the CPU with fixed seeds:
 
 * **DDPM** — a MONAI ``DiffusionModelUNet`` trained with the DDPM loss by
-  ``python -m core.cli train generator`` (``models/generator_mri_t1.pt``). Same recipe as the
+  ``python -m workflows.cli train generator`` (``models/generator_mri_t1.pt``). Same recipe as the
   detector's diffusion model, but seed 1: SAFEGEN never judges samples of its own weights. It works
   on a 64 x 64 grid. Three samplers, from pure noise:
 
@@ -23,7 +23,7 @@ Two real controls go through the same file path: ``real-128`` (held-out test sli
 8-bit PNG) and ``real-64`` (the same kind of slices shrunk to the DDPM's 64 px grid and back, as the
 DDPM's samples are), so a flag caused by resolution alone shows up as a flagged control.
 
-    python -m core.cli make-generated-set            # writes demo/generated_mri_t1 (212 s on 2 cores)
+    python -m workflows.cli make-generated-set            # writes demo/generated_mri_t1 (212 s on 2 cores)
 
 writes ``<group>-NN.png`` at 128 x 128, ``manifest.csv`` (one row per image: group, generator,
 sampler, steps, eta, seed, weights and their SHA-256) and ``settings.json``. Few real subjects
@@ -42,11 +42,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from core.benchmark.seeds import GENERATED_SET_SEED
+from core.benchmark.turing_set import round_trip
 from core.detectors.diffusion import DiffusionDetector, from_diffusion_grid
 from core.detectors.vae import VAE
 from core.reference import load_split
 from core.resources import PROJECT_ROOT, file_sha256, shown_path
-from core.turing_set import round_trip
 
 GENERATED_SET_DIR = PROJECT_ROOT / "demo" / "generated_mri_t1"
 MANIFEST = "manifest.csv"
@@ -133,7 +134,7 @@ def to_grid(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_generated_set(out_dir: Path = GENERATED_SET_DIR, *, generator_weights: Path, vae_weights: Path,
-                       reference_dir: Path, seed: int = 404, groups: tuple[Group, ...] = DEFAULT_GROUPS,
+                       reference_dir: Path, seed: int = GENERATED_SET_SEED, groups: tuple[Group, ...] = DEFAULT_GROUPS,
                        progress=None) -> pd.DataFrame:
     """Sample every group, write the PNGs, ``manifest.csv`` and ``settings.json``; return the manifest.
 
@@ -187,7 +188,7 @@ def make_generated_set(out_dir: Path = GENERATED_SET_DIR, *, generator_weights: 
     manifest = pd.DataFrame(rows)
     manifest.to_csv(out_dir / MANIFEST, index=False)
     settings = {
-        "command": "python -m core.cli make-generated-set",
+        "command": "python -m workflows.cli make-generated-set",
         "seed": seed,
         "image_size": int(size),
         "diffusion_grid": int(diffusion.config.image_size),
@@ -228,7 +229,7 @@ def with_groups(screening_table: pd.DataFrame, manifest: pd.DataFrame | None) ->
 def group_summary(screening_table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """Per group of the manifest: images scored, median and max score, flagged count and share.
 
-    ``screening_table`` is a :class:`core.screening.Screening` table (``file``, ``score``, ``flag``,
+    ``screening_table`` is a :class:`workflows.screening.Screening` table (``file``, ``score``, ``flag``,
     ``error``); files are matched by name. Groups keep the manifest's order.
     """
     scored = screening_table[screening_table["error"] == ""][["file", "score", "flag"]]

@@ -1,4 +1,4 @@
-"""SAFEGEN command line: ``python -m core.cli COMMAND ...``.
+"""SAFEGEN command line: ``python -m workflows.cli COMMAND ...``.
 
 Commands:
     info FILE              load a scan and print what SAFEGEN sees (exit 2 on bad input)
@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.benchmark.seeds import GENERATED_SET_SEED, REALISTIC_SEED, TURING_SEED, UNSEEN_VOLUMES_SEED_OFFSET
 from core.errors import InputError
 from core.io import ACCEPTED_SUFFIXES, MAX_DECODED_BYTES, SizeLimits, check_scorable, load_volume
 from core.types import SAFEGEN_METHOD, Modality
@@ -56,7 +57,7 @@ TRAIN_DEFAULTS = {
     # Not a detector: the generator of the latent_ig explainer (core.detectors.vae).
     "vae": {"steps": 1500, "learning_rate": 1e-3},
     # Not a detector either: the diffusion model whose samples are the demo's generated set
-    # (core.generated_set). Same recipe as the detector's, another seed, so SAFEGEN never judges
+    # (core.benchmark.generated_set). Same recipe as the detector's, another seed, so SAFEGEN never judges
     # the samples of its own weights.
     "generator": {"steps": 1500, "learning_rate": 5e-4, "seed": 1},
 }
@@ -119,7 +120,7 @@ def _cmd_build_reference(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_benchmark(args: argparse.Namespace) -> int:
-    from core.artifacts import benchmark_from_reference
+    from core.benchmark.simulated import benchmark_from_reference
 
     start = time.perf_counter()
     table = benchmark_from_reference(args.reference, args.split, args.out, seed=args.seed,
@@ -132,7 +133,7 @@ def _cmd_make_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_turing_set(args: argparse.Namespace) -> int:
-    from core.turing_set import make_turing_set
+    from core.benchmark.turing_set import make_turing_set
 
     start = time.perf_counter()
     levels = tuple(int(v) for v in args.levels.split(","))
@@ -155,7 +156,7 @@ def _two_numbers(text: str) -> tuple[float, float] | None:
 
 def _cmd_train_profile(args: argparse.Namespace) -> int:
     from core.types import Window
-    from core.user_profile import make_user_profile, training_steps
+    from workflows.user_profile import make_user_profile, training_steps
 
     window = None
     if args.window:
@@ -173,7 +174,7 @@ def _cmd_train_profile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     for step in training_steps(profile, seed=args.seed, steps=args.steps, augment=args.augment, n_per=args.n_per,
                                shap_samples=args.shap_samples):
-        print(f"\n== python -m core.cli {' '.join(step)}", file=sys.stderr)
+        print(f"\n== python -m workflows.cli {' '.join(step)}", file=sys.stderr)
         try:
             status = main(step)
         except ValueError as error:
@@ -184,12 +185,12 @@ def _cmd_train_profile(args: argparse.Namespace) -> int:
                   "made so far", file=sys.stderr)
             return status
     print(f"trained profile {profile.name} in {time.perf_counter() - start:.0f} s; use it with "
-          f"`python -m core.cli score FOLDER --profile {profile.name}` or pick it in the dashboard")
+          f"`python -m workflows.cli score FOLDER --profile {profile.name}` or pick it in the dashboard")
     return 0
 
 
 def _cmd_make_generated_set(args: argparse.Namespace) -> int:
-    from core.generated_set import GENERATED_SET_DIR, make_generated_set
+    from core.benchmark.generated_set import GENERATED_SET_DIR, make_generated_set
     from core.profiles import MRI_T1
 
     start = time.perf_counter()
@@ -262,7 +263,7 @@ def _cmd_train_head(args: argparse.Namespace) -> int:
     config, reconstruct = _head_training_setup(args, left_out)
     out = args.out or MRI_T1.model_file("head")
     checkpoint = args.checkpoint or Path("out") / "head_training" / f"{Path(out).stem}.ckpt"
-    command = "python -m core.cli " + " ".join(a for a in sys.argv[1:] if a != "--resume")
+    command = "python -m workflows.cli " + " ".join(a for a in sys.argv[1:] if a != "--resume")
     head = train_head(config, reconstruct, out, checkpoint=checkpoint, resume=args.resume,
                       log=lambda line: print(line, flush=True), command=command)
     _report_head(out, head)
@@ -271,11 +272,11 @@ def _cmd_train_head(args: argparse.Namespace) -> int:
 
 def _cmd_train_loko(args: argparse.Namespace) -> int:
     from core.detectors.head_training import train_head
-    from core.head_evaluation import LOKO_LEAVE_OUT, loko_head_name
+    from core.benchmark.head_evaluation import LOKO_LEAVE_OUT, loko_head_name
 
     sets = sorted({tuple(sorted(v)) for v in LOKO_LEAVE_OUT.values()})
     runs = [("head_all", ())] + [(loko_head_name(s), s) for s in sets]
-    command = "python -m core.cli " + " ".join(sys.argv[1:])
+    command = "python -m workflows.cli " + " ".join(sys.argv[1:])
     for name, left_out in runs:
         out = args.out_dir / f"{name}.pt"
         if out.is_file():
@@ -290,14 +291,14 @@ def _cmd_train_loko(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate_domain(args: argparse.Namespace) -> int:
-    from core.domain_calibration import calibrate_domain
+    from workflows.domain_calibration import calibrate_domain
     from core.head_scoring import head_file
     from core.profiles import get_profile
 
     profile = get_profile(args.profile)
     head_path = head_file(profile)
     if not head_path.is_file():
-        print(f"error: {head_path} is missing; make it with `python -m core.cli train-head`", file=sys.stderr)
+        print(f"error: {head_path} is missing; make it with `python -m workflows.cli train-head`", file=sys.stderr)
         return EXIT_BAD_INPUT
     start = time.perf_counter()
     out = profile.domain_file()
@@ -379,7 +380,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     detector.save(
         out,
         metadata={
-            "command": "python -m core.cli " + " ".join(sys.argv[1:]),
+            "command": "python -m workflows.cli " + " ".join(sys.argv[1:]),
             "seed": args.seed,
             "steps": steps,
             "batch_size": args.batch_size,
@@ -424,7 +425,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=bar.update,
             metadata={
-                "command": "python -m core.cli " + " ".join(sys.argv[1:]),
+                "command": "python -m workflows.cli " + " ".join(sys.argv[1:]),
                 "profile": profile.name,
                 "reference": str(args.reference),
                 "validation_benchmark": str(args.validation),
@@ -448,7 +449,7 @@ def _progress(total: int, desc: str):
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from core.score_folder import score_folder
+    from workflows.score_folder import score_folder
 
     status = score_folder(
         args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
@@ -490,7 +491,7 @@ def _cmd_calibrate_explainers(args: argparse.Namespace) -> int:
         calibration = fit_explainer_calibration(
             AnomalyScoreModel(scorer), calib_images, settings=settings,
             reconstruct=scorer.autoencoder.reconstruct, latent_model=vae, progress=bar.update,
-            metadata={"command": "python -m core.cli " + " ".join(sys.argv[1:]), "profile": scorer.profile.name,
+            metadata={"command": "python -m workflows.cli " + " ".join(sys.argv[1:]), "profile": scorer.profile.name,
                       "reference": str(args.reference)},
         )
     calibration.save(args.out)
@@ -510,7 +511,7 @@ def _explainers_for(args: argparse.Namespace, scorer) -> list:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.evaluation import clean_test_slices, load_benchmark, run_evaluation
+    from core.benchmark.evaluation import clean_test_slices, load_benchmark, run_evaluation
 
     args.out = args.out or _profile(args).evaluation_dir
     if args.methods:
@@ -520,7 +521,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     clean_test = clean_test_slices(args.reference)
     explainers = _explainers_for(args, scorer) if args.explainers else None
     n_explain = len(explainers or []) * (int(bench["labels"].sum()) + len(clean_test))
-    context = {"command": "`python -m core.cli " + " ".join(sys.argv[1:]) + "`",
+    context = {"command": "`python -m workflows.cli " + " ".join(sys.argv[1:]) + "`",
                "benchmark file": str(args.benchmark), "reference": str(args.reference)}
     with _progress(len(bench["images"]) + len(clean_test) + n_explain, "evaluate") as bar:
         run = run_evaluation(scorer, bench, clean_test, args.out, explainers=explainers, context=context,
@@ -536,7 +537,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_realistic_benchmark(args: argparse.Namespace) -> int:
-    from core.realistic_benchmark import make_realistic_benchmark, make_unseen_volumes
+    from core.benchmark.realistic import make_realistic_benchmark, make_unseen_volumes
 
     start = time.perf_counter()
     pixel_mm = None
@@ -551,7 +552,7 @@ def _cmd_make_realistic_benchmark(args: argparse.Namespace) -> int:
         pixel_mm = (low, high)
     table = make_realistic_benchmark(args.out, n_seen=args.n_seen, n_unseen=args.n_unseen, seed=args.seed,
                                      split=args.split, pixel_mm=pixel_mm)
-    volumes = make_unseen_volumes(args.out, n=args.n_volumes, seed=args.seed + 101)
+    volumes = make_unseen_volumes(args.out, n=args.n_volumes, seed=args.seed + UNSEEN_VOLUMES_SEED_OFFSET)
     print(table.groupby(["source", "label"]).size().to_string())
     print(f"wrote {len(table)} images and {len(volumes)} clean volumes to {_shown(args.out)} in "
           f"{time.perf_counter() - start:.0f} s")
@@ -562,8 +563,8 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from core.errors import InputError
-    from core.head_evaluation import false_alarms, run_method, summarise, write_report
-    from core.realistic_benchmark import read_labels
+    from core.benchmark.head_evaluation import false_alarms, run_method, summarise, write_report
+    from core.benchmark.realistic import read_labels
     from core.head_scoring import HeadScorer, calibration_file_of
     from core.profiles import MRI_T1
     from core.tables import markdown_table
@@ -574,7 +575,11 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     head = HeadScorer.load()
-    scorers = {"head": head, "seed": head.seed} if args.seed_row else {"head": head}
+    scorers = {"head": head}
+    if args.seed_row:  # the seed's alpha-combined score; an image-only head does not load the seed's models
+        from core.scoring import Scorer
+
+        scorers["seed"] = head.seed if head.seed is not None else Scorer.from_folder(None, profile=MRI_T1)
     for path in [Path(p) for p in args.heads.split(",") if p]:
         try:
             ablation = HeadScorer.from_files(path, calibration_file_of(path, MRI_T1), profile=MRI_T1)
@@ -603,7 +608,7 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
                             "flagged_slices": len(result.flagged_slices), "seconds": time.perf_counter() - t0})
     volumes = pd.DataFrame(volume_rows)
     write_report(args.out, {**tables, "unseen_volumes": volumes})
-    lines = [f"# Realistic benchmark ({len(table)} images; `python -m core.cli evaluate-realistic`)", ""]
+    lines = [f"# Realistic benchmark ({len(table)} images; `python -m workflows.cli evaluate-realistic`)", ""]
     for key in ("overall", "by_source", "by_storage", "by_kind", "by_severity"):
         if key in tables:  # by_storage: a benchmark stored at varied pixel sizes only
             lines += [f"## {key}", "", markdown_table(tables[key].set_index("method")), ""]
@@ -621,10 +626,10 @@ def _cmd_evaluate_realistic(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate_loko(args: argparse.Namespace) -> int:
     from core.errors import InputError
-    from core.head_evaluation import loko_table, run_method
+    from core.benchmark.head_evaluation import loko_table, run_method
     from core.head_scoring import HeadScorer
     from core.profiles import MRI_T1
-    from core.realistic_benchmark import read_labels
+    from core.benchmark.realistic import read_labels
     from core.tables import markdown_table
 
     heads = sorted(args.heads_dir.glob("head_*.pt"))
@@ -632,7 +637,7 @@ def _cmd_evaluate_loko(args: argparse.Namespace) -> int:
         table = read_labels(args.benchmark)
         if not any(h.stem == "head_all" for h in heads):
             raise InputError(f"{args.heads_dir}/head_all.pt not found: train the heads without each kind first "
-                             "(`python -m core.cli train-loko`)")
+                             "(`python -m workflows.cli train-loko`)")
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -654,8 +659,8 @@ def _cmd_evaluate_loko(args: argparse.Namespace) -> int:
 
 
 def _compare_methods(args: argparse.Namespace) -> int:
-    from core.comparison import method_names, run_comparison
-    from core.evaluation import load_benchmark
+    from workflows.comparison import method_names, run_comparison
+    from core.benchmark.evaluation import load_benchmark
 
     try:
         names = method_names(args.methods)
@@ -663,7 +668,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     bench = load_benchmark(args.benchmark, small=args.small)
-    context = {"command": "`python -m core.cli " + " ".join(sys.argv[1:]) + "`",
+    context = {"command": "`python -m workflows.cli " + " ".join(sys.argv[1:]) + "`",
                "benchmark file": str(args.benchmark), "reference": str(args.reference)}
     start = time.perf_counter()
     with _progress(len(bench["images"]) * len(names), "methods") as bar:
@@ -675,7 +680,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from core.speed import run_bench
+    from workflows.speed import run_bench
 
     scorer = _load_scorer(args)
     rows = run_bench(scorer, args.validation, repeats=args.repeats, ddpm_slices=args.ddpm_slices)
@@ -750,7 +755,7 @@ def _add_head_recipe_options(parser: argparse.ArgumentParser, *, steps: int,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workflows.cli", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="load a scan and print a summary")
@@ -799,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     generated.add_argument("--generator", type=Path, default=None, help="default models/generator_mri_t1.pt")
     generated.add_argument("--vae", type=Path, default=None, help="default models/vae_mri_t1.pt")
     generated.add_argument("--out", type=Path, default=None, help="default demo/generated_mri_t1")
-    generated.add_argument("--seed", type=int, default=404)
+    generated.add_argument("--seed", type=int, default=GENERATED_SET_SEED)
     generated.set_defaults(func=_cmd_make_generated_set)
 
     turing = sub.add_parser("make-turing-set", help="real and diffusion-model (SDEdit) slices for a visual Turing test")
@@ -807,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     turing.add_argument("--split", default="test")
     turing.add_argument("--out", type=Path, default=Path("data/turing"))
     turing.add_argument("--n", type=int, default=8, help="real images (and as many synthetic ones)")
-    turing.add_argument("--seed", type=int, default=303)
+    turing.add_argument("--seed", type=int, default=TURING_SEED)
     turing.add_argument("--levels", default="150,500", help="DDPM timesteps the synthetic images start from")
     turing.set_defaults(func=_cmd_make_turing_set)
 
@@ -931,7 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LOW,HIGH: store each image at a pixel size drawn from this range (PNGs do not state it; "
                          "NIfTIs do); default: every image at 1 mm")
     rb.add_argument("--n-volumes", type=int, default=12, help="clean varied volumes of the held-out subject")
-    rb.add_argument("--seed", type=int, default=505)
+    rb.add_argument("--seed", type=int, default=REALISTIC_SEED)
     rb.add_argument("--split", default="test", choices=["test", "val"],
                     help="the training subjects' split the seen images come from: test (the reported benchmark) or "
                          "val (a realistic validation set for choices between heads: with --n-unseen 0 --n-volumes 0)")

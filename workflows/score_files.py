@@ -1,7 +1,7 @@
 """Files in, one :class:`FileResult` per file out: the one loop that loads, checks, scores and catches.
 
-The ``score`` command (:mod:`core.score_folder`), Batch screening (:mod:`core.screening`) and study
-creation (:mod:`db.studies`) all read their files through :func:`score_files`; what differs between
+The ``score`` command (:mod:`workflows.score_folder`), Batch screening (:mod:`workflows.screening`) and study
+creation (:mod:`workflows.studies`) all read their files through :func:`score_files`; what differs between
 them is a parameter of it, named for what it changes.
 """
 

@@ -1,4 +1,4 @@
-"""``python -m core.cli calibrate-domain``: fit the appearance check (:class:`core.domain.AppearanceModel`).
+"""``python -m workflows.cli calibrate-domain``: fit the appearance check (:class:`core.domain.AppearanceModel`).
 
 In-domain slices, as the scorer sees them (:class:`core.head_scoring.HeadScan`): the head's training
 subjects only (:data:`core.detectors.head_training.HEAD_SUBJECTS`; never the held-out subject):
@@ -73,5 +73,5 @@ def calibrate_domain(head_path: Path, profile: Profile, out: Path, *, n_images: 
     model = AppearanceModel.fit(np.stack(rows), quantile=quantile, what=profile.title)
     model.save(out, head=Path(head_path).name, n_images=n_images, volumes_per_subject=volumes_per_subject,
                seed=seed, subjects=[s.name for s in available_head_subjects()],
-               command=f"python -m core.cli calibrate-domain --profile {profile.name} --seed {seed}")
+               command=f"python -m workflows.cli calibrate-domain --profile {profile.name} --seed {seed}")
     return model

@@ -1,10 +1,10 @@
 """Do the heatmaps point at the artifact? Explainers against the simulator's true masks.
 
-Part of ``python -m core.cli evaluate``. On the artifact images of a benchmark, every explainer of
+Part of ``python -m workflows.cli evaluate``. On the artifact images of a benchmark, every explainer of
 :mod:`core.explain` makes a map on the common calibrated scale, and its mask is ``map > tau`` with
 small regions removed (the same tau as the score). Localisation is measured on **every** artifact
 image, flagged or not, so that the explainers are compared on the same images whatever the
-detector decided (the detection metrics live in :mod:`core.evaluation`):
+detector decided (the detection metrics live in :mod:`core.benchmark.evaluation`):
 
 * Dice and IoU of the tau mask (mean over images; an empty mask scores 0), and Dice of the mask
   as the user sees it, drawn on flagged slices only (``dice_flagged``);

@@ -30,7 +30,6 @@ from core.export import safe_file_stem, spreadsheet_safe
 from core.io import detect_format, load_volume, to_file_layout
 from core.jsonable import json_safe, records
 from core.resources import PROJECT_ROOT
-from core.score_files import score_files
 from core.study_stats import (
     agreement,
     answers_frame,
@@ -60,6 +59,7 @@ from db.repository import (
     require_admin,
     study_masks,
 )
+from workflows.score_files import score_files
 
 def default_studies_dir() -> Path:
     """Where study folders go: ``$SAFEGEN_STUDIES_DIR`` or ``data/studies`` (read at call time)."""

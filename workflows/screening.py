@@ -1,6 +1,6 @@
 """Batch screening: score many generated images and rank them, in memory (no files written).
 
-The dashboard's batch page and any notebook use this; ``python -m core.cli score`` is the
+The dashboard's batch page and any notebook use this; ``python -m workflows.cli score`` is the
 file-writing twin with the fixed output contract.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from core.render import apply_window, auto_window, overlay_heatmap
-from core.score_files import score_files
 from core.types import SAFEGEN_METHOD, ScanScorer, Volume
+from workflows.score_files import score_files
 
 COLUMNS = ("file", "score", "flag", "out_of_domain", "p_value", "score_diffusion", "score_autoencoder",
            "worst_slice", "slices", "seconds", "warnings", "error")
@@ -57,7 +57,7 @@ def screened_files(
     *,
     pixel_mm: float | None = None,
 ) -> Iterator[tuple[dict, np.ndarray | None]]:
-    """Score each ``(name, load)`` item in turn, lazily (through :func:`core.score_files.score_files`):
+    """Score each ``(name, load)`` item in turn, lazily (through :func:`workflows.score_files.score_files`):
     one table row (the keys of :data:`COLUMNS`) and the worst slice's thumbnail (None when the file
     failed) per file; a file that cannot be loaded or scored gets an error row. :func:`screening_of`
     ranks the rows; a caller may stop between files and rank those done (the dashboard's Cancel).
@@ -67,7 +67,7 @@ def screened_files(
             bad file costs only its own row).
         scorer: SAFEGEN's (:func:`core.head_scoring.load_detector`) or a baseline's
             (:class:`core.baselines.scorer.BaselineScorer`).
-        pixel_mm: the pixel size of 2-D images that state none (see :func:`core.score_files.score_files`).
+        pixel_mm: the pixel size of 2-D images that state none (see :func:`workflows.score_files.score_files`).
     """
     thumbs: dict[str, np.ndarray] = {}
 
@@ -116,7 +116,7 @@ def screen(
         items: a display name and a zero-argument loader per file.
         scorer: SAFEGEN's or a baseline's scorer (see :func:`screened_files`).
         progress: called with ``(files done, name)`` after each file.
-        pixel_mm: the pixel size of 2-D images that state none (see :func:`core.score_files.score_files`).
+        pixel_mm: the pixel size of 2-D images that state none (see :func:`workflows.score_files.score_files`).
     """
     rows, thumbs = [], {}
     for done, (row, thumb) in enumerate(screened_files(items, scorer, pixel_mm=pixel_mm), start=1):

@@ -1,6 +1,6 @@
 """Bring your own data: a SAFEGEN profile trained on a folder of a user's own real, normal images.
 
-    python -m core.cli train-profile my_t1 --images /data/my_normal_t1 --modality MR
+    python -m workflows.cli train-profile my_t1 --images /data/my_normal_t1 --modality MR
 
 SAFEGEN's built-in profiles learn from the two or three real subjects that install offline. A
 research group with its own normal scans (say, the healthy slices of a BraTS-style collection)
@@ -12,7 +12,8 @@ ones:
    subject called ``slices``, in file-name order, each normalised exactly as it is when scored.
 2. **Reference and benchmarks** (:func:`core.reference.build_reference`): slices in blocks dealt to
    train / val / calib / test, augmented; simulated-artifact benchmarks of the val split
-   (seed 101: it picks alpha) and of the test split (seed 202: ``evaluate`` reports it).
+   (seed 101: it picks alpha) and of the test split (seed 202: ``evaluate`` reports it), the seeds of
+   :mod:`core.benchmark.seeds`.
 3. **Models** (seeded, CPU): the autoencoder, the diffusion model and latent_ig's VAE; then the
    calibration (alpha, scales, tau at 5 % false alarms on real calib slices) and the explainer
    calibration.
@@ -27,8 +28,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from core.io import ACCEPTED_SUFFIXES, load_volume
 from core import profiles as profiles_module
+from core.benchmark.seeds import SIMULATED_TEST_SEED, SIMULATED_VAL_SEED
+from core.io import ACCEPTED_SUFFIXES, load_volume
 from core.profiles import CT_HEAD, MRI_T1, PROFILES, Profile, ReferenceSubject
 from core.reference import image_files
 from core.types import Modality, Window
@@ -123,16 +125,16 @@ def make_user_profile(name: str, images: Path, *, home: Path | None = None, moda
 
 def training_steps(profile: Profile, *, seed: int = 0, steps: int | None = None, augment: int = 4,
                    n_per: int = 2, shap_samples: int = 200) -> list[list[str]]:
-    """The ``python -m core.cli`` commands that train ``profile``, in order (what ``train-profile`` runs)."""
+    """The ``python -m workflows.cli`` commands that train ``profile``, in order (what ``train-profile`` runs)."""
     where = ["--profile", str(profile.home)]
     train = ["--seed", str(seed)] + (["--steps", str(steps)] if steps else [])
     reference = str(profile.reference_dir)
     return [
         ["build-reference", *where, "--seed", str(seed), "--augment", str(augment)],
         ["make-benchmark", "--reference", reference, "--split", "val", "--out", str(profile.validation_dir),
-         "--seed", "101", "--n-per", str(n_per)],
+         "--seed", str(SIMULATED_VAL_SEED), "--n-per", str(n_per)],
         ["make-benchmark", "--reference", reference, "--split", "test", "--out", str(profile.benchmark_dir),
-         "--seed", "202", "--n-per", str(n_per)],
+         "--seed", str(SIMULATED_TEST_SEED), "--n-per", str(n_per)],
         ["train", "autoencoder", *where, *train],
         ["train", "diffusion", *where, *train],
         ["train", "vae", *where, *train],

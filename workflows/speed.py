@@ -1,4 +1,4 @@
-"""``python -m core.cli bench``: how long scoring takes on this machine, printed as a table.
+"""``python -m workflows.cli bench``: how long scoring takes on this machine, printed as a table.
 
 Measures, with the committed models of a profile (``--profile``), each on the profile's first real
 reference volume (brain MRI T1: the MNI152 template from nilearn; head CT: the InVesalius scan):

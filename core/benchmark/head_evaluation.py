@@ -1,6 +1,6 @@
-"""Figures on the realistic benchmark (:mod:`core.realistic_benchmark`), any scorer side by side.
+"""Figures on the realistic benchmark (:mod:`core.benchmark.realistic`), any scorer side by side.
 
-Every image goes through the same path as ``python -m core.cli score``: :func:`core.io.load_volume`
+Every image goes through the same path as ``python -m workflows.cli score``: :func:`core.io.load_volume`
 of the file, then the scorer's ``score_volume``. Per method:
 
 * detection: image AUROC and AUPRC of the scan score, F1 of the method's own flag, and the share of
@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from core.benchmark.realistic import read_mask
 from core.io import load_volume
 from core.metrics import _area_up_to, dice, image_auprc, image_auroc, pixel_auroc, pro_curve_points
-from core.realistic_benchmark import read_mask
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``python -m core.cli evaluate``: detection and localisation on a simulated-artifact benchmark.
+"""``python -m workflows.cli evaluate``: detection and localisation on a simulated-artifact benchmark.
 
 The benchmark (``make-benchmark``) holds clean real slices and the same kind of slices corrupted
 by :mod:`core.artifacts`, with exact masks. Every variant of the ablation is scored on it with the
@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.artifacts import benchmark_from_reference
+from core.benchmark.explainer_evaluation import evaluate_explainers
+from core.benchmark.seeds import SIMULATED_TEST_SEED
+from core.benchmark.simulated import benchmark_from_reference
 from core.calibration import ConformalCalibrator
 from core.detectors.base import top_fraction_mean
-from core.explainer_evaluation import evaluate_explainers
 from core.masks import unsafe_mask
 from core.metrics import aupro, dice, f1_max, image_auprc, image_auroc, iou, pixel_auroc
 from core.reference import build_reference, load_split
@@ -45,7 +46,7 @@ class VariantOutput:
     """One variant's calibrated maps, slice scores and threshold on the benchmark."""
 
     name: str
-    maps: np.ndarray | None  # None for an image-level method (core.comparison)
+    maps: np.ndarray | None  # None for an image-level method (workflows.comparison)
     scores: np.ndarray
     tau: float
     description: str
@@ -282,7 +283,7 @@ def run_evaluation(
     context: dict | None = None,
     progress=None,
 ) -> EvaluationRun:
-    """Everything ``python -m core.cli evaluate`` computes, written to ``out_dir``.
+    """Everything ``python -m workflows.cli evaluate`` computes, written to ``out_dir``.
 
     Files: ``report.md``; ``summary.csv`` and the per-kind / per-severity tables; ``scores.csv``
     (each benchmark image's kind, severity, label and score per variant: the ROC curves);
@@ -351,8 +352,7 @@ def run_evaluation(
     return EvaluationRun(out_dir, summary, tables[0], explained, time.perf_counter() - start, info)
 
 
-# The Makefile's test benchmark (``make benchmark``): the seeds and sizes the README reports.
-TEST_BENCHMARK_SEED = 202
+# The Makefile's test benchmark (``make benchmark``): the size the README reports.
 TEST_BENCHMARK_PER_GROUP = 4
 
 
@@ -361,7 +361,7 @@ def ensure_benchmark(reference_dir: Path, benchmark_dir: Path) -> None:
     if not (Path(reference_dir) / "test.npz").is_file():
         build_reference(reference_dir, seed=0)
     if not (Path(benchmark_dir) / "benchmark.npz").is_file():
-        benchmark_from_reference(reference_dir, "test", benchmark_dir, seed=TEST_BENCHMARK_SEED,
+        benchmark_from_reference(reference_dir, "test", benchmark_dir, seed=SIMULATED_TEST_SEED,
                                  n_per_kind_severity=TEST_BENCHMARK_PER_GROUP)
 
 

@@ -1,4 +1,4 @@
-"""``python -m core.cli evaluate --methods ...``: SAFEGEN and the baselines, one table, same benchmark, same run.
+"""``python -m workflows.cli evaluate --methods ...``: SAFEGEN and the baselines, one table, same benchmark, same run.
 
 Every method is fitted on the real normal ``train`` slices only, calibrated on the 45 real
 (un-augmented) ``calib`` slices (its own threshold flags at most 5 % of them, see
@@ -6,7 +6,7 @@ Every method is fitted on the real normal ``train`` slices only, calibrated on t
 AUROC, AUPRC, best F1 over thresholds, F1 and recall at its own threshold, false alarms on the
 benchmark's clean slices, Dice of its mask at its threshold (mean over artifact images; an
 unflagged image scores 0), pixel AUROC and AUPRO (pixel methods only), fit time and milliseconds
-per slice (the columns of :func:`core.evaluation.summary_table`, plus ``n_images``, fit and speed);
+per slice (the columns of :func:`core.benchmark.evaluation.summary_table`, plus ``n_images``, fit and speed);
 then image AUROC and Dice per artifact kind and per severity. A slow baseline (``max_images`` set)
 scores the benchmark's small subset only, and ``methods_subset.csv`` compares every method there.
 
@@ -26,7 +26,7 @@ import pandas as pd
 
 from core.baselines import factories
 from core.baselines.scorer import fit_baseline
-from core.evaluation import VariantOutput, breakdown_table, small_subset, summary_table, variant_outputs
+from core.benchmark.evaluation import VariantOutput, breakdown_table, small_subset, summary_table, variant_outputs
 from core.scoring import Scorer
 from core.tables import markdown_table
 from core.types import SAFEGEN_METHOD
@@ -52,7 +52,7 @@ class MethodResult(VariantOutput):
     """A method's calibrated maps (None: image-level), slice scores and own tau on benchmark images.
 
     ``index``: which benchmark images it scored (None = all of them; a slow method scores the
-    :func:`core.evaluation.small_subset` only, see ``Baseline.max_images``).
+    :func:`core.benchmark.evaluation.small_subset` only, see ``Baseline.max_images``).
     """
 
     fit_seconds: float = 0.0
@@ -118,7 +118,7 @@ def _view(result: MethodResult, benchmark: dict) -> tuple[dict, slice | np.ndarr
 
 
 def comparison_table(results: list[MethodResult], benchmark: dict) -> pd.DataFrame:
-    """One row per method, each on the images it scored (``n_images``): :func:`core.evaluation.summary_table`'s
+    """One row per method, each on the images it scored (``n_images``): :func:`core.benchmark.evaluation.summary_table`'s
     columns (detection at the method's own tau, localisation) plus its title, fit time and ms per slice."""
     rows = []
     for r in results:
@@ -130,7 +130,7 @@ def comparison_table(results: list[MethodResult], benchmark: dict) -> pd.DataFra
 
 
 def per_group_table(results: list[MethodResult], benchmark: dict, group: str, metric: str) -> pd.DataFrame:
-    """:func:`core.evaluation.breakdown_table` per artifact ``group`` ("kinds" or "severities"), each
+    """:func:`core.benchmark.evaluation.breakdown_table` per artifact ``group`` ("kinds" or "severities"), each
     method on the images it scored."""
     columns = []
     for r in results:
