@@ -39,6 +39,7 @@ from core.detectors.autoencoder import AutoencoderDetector
 from core.io import load_volume
 from core.preprocess import GRID_SIZE, normalise_for_models, to_model_grid
 from core.profiles import DEFAULT_PROFILE, Profile, get_profile
+from core.types import Volume
 
 FEATURE_LAYER = "autoencoder encoder bottleneck (encode + intermediate), 8x8x64, global average pooled -> 64"
 
@@ -75,14 +76,21 @@ def prepare_image_files(paths: Sequence[Path], profile: Profile | str | None = N
         ValueError: a file holds a 3-D volume (the report is about 2-D generated slices).
     """
     profile = get_profile(profile or DEFAULT_PROFILE)
-    images = []
-    for path in paths:
-        volume = load_volume(path)
-        if volume.is_3d:
-            raise ValueError(f"{path} is a 3-D volume; the generator report takes 2-D images")
-        normalised = normalise_for_models(volume, profile.modality, profile.window).array
-        images.append(to_model_grid(normalised, GRID_SIZE)[0])
-    return np.stack(images).astype(np.float32)
+    return np.stack([prepare_volume(load_volume(path), profile) for path in paths])
+
+
+def prepare_volume(volume: Volume, profile: Profile | str | None = None) -> np.ndarray:
+    """One loaded 2-D image -> ``(128, 128)`` float32 in [0, 1] on the model grid (see
+    :func:`prepare_image_files`).
+
+    Raises:
+        ValueError: ``volume`` is 3-D.
+    """
+    profile = get_profile(profile or DEFAULT_PROFILE)
+    if volume.is_3d:
+        raise ValueError(f"{volume.name} is a 3-D volume; the generator report takes 2-D images")
+    normalised = normalise_for_models(volume, profile.modality, profile.window).array
+    return to_model_grid(normalised, GRID_SIZE)[0].astype(np.float32)
 
 
 def load_feature_encoder(profile: Profile | str | None = None, models_dir: Path | None = None) -> AutoencoderDetector:
@@ -353,8 +361,11 @@ def same_volume_pairs(heldout_volume_ids: np.ndarray, training_volume_ids: np.nd
                       neighbour_slices: int | None = None) -> np.ndarray:
     """``(N, M)`` bool: held-out image ``i`` and training image ``j`` come from the same volume and,
     when slice indices and ``neighbour_slices`` are given, lie within ``neighbour_slices`` slices of
-    each other. Without them every slice of the same volume counts (the default: another slice of
-    the same patient is not an independent image)."""
+    each other. Without them every slice of the same volume counts: the threshold is then a different
+    person's, and with two reference volumes it lies below what a new slice of a training subject reaches.
+    The report card (``workflows/report.py``, ``NEIGHBOUR_RULE``) passes the reference split's gap
+    (:func:`core.reference.split_gap`): held-out slices as far from the training set as a new slice of
+    the same subjects can be."""
     same = np.asarray(heldout_volume_ids)[:, None] == np.asarray(training_volume_ids)[None, :]
     if neighbour_slices is not None and heldout_slices is not None and training_slices is not None:
         gap = np.abs(np.asarray(heldout_slices)[:, None].astype(int) - np.asarray(training_slices)[None, :].astype(int))
@@ -508,7 +519,8 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
                  training_slices: np.ndarray | None = None, heldout_slices: np.ndarray | None = None,
                  neighbour_slices: int | None = None, profile: Profile | str | None = None,
                  encoder: AutoencoderDetector | None = None, k: int = 3, kid_subsets: int = 100,
-                 kid_subset_size: int = 1000, ms_ssim_pairs: int = 200, seed: int = 0) -> GeneratorReport:
+                 kid_subset_size: int = 1000, ms_ssim_pairs: int = 200, seed: int = 0,
+                 calibration: CopyCalibration | None = None) -> GeneratorReport:
     """The generator report card from arrays (no files read or written).
 
     Args:
@@ -522,6 +534,11 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
             ``neighbour_slices`` narrow the exclusion to neighbouring slices.
         profile, encoder: the feature network (:func:`image_features`).
         k, kid_subsets, kid_subset_size, ms_ssim_pairs, seed: metric settings.
+        calibration: the copy thresholds already calibrated on these held-out and training images
+            (:func:`calibrate_copies`, the slow part: reuse it for several generated sets); None: calibrate here.
+
+    A group of ``k`` images or fewer gets NaN for KID, FID, precision and recall (the k-NN balls and
+    the unbiased estimator need more); its copies and diversity are still reported.
     """
     groups = np.asarray(groups)
     if len(groups) != len(gen_images):
@@ -530,10 +547,11 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
     gen_feats = image_features(gen_images, encoder=encoder)
     real_feats = image_features(real_images, encoder=encoder)
     train_feats = real_feats if train_images is real_images else image_features(train_images, encoder=encoder)
-    heldout_feats = image_features(heldout_images, encoder=encoder)
-    calibration = calibrate_copies(heldout_images, heldout_feats, heldout_volume_ids, train_images, train_feats,
-                                   training_volume_ids, heldout_slices=heldout_slices,
-                                   training_slices=training_slices, neighbour_slices=neighbour_slices)
+    if calibration is None:
+        heldout_feats = image_features(heldout_images, encoder=encoder)
+        calibration = calibrate_copies(heldout_images, heldout_feats, heldout_volume_ids, train_images, train_feats,
+                                       training_volume_ids, heldout_slices=heldout_slices,
+                                       training_slices=training_slices, neighbour_slices=neighbour_slices)
     check = likely_copies(gen_images, gen_feats, train_images, train_feats,
                           pixel_threshold=calibration.pixel_threshold,
                           feature_threshold=calibration.feature_threshold)
@@ -541,15 +559,19 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
     reports = []
     for name in dict.fromkeys(groups.tolist()):  # first-seen order
         members = np.flatnonzero(groups == name)
-        kid_value, kid_se = kid(real_feats, gen_feats[members], subsets=kid_subsets, subset_size=kid_subset_size,
-                                seed=seed)
-        precision, recall = precision_recall(real_feats, gen_feats[members], k=k)
+        if len(members) > k:
+            kid_value, kid_se = kid(real_feats, gen_feats[members], subsets=kid_subsets,
+                                    subset_size=kid_subset_size, seed=seed)
+            precision, recall = precision_recall(real_feats, gen_feats[members], k=k)
+            fid_value = fid(real_feats, gen_feats[members])
+        else:
+            kid_value = kid_se = precision = recall = fid_value = float("nan")
         diversity = mean_pairwise_ms_ssim(gen_images[members], pairs=ms_ssim_pairs, seed=seed) if len(members) > 1 else None
         copies = [LikelyCopy(int(i), int(check.pixel.index[i]), float(check.pixel.similarity[i]),
                              float(check.feature.similarity[i])) for i in members if check.flagged[i]]
         reports.append(GroupReport(
             group=str(name), n=len(members), kid=kid_value, kid_se=kid_se,
-            fid=fid(real_feats, gen_feats[members]), precision=precision, recall=recall, ms_ssim=diversity,
+            fid=fid_value, precision=precision, recall=recall, ms_ssim=diversity,
             mode_collapse=diversity is not None and mode_collapse_warning(diversity, real_diversity),
             copies=copies,
         ))

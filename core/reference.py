@@ -140,6 +140,16 @@ def assign_splits(n_slices: int, *, block: int = 8, gap: int = 2) -> np.ndarray:
     return labels
 
 
+def split_gap(reference_dir: Path) -> int:
+    """The ``gap`` the reference in ``reference_dir`` was split with (its ``manifest.json``; the
+    default of :func:`assign_splits` for a reference without one): a slice of one split lies more than
+    ``gap`` slices from every slice of another split of the same subject."""
+    path = Path(reference_dir) / "manifest.json"
+    if not path.is_file():
+        return 2
+    return int(json.loads(path.read_text()).get("gap", 2))
+
+
 @dataclass
 class ReferenceManifest:
     seed: int

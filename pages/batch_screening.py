@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.types import SAFEGEN_METHOD
 from ui.batch import batch_inputs, show_batch, start_screening
+from ui.report import show_report_card
 from ui.review import batch_profile_choice, method_choice, pixel_size_choice
 from ui.router import through_the_router
 from ui.state import Keys
@@ -25,3 +26,4 @@ pixel_mm = pixel_size_choice(Keys.BATCH_PIXEL_MM)
 if st.button(f"Score {label}", key=Keys.BATCH_RUN, disabled=not items, type="primary"):
     start_screening(items, method, profile, manifest, pixel_mm)
 show_batch()
+show_report_card()

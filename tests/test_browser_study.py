@@ -259,6 +259,7 @@ def test_the_whole_drawing_canvas_is_on_screen_in_a_1440_by_900_window(browser, 
     box = page.locator("canvas").last.bounding_box()  # the drawing canvas (the last one on the page)
     page.screenshot(path=str(artifacts_dir / f"study_reading_1440x900_{case}.png"))
     context.close()
+    print(f"\ncanvas of the {case} case at 1440 x 900: top {box['y']:.0f} px, bottom {box['y'] + box['height']:.0f} px")
     assert box["width"] >= 400, box  # still a canvas to draw on
     assert box["y"] >= 0 and box["y"] + box["height"] <= 900, box  # top to bottom on screen, no scrolling
 

@@ -139,8 +139,10 @@ def start_screening(items: list, method: str = SAFEGEN_METHOD, profile: str = "m
         st.error(f"The models are missing: {error}")
         return
     cancel_screening()
-    st.session_state.pop(Keys.BATCH_RESULT, None)
-    st.session_state.pop(Keys.BATCH_MANIFEST, None)
+    for key in (Keys.BATCH_RESULT, Keys.BATCH_MANIFEST, Keys.BATCH_REPORT):
+        st.session_state.pop(key, None)
+    st.session_state[Keys.BATCH_ITEMS] = items  # the report card of this batch reads the same files
+    st.session_state[Keys.BATCH_SCORED_PROFILE] = profile
     job = BatchJob(scorer, total=len(items), manifest=manifest, pixel_mm=pixel_mm)
     job.start(items)
     st.session_state[Keys.BATCH_JOB] = job

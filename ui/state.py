@@ -110,6 +110,10 @@ class Keys:
     BATCH_CANCEL = "batch.cancel"  # its Cancel button
     BATCH_MANIFEST = "batch.manifest"  # the scored folder's manifest.csv (core.benchmark.generated_set), or None
     BATCH_FLAGGED_ONLY = "batch.flagged_only"  # table filter
+    BATCH_ITEMS = "batch.items"  # the (name, loader) items of the last batch started (its report card reads them)
+    BATCH_SCORED_PROFILE = "batch.scored_profile"  # the profile that batch was scored with
+    BATCH_REPORT = "batch.report"  # workflows.report.ReportCard of the last finished batch, or absent
+    BATCH_REPORT_RUN = "batch.report_run"  # the "Make the report card" button
 
 
 SOURCE_DEMO = "Demo scan"

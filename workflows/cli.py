@@ -19,6 +19,8 @@ Commands:
     calibrate              fit score scales on the calib split, choose alpha on a validation benchmark
     calibrate-explainers   put every explainer's map on the score's scale (quantiles on calib slices)
     score INPUT_DIR        score every image in a folder: scores.csv, masks/, heatmaps/
+    report GENERATED       a generator's report card: fidelity, coverage, diversity, likely copies of training
+                           images and artifact flags per group (report.md, report.json, CSVs, PNGs)
     evaluate               detection, localisation and explainer metrics on a benchmark, with the ablations
                            (--methods all: SAFEGEN against every baseline, one table)
     make-realistic-benchmark  real slices under normal variation, half with one artifact (+ held-out subject)
@@ -468,6 +470,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from workflows.report import make_report
+
+    bar = None
+
+    def progress(done: int, total: int, what: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress(total, "report")
+        bar.set_postfix_str(what[:40], refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        return make_report(args.generated, args.out, real_dir=args.real, profile=args.profile, models_dir=args.models,
+                           pixel_mm=args.pixel_mm, seed=args.seed, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _load_scorer(args: argparse.Namespace):
     from core.scoring import Scorer
 
@@ -911,6 +933,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "file whose mask is not empty; it references a DICOM input itself, and for any other "
                             "input a derived DICOM copy written beside it in dicom_seg/<stem>_images/")
     score.set_defaults(func=_cmd_score)
+
+    rep = sub.add_parser("report", help="a generator's report card: fidelity, coverage, diversity, copies, artifacts")
+    rep.add_argument("generated", type=Path,
+                     help="folder of generated 2-D images (" + ", ".join(ACCEPTED_SUFFIXES) + "); groups from its "
+                          "manifest.csv's group column when there is one")
+    rep.add_argument("--real", type=Path, default=None,
+                     help="folder of real images to compare with and search for copies (default: the profile's "
+                          "reference: its train split, the copy threshold from its val and calib splits)")
+    rep.add_argument("--out", type=Path, default=Path("out/report"), help="output folder (default out/report)")
+    _add_profile_option(rep)
+    rep.add_argument("--models", type=Path, default=None, help="folder with the weights (default: the profile's)")
+    rep.add_argument("--pixel-mm", type=float, default=None,
+                     help="pixel size in mm of 2-D images that state none, for the artifact score (default 1 mm)")
+    rep.add_argument("--seed", type=int, default=0, help="seed of KID's subsets and the MS-SSIM pairs (default 0)")
+    rep.set_defaults(func=_cmd_report)
 
     ev = sub.add_parser("evaluate", help="AUROC, F1, Dice per variant, kind and severity; report and plots")
     ev.add_argument("--benchmark", type=Path, help="default: the profile's (data/benchmark for mri_t1)")

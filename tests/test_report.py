@@ -1,0 +1,156 @@
+"""The generator report card end to end (workflows/report.py): the ``report`` command on a small planted
+folder (real training slices copied exactly, real held-out slices, noise), its bad input, and the report
+card on the Batch screening page."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.profiles import get_profile
+from core.reference import load_split
+from workflows.cli import main
+from ui.state import Keys
+
+GROUPS = ("copies", "held-out", "noise")
+
+
+def _save(image: np.ndarray, path) -> None:
+    Image.fromarray(np.round(np.clip(image, 0, 1) * 65535).astype(np.uint16)).save(path)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """4 un-augmented training slices copied exactly, 4 real test-split slices (never in the training or
+    calibration splits), 4 images of uniform noise (seed 3), with a manifest; the expected twins."""
+    from core.reference import build_reference
+
+    directory = get_profile("mri_t1").reference_dir
+    if not (directory / "train.npz").is_file():  # a clean checkout: built as `make reference` and the report do
+        build_reference(directory, seed=0, profile="mri_t1")
+    root = tmp_path_factory.mktemp("generated")
+    train, test = load_split(directory, "train"), load_split(directory, "test")
+    copies = np.flatnonzero(train.augmentation == 0)[[3, 15, 27, 39]]
+    held = np.flatnonzero(test.augmentation == 0)[[2, 11, 20, 29]]
+    noise = np.random.default_rng(3).random((4, 128, 128))
+    rows, twins = [], {}
+    for n, i in enumerate(copies):
+        name = f"copy-{n}.png"
+        _save(train.images[i], root / name)
+        twins[name] = f"{train.subject[i]} slice {int(train.slice_index[i])}"
+        rows.append((name, "copies"))
+    for n, i in enumerate(held):
+        _save(test.images[i], root / f"held-{n}.png")
+        rows.append((f"held-{n}.png", "held-out"))
+    for n, image in enumerate(noise):
+        _save(image, root / f"noise-{n}.png")
+        rows.append((f"noise-{n}.png", "noise"))
+    pd.DataFrame(rows, columns=["file", "group"]).to_csv(root / "manifest.csv", index=False)
+    return root, twins
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_command_flags_the_planted_copies_and_no_held_out_slice(planted, tmp_path, capsys):
+    root, twins = planted
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "4 likely copies" in err
+    for name in ("report.md", "report.json", "groups.csv", "images.csv", "precision_recall.png", "similarity.png",
+                 "copies.png"):
+        assert (out / name).stat().st_size > 0, name
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    assert len(images) == 12 and (images["error"] == "").all()
+    copies = images[images["likely_copy"].astype(str) == "True"]
+    assert sorted(copies["file"]) == sorted(twins)  # every planted copy, nothing else
+    assert dict(zip(copies["file"], copies["nearest_training"], strict=True)) == twins  # the slice it copies
+    assert (copies["ncc"].astype(float) > 0.999).all()
+    held = images[images["group"] == "held-out"]
+    margins = held["copy_margin"].astype(float)
+    print(f"\ncopy margins: planted {copies['copy_margin'].astype(float).round(4).tolist()}, held-out real "
+          f"{margins.round(4).tolist()}")
+    assert (margins < 0).all()
+    assert images["artifact_score"].astype(float).notna().all()
+    groups = pd.read_csv(out / "groups.csv")
+    assert groups["group"].tolist() == list(GROUPS) and groups["images"].tolist() == [4, 4, 4]
+    assert groups["likely copies"].tolist() == [4, 0, 0]
+    by_group = groups.set_index("group")
+    # the copies are real training images: nearer the real set than noise is, by far
+    assert by_group.loc["copies", "KID"] < by_group.loc["noise", "KID"] / 10
+    assert by_group.loc["copies", "precision"] == 1.0 and by_group.loc["noise", "precision"] == 0.0
+    report = _strict((out / "report.json").read_text())
+    assert report["copy_threshold"]["neighbour_slices"] == 2
+    assert report["copy_threshold"]["calibration_images"] == 465  # val + calib
+    assert [g["group"] for g in report["groups"]] == list(GROUPS)
+    assert len(report["likely_copies"]) == 4
+    markdown = (out / "report.md").read_text()
+    assert "not comparable with published FIDs on Inception-v3 or RadImageNet" in markdown
+    for section in ("## Fidelity and coverage", "## Diversity", "## Memorisation", "## Artifacts"):
+        assert section in markdown
+
+
+def test_report_against_a_folder_of_real_images_finds_exact_copies(planted, tmp_path, capsys):
+    """--real: the folder is the training set; the threshold is leave-one-out within it."""
+    root, twins = planted
+    real = tmp_path / "real"
+    real.mkdir()
+    directory = get_profile("mri_t1").reference_dir
+    train = load_split(directory, "train")
+    for n, i in enumerate(np.flatnonzero(train.augmentation == 0)[::3]):  # 16 slices, 3 apart: the copies' among them
+        _save(train.images[i], real / f"real-{n:02d}.png")
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--real", str(real), "--out", str(out)]) == 0
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    flagged = set(images.loc[images["likely_copy"].astype(str) == "True", "file"])
+    assert flagged == set(twins)
+    report = _strict((out / "report.json").read_text())
+    assert report["copy_threshold"]["neighbour_slices"] is None
+    assert "no volume or slice ids" in report["copy_threshold"]["rule"]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no images", "too few real"])
+def test_report_command_refuses_bad_input_with_an_error_line(case, tmp_path, capsys, planted):
+    root, _ = planted
+    argv = ["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
+    if case == "empty":
+        argv[1] = str(tmp_path)
+    elif case == "no images":
+        (tmp_path / "readme.txt").write_text("not an image")
+        argv[1] = str(tmp_path)
+    elif case == "too few real":
+        real = tmp_path / "real"
+        real.mkdir()
+        for name in ("copy-0.png", "copy-1.png"):
+            (real / name).write_bytes((root / name).read_bytes())
+        argv = ["report", str(root), "--real", str(real), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ")
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_batch_page_makes_the_report_card_of_the_scored_folder(planted):
+    from tests.test_screening import batch_page_on_folder
+
+    root, _ = planted
+    at = batch_page_on_folder(root, finish=True, timeout=300)
+    at.button(key=Keys.BATCH_REPORT_RUN).click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    tables = [d.value for d in at.dataframe]
+    fidelity = next(t for t in tables if "KID" in t.columns)
+    assert fidelity["group"].tolist() == list(GROUPS)
+    copies = next(t for t in tables if "likely copies" in t.columns)
+    assert copies["likely copies"].tolist() == [4, 0, 0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Likely copies"] == "4" and metrics["Images"] == "12"
+    assert len(at.get("plotly_chart")) == 3  # the batch's histogram, precision / recall, similarity
+    assert Keys.BATCH_REPORT in at.session_state
