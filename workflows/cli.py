@@ -457,7 +457,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         args.input_dir, args.out, alpha=args.alpha, tau=args.tau, false_alarm_rate=args.false_alarm_rate,
         batch_size=args.batch_size, device=args.device, recursive=args.recursive, models_dir=args.models,
         explainer=args.explainer, shap_samples=args.shap_samples, method=args.method, reference_dir=args.reference,
-        profile=args.profile, pixel_mm=args.pixel_mm,
+        profile=args.profile, pixel_mm=args.pixel_mm, workers=args.workers, ray_address=args.ray_address,
+        resume=args.resume,
     )
     if args.dicom_seg and status == 0:  # at least one file scored: scores.csv and masks/ are this run's
         from core.dicom_seg import SEG_FOLDER, write_score_segs
@@ -932,6 +933,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write dicom_seg/<stem>.seg.dcm, a DICOM Segmentation of the mask, for every scored "
                             "file whose mask is not empty; it references a DICOM input itself, and for any other "
                             "input a derived DICOM copy written beside it in dicom_seg/<stem>_images/")
+    score.add_argument("--workers", type=int, default=1,
+                       help="score in this many local processes, the models loaded once in each (default 1: in this "
+                            "one); with --ray-address local, the CPUs of that Ray")
+    score.add_argument("--ray-address", default=None,
+                       help="shard the files over a Ray cluster: auto (the running one), HOST:PORT or ray://..., or "
+                            "local (a Ray started here with --workers CPUs); OUT must be a folder every node shares "
+                            "(README, Screening at scale)")
+    score.add_argument("--resume", action="store_true",
+                       help="keep the rows of OUT/scores.csv (a cut run writes the rows it finished, in order) whose "
+                            "file was scored and has its heatmap and mask; score the rest")
     score.set_defaults(func=_cmd_score)
 
     rep = sub.add_parser("report", help="a generator's report card: fidelity, coverage, diversity, copies, artifacts")

@@ -32,6 +32,10 @@ Other names (``readme.txt``, ``manifest.csv``) get no row.
 When INPUT_DIR holds a ``manifest.csv`` with ``file`` and ``group`` columns (the demo's generated
 set, :mod:`core.benchmark.generated_set`, or a user's own), ``OUT_DIR/groups.csv`` adds scores and flags per group.
 
+``--workers N`` scores in N local processes and ``--ray-address`` on Ray (:mod:`workflows.distributed`): the same
+rows (``seconds`` aside), heatmaps and masks, in the same order. ``scores.csv`` is written row by row in order, so a
+cut run leaves its finished rows; ``--resume`` keeps those (and any scored row whose maps are there) and scores the rest.
+
 Exit status: 0 when at least one file was scored, 2 when none could be.
 """
 
@@ -125,6 +129,119 @@ class _ScorerPerVolume:
         return scorer.score_volume(volume, explainer=explainer)
 
 
+class FolderRun:
+    """How one ``score`` run turns its files into rows, heatmaps and masks: what :func:`score_folder` decided
+    (profile, method, limits ...), picklable so that worker processes (:mod:`workflows.distributed`) score
+    exactly as the one-process run does. The models load on first use in each process and stay loaded there.
+    """
+
+    def __init__(self, *, input_dir: Path, out_dir: Path, recursive: bool, limits: SizeLimits,
+                 pixel_mm: float | None, method: str, fixed, named, models_dir: Path | None, device: str,
+                 alpha: float | None, tau: float | None, false_alarm_rate: float | None, batch_size: int,
+                 explainer: str | None, shap_samples: int | None):
+        self.input_dir, self.out_dir, self.recursive, self.limits = input_dir, out_dir, recursive, limits
+        self.pixel_mm, self.method, self.fixed, self.named = pixel_mm, method, fixed, named
+        self.models_dir, self.device, self.alpha, self.tau = models_dir, device, alpha, tau
+        self.false_alarm_rate, self.batch_size = false_alarm_rate, batch_size
+        self.explainer, self.shap_samples = explainer, shap_samples
+        self.loaded: dict[str, tuple] = {}  # profile name -> (scorer, explainer), loaded on first use
+        self.used_stems: dict[str, str] = {}  # output stem -> the row that wrote it
+        self.kept_stems: dict[str, str] = {}  # the same for rows kept from an earlier run (--resume)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "loaded": {}, "used_stems": {}}  # a worker loads its own models
+
+    def scorer_for(self, volume):
+        """The scorer and explainer for ``volume`` (its profile's when ``--profile auto``)."""
+        from core.head_scoring import HeadScorer, load_detector
+        from core.profiles import DEFAULT_PROFILE, auto_profile
+
+        if self.method != SAFEGEN_METHOD:
+            return self.fixed, None
+        if self.fixed is not None:
+            target = self.fixed.profile
+        elif self.named is None:
+            target = DEFAULT_PROFILE if volume is None else auto_profile(volume.modality, self.models_dir)
+        else:
+            target = self.named
+        name = target.name
+        if name not in self.loaded:
+            from core.explain import DEFAULT_EXPLAINER
+            from core.head_explain import load_explainer
+
+            model = self.fixed or load_detector(
+                self.models_dir, profile=target, device=self.device, alpha=self.alpha, tau=self.tau,
+                false_alarm_rate=self.false_alarm_rate, batch_size=self.batch_size)
+            overrides = {} if self.shap_samples is None else {"shap_samples": self.shap_samples}
+            if isinstance(model, HeadScorer) and self.alpha is not None:
+                raise ValueError("--alpha weighs the reconstruction scores of the seed detector; the segmentation "
+                                 "head weighs E_AE and S_diffusion itself, pixel by pixel")
+            self.loaded[name] = model, load_explainer(model, self.explainer or DEFAULT_EXPLAINER, **overrides)
+        return self.loaded[name]
+
+    def file_name(self, path: Path) -> str:
+        """The row's ``file``: the name, or the path under INPUT_DIR with ``--recursive``."""
+        return str(path.relative_to(self.input_dir)) if self.recursive else path.name
+
+    def empty_row(self, path: Path) -> dict:
+        """The file's row before anything is known of it: its name, every other column empty."""
+        return {**dict.fromkeys(COLUMNS, ""), "file": self.file_name(path)}
+
+    def stem_of(self, path: Path) -> str:
+        return output_stem(str(path.relative_to(self.input_dir).with_name(path.name)) if self.recursive else path.name)
+
+    def _load_entry(self, path: Path):
+        """Refuse a taken output name and what score does not open (see the module docstring), then load."""
+        stem = self.stem_of(path)
+        taken = self.used_stems.get(stem) or self.kept_stems.get(stem)
+        if taken:
+            raise ValueError(f"its output name {stem}.nii.gz is already taken by {taken}")
+        _check_entry(path, self.recursive)
+        return load_volume(path, limits=self.limits)
+
+    def rows(self, paths):
+        """One row of scores.csv per path, in order, lazily; each scored file's heatmap and mask are written."""
+        row_of: dict[Path, dict] = {}
+
+        def write_outputs(path: Path, volume, result) -> None:
+            """The file's heatmap and mask, then its row's score columns (last: a row with scores wrote both)."""
+            stem, row = self.stem_of(path), row_of[path]
+            heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
+            mask = to_file_layout(result.mask, path).astype(np.uint8)
+            affine = _affine_for(path, volume)
+            for folder, array in (("heatmaps", heatmap), ("masks", mask)):
+                target = self.out_dir / folder / f"{stem}.nii.gz"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                nib.save(nib.Nifti1Image(array, affine), str(target))
+            self.used_stems[stem] = row["file"]
+            scored = np.isfinite(result.slice_scores)
+            summary = result.summary_at()
+            row.update(
+                score=_fmt(result.score), flag=str(int(result.flag)), p_value=_fmt(result.p_value),
+                score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
+                worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
+                scored_slices=str(int(scored.sum())), alpha=_fmt(result.alpha, 2), tau=_fmt(result.tau),
+                method=result.method, profile=result.profile if result.method == SAFEGEN_METHOD else "",
+                explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
+                unsafe_regions=str(summary.n_regions),
+                unsafe_volume_ml=_fmt(summary.volume_ml, 3) if volume.n_slices > 1 else "",
+                warnings=" | ".join(result.warnings),
+            )
+
+        def named(paths):
+            for path in paths:
+                row_of[path] = self.empty_row(path)
+                yield path
+
+        for file in score_files(named(paths), _ScorerPerVolume(self.scorer_for), load=self._load_entry,
+                                after_scoring=write_outputs, pixel_mm=self.pixel_mm):
+            row = row_of.pop(file.path)
+            if file.error is not None:  # the row says why; its score columns stay empty
+                row["error"] = file.error
+            row["seconds"] = f"{file.seconds:.2f}"
+            yield row
+
+
 def score_folder(
     input_dir: Path,
     out_dir: Path,
@@ -144,15 +261,23 @@ def score_folder(
     profile: str = "auto",
     limits: SizeLimits = DEFAULT_LIMITS,
     pixel_mm: float | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    resume: bool = False,
 ) -> int:
     """Score a folder as the module docstring says; returns the exit status.
+
+    ``workers``: score in this many local processes (1: in this one); ``ray_address``: shard the files over a
+    Ray cluster instead (``auto``, an address, or ``local`` for a Ray started here with ``workers`` CPUs).
+    Either way the rows, heatmaps and masks are those of the one-process run (:mod:`workflows.distributed`).
+    ``resume``: keep the rows of OUT_DIR/scores.csv (a cut run's prefix, or a whole run) whose file was scored and
+    whose heatmap and mask are there; score the others.
 
     ``scorer``: score every file with it (``profile`` is then ignored). ``limits``: what the loader refuses.
     ``pixel_mm``: the pixel size of 2-D images that state none (:meth:`core.types.Volume.with_pixel_size`).
     """
     from core.baselines import method_choices
-    from core.profiles import DEFAULT_PROFILE, auto_profile, get_profile
-    from core.head_scoring import HeadScorer, load_detector
+    from core.profiles import DEFAULT_PROFILE, get_profile
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
@@ -164,6 +289,9 @@ def score_folder(
         except ValueError as error:
             print(f"error: --pixel-mm: {error}", file=sys.stderr)
             return EXIT_NOTHING_SCORED
+    if workers < 1:
+        print(f"error: --workers must be 1 or more, not {workers}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
     files = find_entries(input_dir, recursive=recursive)
     if not files:
         print(f"error: {input_dir} holds no {', '.join(ACCEPTED_SUFFIXES)} files", file=sys.stderr)
@@ -194,103 +322,68 @@ def score_folder(
             print(f"fitting the {method} baseline on the reference slices ...", file=sys.stderr)
             fixed = BaselineScorer.fit(method, reference_dir or REFERENCE_DIR, tau=tau,
                                        false_alarm_rate=false_alarm_rate, batch_size=batch_size)
-    loaded: dict[str, tuple] = {}  # profile name -> (scorer, explainer), loaded on first use
-
-    def scorer_for(volume):
-        """The scorer and explainer for ``volume`` (its profile's when ``--profile auto``)."""
-        if method != SAFEGEN_METHOD:
-            return fixed, None
-        if fixed is not None:
-            target = fixed.profile
-        elif named is None:
-            target = DEFAULT_PROFILE if volume is None else auto_profile(volume.modality, models_dir)
-        else:
-            target = named
-        name = target.name
-        if name not in loaded:
-            from core.explain import DEFAULT_EXPLAINER
-            from core.head_explain import load_explainer
-
-            model = fixed or load_detector(models_dir, profile=target, device=device, alpha=alpha, tau=tau,
-                                           false_alarm_rate=false_alarm_rate, batch_size=batch_size)
-            overrides = {} if shap_samples is None else {"shap_samples": shap_samples}
-            if isinstance(model, HeadScorer) and alpha is not None:
-                raise ValueError("--alpha weighs the reconstruction scores of the seed detector; the segmentation "
-                                 "head weighs E_AE and S_diffusion itself, pixel by pixel")
-            loaded[name] = model, load_explainer(model, explainer or DEFAULT_EXPLAINER, **overrides)
-        return loaded[name]
-
+    run = FolderRun(
+        input_dir=input_dir, out_dir=out_dir, recursive=recursive, limits=limits, pixel_mm=pixel_mm, method=method,
+        fixed=fixed, named=named, models_dir=models_dir, device=device, alpha=alpha, tau=tau,
+        false_alarm_rate=false_alarm_rate, batch_size=batch_size, explainer=explainer, shap_samples=shap_samples,
+    )
     if method == SAFEGEN_METHOD and fixed is None:
         # the named (or, for auto, the default) profile's models load here: missing files fail
         # before any output is written
         try:
-            scorer_for(None)
+            run.scorer_for(None)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_NOTHING_SCORED
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
 
-    row_of = {path: {**dict.fromkeys(COLUMNS, ""), "file": str(path.relative_to(input_dir)) if recursive else path.name}
-            for path in files}
-    used_stems: dict[str, str] = {}  # output stem -> the row that wrote it
+    kept = _finished_rows(run, files) if resume else {}
+    run.kept_stems = {run.stem_of(path): row["file"] for path, row in kept.items()}
+    to_score = [path for path in files if path not in kept]
+    if resume:
+        print(f"resume: {len(kept)} of {len(files)} files already scored in {out_dir / 'scores.csv'}; "
+              f"scoring {len(to_score)}", file=sys.stderr)
+    if workers == 1 and ray_address is None:
+        scored = run.rows(tqdm(to_score, desc="score", unit="file", file=sys.stderr))
+    else:
+        from workflows.distributed import score_distributed
 
-    def stem_of(path: Path) -> str:
-        return output_stem(str(path.relative_to(input_dir).with_name(path.name)) if recursive else path.name)
-
-    def load_entry(path: Path):
-        """Refuse a taken output name and what score does not open (see the module docstring), then load."""
-        stem = stem_of(path)
-        if stem in used_stems:
-            raise ValueError(f"its output name {stem}.nii.gz is already taken by {used_stems[stem]}")
-        _check_entry(path, recursive)
-        return load_volume(path, limits=limits)
-
-    def write_outputs(path: Path, volume, result) -> None:
-        """The file's heatmap and mask, then its row's score columns (last: a row with scores wrote both files)."""
-        stem, row = stem_of(path), row_of[path]
-        heatmap = to_file_layout(result.heatmap, path).astype(np.float32)
-        mask = to_file_layout(result.mask, path).astype(np.uint8)
-        affine = _affine_for(path, volume)
-        for folder, array in (("heatmaps", heatmap), ("masks", mask)):
-            target = out_dir / folder / f"{stem}.nii.gz"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            nib.save(nib.Nifti1Image(array, affine), str(target))
-        used_stems[stem] = row["file"]
-        scored = np.isfinite(result.slice_scores)
-        summary = result.summary_at()
-        row.update(
-            score=_fmt(result.score), flag=str(int(result.flag)), p_value=_fmt(result.p_value),
-            score_diffusion=_fmt(result.score_diffusion), score_autoencoder=_fmt(result.score_autoencoder),
-            worst_slice=str(result.worst_slice), flagged_slices=str(len(result.flagged_slices)),
-            scored_slices=str(int(scored.sum())), alpha=_fmt(result.alpha, 2), tau=_fmt(result.tau),
-            method=result.method, profile=result.profile if result.method == SAFEGEN_METHOD else "",
-            explainer=result.explainer, unsafe_area_mm2=_fmt(summary.total_mm2, 1),
-            unsafe_regions=str(summary.n_regions),
-            unsafe_volume_ml=_fmt(summary.volume_ml, 3) if volume.n_slices > 1 else "",
-            warnings=" | ".join(result.warnings),
-        )
-
-    n_scored = 0
-    for file in score_files(tqdm(files, desc="score", unit="file", file=sys.stderr), _ScorerPerVolume(scorer_for),
-                            load=load_entry, after_scoring=write_outputs, pixel_mm=pixel_mm):
-        row = row_of[file.path]
-        if file.error is None:
-            n_scored += 1
-        else:  # the row says why; its score columns stay empty
-            row["error"] = file.error
-        row["seconds"] = f"{file.seconds:.2f}"
-    rows = list(row_of.values())
-
-    with (out_dir / "scores.csv").open("w", newline="") as stream:
+        scored = score_distributed(run, to_score, workers=workers, ray_address=ray_address)
+    rows = []
+    with (out_dir / "scores.csv").open("w", newline="") as stream:  # row by row: a cut run leaves a prefix
         writer = csv.DictWriter(stream, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows({k: spreadsheet_safe_text(v) for k, v in row.items()} for row in rows)  # "=x.png" stays text
+        for path in files:
+            row = kept[path] if path in kept else next(scored)
+            writer.writerow({k: spreadsheet_safe_text(v) for k, v in row.items()})  # "=x.png" stays text
+            stream.flush()
+            rows.append(row)
+    assert next(scored, None) is None  # ends the engine: its progress bar, pool or Ray close here
+    n_scored = sum(not row["error"] for row in rows)
     flagged = sum(r["flag"] == "1" for r in rows)
     print(f"scored {n_scored} of {len(files)} files ({flagged} flagged, {len(files) - n_scored} errors); "
           f"wrote {out_dir / 'scores.csv'}", file=sys.stderr)
     _write_group_summary(input_dir, out_dir, rows)
     return 0 if n_scored else EXIT_NOTHING_SCORED
+
+
+def _finished_rows(run: FolderRun, files: list[Path]) -> dict[Path, dict]:
+    """``--resume``: the rows of OUT_DIR/scores.csv, as they were written, for files of this run that were scored
+    and whose heatmap and mask exist; a row with an error, cut short, or without its maps is scored again."""
+    table = run.out_dir / "scores.csv"
+    if not table.is_file():
+        return {}
+    with table.open(newline="") as stream:
+        written = {row["file"]: row for row in csv.DictReader(stream) if list(row) == list(COLUMNS)}
+    kept = {}
+    for path in files:
+        row = written.get(spreadsheet_safe_text(run.file_name(path)))
+        stem = run.stem_of(path)
+        if (row is not None and None not in row.values() and row["score"] and not row["error"]
+                and all((run.out_dir / folder / f"{stem}.nii.gz").is_file() for folder in ("heatmaps", "masks"))):
+            kept[path] = {**row, "file": run.file_name(path)}
+    return kept
 
 
 def _write_group_summary(input_dir: Path, out_dir: Path, rows: list[dict]) -> None:
