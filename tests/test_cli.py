@@ -72,3 +72,19 @@ def test_train_autoencoder_writes_weights_and_a_training_record(tmp_path, capsys
     assert record["history"]["steps"] == [3] and len(record["history"]["val_loss"]) == 1
     assert "mni152" in record["reference_subjects"]
     assert "val loss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--methods", "all", "--out", "OUT"], ["evaluate", "--methods", "all"]])
+def test_evaluate_methods_takes_the_profiles_benchmark_and_reference_when_none_is_given(argv, tmp_path, monkeypatch):
+    """`make evaluate` runs `evaluate --methods all --out out/evaluation`: with --out given, the profile's
+    benchmark and reference were never filled in and the comparison read a benchmark path of None."""
+    import workflows.cli as cli
+    from core.profiles import get_profile
+
+    seen = {}
+    monkeypatch.setattr(cli, "_compare_methods", lambda args: seen.update(vars(args)) or 0)
+    argv = [str(tmp_path / a) if a == "OUT" else a for a in argv]
+    assert cli.main(argv) == 0
+    profile = get_profile("mri_t1")
+    assert seen["benchmark"] == profile.benchmark_dir and seen["reference"] == profile.reference_dir
+    assert seen["out"] == (tmp_path / "OUT" if "--out" in argv else profile.evaluation_dir)

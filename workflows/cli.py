@@ -536,7 +536,8 @@ def _explainers_for(args: argparse.Namespace, scorer) -> list:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from core.benchmark.evaluation import clean_test_slices, load_benchmark, run_evaluation
 
-    args.out = args.out or _profile(args).evaluation_dir
+    profile = _profile(args)  # always: it fills --benchmark and --reference left unset (an --out given
+    args.out = args.out or profile.evaluation_dir  # once skipped it, and `evaluate --methods` read None)
     if args.methods:
         return _compare_methods(args)
     scorer = _load_scorer(args)
