@@ -254,6 +254,14 @@ class ReferenceSplit:
     augmentation: np.ndarray
 
 
+def ensure_reference(reference_dir: Path, profile: Profile | str | None = None) -> Path:
+    """``reference_dir``, built first as ``make reference`` does (seed 0, a few seconds from the installed
+    subjects) when a checkout has none (its ``train`` split missing); the one place that builds on demand."""
+    if not (Path(reference_dir) / "train.npz").is_file():
+        build_reference(reference_dir, seed=0, profile=profile)
+    return Path(reference_dir)
+
+
 def load_split(reference_dir: Path, split: str) -> ReferenceSplit:
     """Read one split written by :func:`build_reference`."""
     if split not in SPLITS:

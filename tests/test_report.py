@@ -26,11 +26,9 @@ def _save(image: np.ndarray, path) -> None:
 def planted(tmp_path_factory):
     """4 un-augmented training slices copied exactly, 4 real test-split slices (never in the training or
     calibration splits), 4 images of uniform noise (seed 3), with a manifest; the expected twins."""
-    from core.reference import build_reference
+    from core.reference import ensure_reference
 
-    directory = get_profile("mri_t1").reference_dir
-    if not (directory / "train.npz").is_file():  # a clean checkout: built as `make reference` and the report do
-        build_reference(directory, seed=0, profile="mri_t1")
+    directory = ensure_reference(get_profile("mri_t1").reference_dir, "mri_t1")  # as the report does
     root = tmp_path_factory.mktemp("generated")
     train, test = load_split(directory, "train"), load_split(directory, "test")
     copies = np.flatnonzero(train.augmentation == 0)[[3, 15, 27, 39]]

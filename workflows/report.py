@@ -46,7 +46,7 @@ from core.export import spreadsheet_safe
 from core.io import ACCEPTED_SUFFIXES, load_volume
 from core.jsonable import json_safe, records
 from core.profiles import get_profile
-from core.reference import build_reference, load_split, split_gap
+from core.reference import ensure_reference, load_split, split_gap
 from core.tables import markdown_table
 from core.types import Volume
 from workflows.score_files import score_files
@@ -118,8 +118,7 @@ def reference_real_set(profile: str = "mri_t1") -> RealSet:
         FileNotFoundError: the profile's reference subjects are not installed.
     """
     profile = get_profile(profile)
-    if not (profile.reference_dir / "train.npz").is_file():
-        build_reference(profile.reference_dir, seed=0, profile=profile)
+    ensure_reference(profile.reference_dir, profile)
     train = load_split(profile.reference_dir, "train")
     held = [load_split(profile.reference_dir, split) for split in HELDOUT_SPLITS]
     gap = split_gap(profile.reference_dir)

@@ -34,7 +34,7 @@ from core.calibration import ConformalCalibrator
 from core.detectors.base import top_fraction_mean
 from core.masks import unsafe_mask
 from core.metrics import aupro, dice, f1_max, image_auprc, image_auroc, iou, pixel_auroc
-from core.reference import build_reference, load_split
+from core.reference import ensure_reference, load_split
 from core.scoring import Scorer, combine
 from core.tables import markdown_table
 
@@ -358,8 +358,7 @@ TEST_BENCHMARK_PER_GROUP = 4
 
 def ensure_benchmark(reference_dir: Path, benchmark_dir: Path) -> None:
     """Build the reference slices and the test benchmark as ``make benchmark`` does, if missing (5 s)."""
-    if not (Path(reference_dir) / "test.npz").is_file():
-        build_reference(reference_dir, seed=0)
+    ensure_reference(reference_dir)
     if not (Path(benchmark_dir) / "benchmark.npz").is_file():
         benchmark_from_reference(reference_dir, "test", benchmark_dir, seed=SIMULATED_TEST_SEED,
                                  n_per_kind_severity=TEST_BENCHMARK_PER_GROUP)
