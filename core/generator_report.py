@@ -12,13 +12,20 @@ then :func:`core.preprocess.to_model_grid`, the path of :class:`core.scoring.Pre
 
 Features
 --------
-:func:`image_features` are SAFEGEN's own, from a network that installs offline: the encoder of the
-committed denoising autoencoder (:mod:`core.detectors.autoencoder`, ``models/autoencoder_<profile>.pt``,
-trained on the profile's real reference slices only). The layer is the encoder's last stage, the
-8 x 8 x 64 bottleneck (``AutoEncoder.encode`` followed by ``intermediate``, an identity here), global
-average-pooled to 64 numbers per image. **FID and KID on these features are not comparable with
-published FIDs on Inception-v3 or RadImageNet features**: the feature space, its dimension (64, not
-2048) and its scale differ; compare numbers only within SAFEGEN, same profile and same weights.
+:func:`image_features` are SAFEGEN's own, from a network that installs offline (:class:`FeatureEncoder`):
+for a profile with a segmentation head on the image alone (``models/head_<profile>.pt``, brain MRI T1), the
+outputs of the head's four encoder stages (16, 32, 64 and 128 channels at 1/2 to 1/8 of the 128 grid), each
+channel pooled to its spatial mean and standard deviation: :data:`HEAD_FEATURES`, 480 numbers; the head was
+trained to tell local blur, noise, gratings and foreign texture from normal anatomy, so its statistics see
+what a generator gets wrong in texture. A profile without such a head (head CT) uses its autoencoder's
+8 x 8 x 64 bottleneck, average-pooled (:data:`AUTOENCODER_FEATURES`, 64 numbers). Either way each feature is
+then standardised on the report's real set (:meth:`FeatureEncoder.standardised_on`), so that no one
+channel's scale rules the kernels. The head's layer was chosen over the autoencoder's on a validation
+generated set of another seed (``scripts/measure_report_features.py``; README, Generator report card): the
+autoencoder is a *denoising* one and its pooled bottleneck is built to ignore noise. **FID and KID on these
+features are not comparable with published FIDs on Inception-v3 or RadImageNet features**: the feature
+space, its dimension and its scale differ; compare numbers only within SAFEGEN, same profile and same
+weights.
 
 Directions: KID, FID lower is better (0 = same distribution); precision, recall higher is better;
 mean pairwise MS-SSIM: higher means *less* diverse; copy similarity: higher is worse (privacy).
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +48,10 @@ from core.preprocess import GRID_SIZE, normalise_for_models, to_model_grid
 from core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from core.types import Volume
 
-FEATURE_LAYER = "autoencoder encoder bottleneck (encode + intermediate), 8x8x64, global average pooled -> 64"
+HEAD_FEATURES = ("segmentation head's encoder, its 4 stages (16, 32, 64, 128 channels), each channel's spatial mean "
+                 "and standard deviation -> 480, standardised on the real set")
+AUTOENCODER_FEATURES = ("autoencoder encoder bottleneck (8x8x64), global average pooled -> 64, standardised on the "
+                        "real set")
 
 # MS-SSIM at 128 px. MONAI's 5 scales (the weights of Wang et al. 2003) shrink the image 16-fold, and
 # MONAI requires side // 16 > kernel_size - 1: 128 // 16 = 8, so the Gaussian window may be at most
@@ -93,38 +103,109 @@ def prepare_volume(volume: Volume, profile: Profile | str | None = None) -> np.n
     return to_model_grid(normalised, GRID_SIZE)[0].astype(np.float32)
 
 
-def load_feature_encoder(profile: Profile | str | None = None, models_dir: Path | None = None) -> AutoencoderDetector:
-    """The profile's committed autoencoder, whose encoder gives :func:`image_features`."""
+class _Enough(Exception):
+    """Raised by the last stage's hook: the rest of the network (a decoder) is not needed."""
+
+
+@dataclass(frozen=True)
+class FeatureEncoder:
+    """A network whose stage outputs, pooled per channel, are the report's features (see the module docstring).
+
+    ``network`` runs on ``(B, 1, 128, 128)``; the outputs of ``stages`` (in the order they run; the pass
+    stops after the last) are pooled to each channel's spatial mean, and standard deviation with
+    ``pool_std``; :meth:`standardised_on` fixes a centre and scale per feature.
+    """
+
+    network: torch.nn.Module
+    stages: tuple[torch.nn.Module, ...]
+    layer: str  # in words, for the report
+    pool_std: bool = True
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    @torch.no_grad()
+    def raw(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """The pooled stage outputs, ``(N, D)`` float32, before standardisation."""
+        outputs: list[torch.Tensor] = []
+
+        def keep(module, _inputs, output):
+            outputs.append(output)
+            if module is self.stages[-1]:
+                raise _Enough
+
+        hooks = [stage.register_forward_hook(keep) for stage in self.stages]
+        self.network.eval()
+        rows = []
+        try:
+            for start in range(0, len(images), batch_size):
+                outputs.clear()
+                try:
+                    self.network(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size, None])))
+                except _Enough:
+                    pass
+                pooled = [o.mean(dim=(2, 3)) for o in outputs]
+                if self.pool_std:
+                    pooled += [o.std(dim=(2, 3)) for o in outputs]
+                rows.append(torch.cat(pooled, dim=1))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return torch.cat(rows).numpy().astype(np.float32)
+
+    def standardised_on(self, images: np.ndarray) -> FeatureEncoder:
+        """This encoder with each feature centred and scaled by its mean and spread over ``images`` (the
+        real set), so that no channel's scale rules KID's kernel or the k-NN balls."""
+        feats = self.raw(images).astype(np.float64)
+        return replace(self, mean=feats.mean(axis=0), scale=feats.std(axis=0) + 1e-6)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        feats = self.raw(images)
+        if self.mean is None:
+            return feats
+        return ((feats - self.mean) / self.scale).astype(np.float32)
+
+
+def unet_encoder_stages(model: torch.nn.Module) -> tuple[torch.nn.Module, ...]:
+    """The down-path blocks of a MONAI ``UNet``, top to bottom: ``model.model`` is
+    ``Sequential(down, SkipConnection(Sequential(down, SkipConnection(...), up)), up)`` down to a bottom block."""
+    block, stages = model.model, []
+    while isinstance(block, torch.nn.Sequential):
+        stages.append(block[0])
+        block = block[1].submodule
+    return (*stages, block)
+
+
+def load_feature_encoder(profile: Profile | str | None = None, models_dir: Path | None = None) -> FeatureEncoder:
+    """The profile's feature network, not yet standardised: its segmentation head's encoder where the profile
+    has a head on the image alone, else its autoencoder's bottleneck (see the module docstring)."""
+    from core.detectors.head import HeadDetector
+
     profile = get_profile(profile or DEFAULT_PROFILE)
-    return AutoencoderDetector.load(profile.model_file("autoencoder", models_dir))
+    head_path = profile.model_file("head", models_dir)
+    if head_path.is_file():
+        head = HeadDetector.load(head_path)
+        if tuple(head.config.inputs) == ("image",):
+            return FeatureEncoder(head.model, unet_encoder_stages(head.model), HEAD_FEATURES)
+    autoencoder = AutoencoderDetector.load(profile.model_file("autoencoder", models_dir)).model
+    return FeatureEncoder(autoencoder.encode, (autoencoder.encode,), AUTOENCODER_FEATURES, pool_std=False)
 
 
-@torch.no_grad()
 def image_features(images: np.ndarray, profile: Profile | str | None = None, *,
-                   encoder: AutoencoderDetector | None = None, batch_size: int = 64) -> np.ndarray:
-    """SAFEGEN features of 2-D images (see the module docstring: :data:`FEATURE_LAYER`).
+                   encoder: FeatureEncoder | None = None) -> np.ndarray:
+    """SAFEGEN features of 2-D images (see the module docstring).
 
     Args:
         images: ``(N, 128, 128)`` float32 in [0, 1] on the model grid (:func:`prepare_image_files`).
-        profile: whose autoencoder (default brain MRI T1); ignored when ``encoder`` is given.
-        encoder: an already loaded autoencoder (load once, reuse).
-        batch_size: images per forward pass.
+        profile: whose network (default brain MRI T1); ignored when ``encoder`` is given.
+        encoder: a loaded (and usually standardised) :class:`FeatureEncoder`; None: the profile's, unstandardised.
 
     Returns:
-        ``(N, 64)`` float32.
+        ``(N, D)`` float32.
     """
-    detector = encoder or load_feature_encoder(profile)
-    size = detector.config.image_size
     images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 3 or images.shape[1:] != (size, size):
-        raise ValueError(f"images must be (N, {size}, {size}) on the model grid, got {images.shape}")
-    model = detector.model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[start:start + batch_size, None]).to(detector.device)
-        code = model.intermediate(model.encode(x))
-        out.append(code.mean(dim=(2, 3)).cpu())
-    return torch.cat(out).numpy().astype(np.float32)
+    if images.ndim != 3 or images.shape[1:] != (GRID_SIZE, GRID_SIZE):
+        raise ValueError(f"images must be (N, {GRID_SIZE}, {GRID_SIZE}) on the model grid, got {images.shape}")
+    return (encoder or load_feature_encoder(profile))(images)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,9 +585,10 @@ class GeneratorReport:
     real_ms_ssim: PairwiseMsSsim
     calibration: CopyCalibration
     copy_check: CopyCheck
-    feature_layer: str = FEATURE_LAYER
+    feature_layer: str = AUTOENCODER_FEATURES
     notes: list[str] = field(default_factory=lambda: [
-        "FID/KID are on SAFEGEN autoencoder features, not Inception/RadImageNet: not comparable with published values.",
+        "FID/KID are on SAFEGEN's own network's features, not Inception/RadImageNet: not comparable with published "
+        "values.",
     ])
 
     def group(self, name: str) -> GroupReport:
@@ -518,7 +600,7 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
                  heldout_images: np.ndarray, heldout_volume_ids: np.ndarray,
                  training_slices: np.ndarray | None = None, heldout_slices: np.ndarray | None = None,
                  neighbour_slices: int | None = None, profile: Profile | str | None = None,
-                 encoder: AutoencoderDetector | None = None, k: int = 3, kid_subsets: int = 100,
+                 encoder: FeatureEncoder | None = None, k: int = 3, kid_subsets: int = 100,
                  kid_subset_size: int = 1000, ms_ssim_pairs: int = 200, seed: int = 0,
                  calibration: CopyCalibration | None = None) -> GeneratorReport:
     """The generator report card from arrays (no files read or written).
@@ -532,7 +614,8 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
         heldout_images, heldout_volume_ids: real images the generator did not see, to calibrate the copy
             threshold (:func:`calibrate_copies`); ``training_slices`` / ``heldout_slices`` /
             ``neighbour_slices`` narrow the exclusion to neighbouring slices.
-        profile, encoder: the feature network (:func:`image_features`).
+        profile, encoder: the feature network (:func:`image_features`); None: the profile's, standardised on
+            ``real_images``. Give ``calibration`` only with the encoder it was calibrated with.
         k, kid_subsets, kid_subset_size, ms_ssim_pairs, seed: metric settings.
         calibration: the copy thresholds already calibrated on these held-out and training images
             (:func:`calibrate_copies`, the slow part: reuse it for several generated sets); None: calibrate here.
@@ -543,7 +626,7 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
     groups = np.asarray(groups)
     if len(groups) != len(gen_images):
         raise ValueError(f"{len(groups)} group labels for {len(gen_images)} images")
-    encoder = encoder or load_feature_encoder(profile)
+    encoder = encoder or load_feature_encoder(profile).standardised_on(real_images)
     gen_feats = image_features(gen_images, encoder=encoder)
     real_feats = image_features(real_images, encoder=encoder)
     train_feats = real_feats if train_images is real_images else image_features(train_images, encoder=encoder)
@@ -575,4 +658,4 @@ def build_report(gen_images: np.ndarray, groups: Sequence[str], real_images: np.
             mode_collapse=diversity is not None and mode_collapse_warning(diversity, real_diversity),
             copies=copies,
         ))
-    return GeneratorReport(reports, len(real_images), real_diversity, calibration, check)
+    return GeneratorReport(reports, len(real_images), real_diversity, calibration, check, feature_layer=encoder.layer)

@@ -181,6 +181,14 @@ def test_batch_screening_of_uploaded_files_exports_a_ranked_csv(page, streamlit_
     assert [r["file"] for r in rows] == ["checkerboard.png", "broken.png"]
     assert rows[0]["flag"] == "True" and rows[1]["error"] and not rows[1]["score"]
     page.screenshot(path=str(artifacts_dir / "batch.png"), full_page=True)
+    # ... and the uploads' generator report card: one readable image, no copy, flagged; the broken file is left out
+    page.get_by_text("Generator report card").click()
+    page.get_by_role("button", name="Make the report card").click()
+    images = page.get_by_test_id("stMetric").filter(has_text="Images")
+    images.wait_for(timeout=120_000)  # the copy threshold's calibration runs once per server
+    metrics = {m.get_by_test_id("stMetricLabel").inner_text(): m.get_by_test_id("stMetricValue").inner_text()
+               for m in page.get_by_test_id("stMetric").all()}
+    assert (metrics["Images"], metrics["Likely copies"], metrics["Flagged for artifacts"]) == ("1", "0", "1"), metrics
 
 
 def _niivue_tile(canvas, box: tuple[float, float, float, float]) -> np.ndarray:

@@ -139,7 +139,7 @@ def test_planted_copies_are_flagged_and_real_slices_of_another_volume_are_not(re
         np.roll(originals, shift=(2, -2), axis=(1, 2)),
     ]).astype(np.float32)
 
-    encoder = gr.load_feature_encoder("mri_t1")
+    encoder = gr.load_feature_encoder("mri_t1").standardised_on(train_images)
     feats = lambda x: gr.image_features(x, encoder=encoder)  # noqa: E731
     calibration = gr.calibrate_copies(held, feats(held), held_ids,
                                       train_images, feats(train_images), train_ids)
@@ -158,3 +158,52 @@ def test_planted_copies_are_flagged_and_real_slices_of_another_volume_are_not(re
     # margins measured 2026-12-07: planted >= +0.071 (NCC ~0.9999 against a threshold of 0.928),
     # held-out Colin27 <= -0.010: the negatives sit close to the threshold, the copies far above it
     assert planted_check.margin.min() > 0.05
+
+
+def test_feature_encoder_pools_each_stage_and_stops_after_the_last():
+    """A toy network with known weights: a 1 -> 2 channel 1x1 convolution (x 1 and x -2), then a 2x2 average pool,
+    then a module that must never run. Features: each stage's channel means, then their standard deviations."""
+    import torch
+
+    conv = torch.nn.Conv2d(1, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight[:] = torch.tensor([1.0, -2.0]).reshape(2, 1, 1, 1)
+
+    class Never(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("the pass should have stopped at the last stage")
+
+    pool = torch.nn.AvgPool2d(2)
+    encoder = gr.FeatureEncoder(torch.nn.Sequential(conv, pool, Never()), (conv, pool), "toy")
+    image = np.zeros((1, 128, 128), np.float32)
+    image[0, :64] = 1.0  # top half 1: mean 0.5, standard deviation (unbiased) just over 0.5
+    feats = gr.image_features(image, encoder=encoder)
+    sd = float(torch.tensor(image).std())  # over 128 x 128 pixels, then over the pooled 64 x 64
+    sd_pooled = float(torch.tensor(image[:, ::2, ::2]).std())
+    np.testing.assert_allclose(feats[0], [0.5, -1.0, 0.5, -1.0, sd, 2 * sd, sd_pooled, 2 * sd_pooled], rtol=1e-5)
+    fitted = encoder.standardised_on(np.concatenate([image, np.zeros_like(image)]))
+    # (x - mean) / sd over the image and a blank one: +1 where the image's feature is the larger, -1 where smaller
+    np.testing.assert_allclose(fitted(image)[0], [1, -1, 1, -1, 1, 1, 1, 1], atol=1e-4)
+
+
+def test_the_brain_mri_report_uses_the_heads_encoder_and_real_controls_come_out_closest():
+    """The chosen layer (scripts/measure_report_features.py, on a validation set of another seed) on the demo
+    set: 480 features, and the two real control groups have the two lowest KIDs (1.4 and 3.9 against 64 and
+    more, 2026-12-07)."""
+    import pandas as pd
+
+    from core.resources import PROJECT_ROOT
+    from workflows.report import reference_real_set
+
+    encoder = gr.load_feature_encoder("mri_t1")
+    assert encoder.layer == gr.HEAD_FEATURES and len(encoder.stages) == 4
+    real = reference_real_set("mri_t1").images
+    encoder = encoder.standardised_on(real)
+    demo = PROJECT_ROOT / "demo" / "generated_mri_t1"
+    manifest = pd.read_csv(demo / "manifest.csv")
+    feats = gr.image_features(gr.prepare_image_files([demo / f for f in manifest["file"]]), encoder=encoder)
+    assert feats.shape == (len(manifest), 480)
+    real_feats = encoder(real)
+    np.testing.assert_allclose(real_feats.mean(0), 0, atol=1e-3)
+    kids = {g: gr.kid(real_feats, feats[(manifest["group"] == g).to_numpy()])[0] for g in manifest["group"].unique()}
+    assert sorted(kids, key=kids.get)[:2] in (["real-128", "real-64"], ["real-64", "real-128"]), kids

@@ -56,12 +56,38 @@ def _strict(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def test_report_command_flags_the_planted_copies_and_no_held_out_slice(planted, tmp_path, capsys):
+def _report_on_one_thread(argv: list[str]) -> str:
+    """``main(argv)`` with one torch thread, as each worker of ``--workers`` has (two threads may sum a
+    convolution in another order: the last float32 bit of a score or a feature); its stderr."""
+    import contextlib
+    import io
+
+    import torch
+
+    threads, err = torch.get_num_threads(), io.StringIO()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stderr(err):
+            assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def one_process(planted, tmp_path_factory):
+    """``report`` screening in this process; its folder and stderr."""
+    out = tmp_path_factory.mktemp("report") / "out"
+    return out, _report_on_one_thread(["report", str(planted[0]), "--out", str(out)])
+
+
+def test_report_command_flags_the_planted_copies_and_no_held_out_slice(planted, one_process):
     root, twins = planted
-    out = tmp_path / "report"
-    assert main(["report", str(root), "--out", str(out)]) == 0
-    err = capsys.readouterr().err
+    out, err = one_process
     assert "4 likely copies" in err
+    screened = pd.read_csv(out / "screening" / "scores.csv", keep_default_na=False)  # as `score` writes it
+    assert sorted(screened["file"]) == sorted(f.name for f in root.glob("*.png"))
+    assert len(list((out / "screening" / "masks").glob("*.nii.gz"))) == 12
     for name in ("report.md", "report.json", "groups.csv", "images.csv", "precision_recall.png", "similarity.png",
                  "copies.png"):
         assert (out / name).stat().st_size > 0, name
@@ -93,6 +119,20 @@ def test_report_command_flags_the_planted_copies_and_no_held_out_slice(planted, 
     assert "not comparable with published FIDs on Inception-v3 or RadImageNet" in markdown
     for section in ("## Fidelity and coverage", "## Diversity", "## Memorisation", "## Artifacts"):
         assert section in markdown
+
+
+def test_report_with_two_workers_writes_what_one_process_writes(planted, one_process, tmp_path):
+    """--workers 2 screens in a process pool (the engine of `score --workers`, also run on Ray in
+    tests/test_distributed.py); the card takes the scores from the screening, so every table is the same."""
+    out = tmp_path / "out"
+    _report_on_one_thread(["report", str(planted[0]), "--out", str(out), "--workers", "2"])  # the card's thread
+    for name in ("images.csv", "groups.csv", "screening/masks/copy-0.nii.gz", "screening/heatmaps/noise-3.nii.gz"):
+        assert (out / name).read_bytes() == (one_process[0] / name).read_bytes(), name
+    screened = [pd.read_csv(o / "screening" / "scores.csv").drop(columns="seconds") for o in (out, one_process[0])]
+    pd.testing.assert_frame_equal(*screened)
+    ours, theirs = (json.loads((o / "report.json").read_text()) for o in (out, one_process[0]))
+    assert {k: v for k, v in ours.items() if k not in ("generated", "seconds")} == {
+        k: v for k, v in theirs.items() if k not in ("generated", "seconds")}
 
 
 def test_report_against_a_folder_of_real_images_finds_exact_copies(planted, tmp_path, capsys):

@@ -32,7 +32,7 @@ def batch_inputs() -> tuple[list, str, pd.DataFrame | None]:
     ``manifest.csv`` (groups of a generated set, :mod:`core.benchmark.generated_set`) where it has one."""
     source = st.radio("Images from", [BATCH_DEMO, BATCH_UPLOAD, BATCH_FOLDER], key=Keys.BATCH_SOURCE,
                       horizontal=True)
-    items, manifest = [], None
+    items = []
     if source == BATCH_UPLOAD:
         uploads = st.file_uploader("Generated images", type=UPLOAD_TYPES, accept_multiple_files=True,
                                    key=Keys.BATCH_UPLOADS)

@@ -28,23 +28,38 @@ COPIES_SHOWN = 6
 def reference_and_calibration(profile: str):
     """The profile's real set, its copy thresholds and the feature network: made once per server."""
     real = reference_real_set(profile)
-    encoder = load_feature_encoder(profile)
+    encoder = load_feature_encoder(profile).standardised_on(real.images)
     return real, calibrate(real, encoder), encoder
 
 
 def make_card(items: list, screening_table: pd.DataFrame, manifest: pd.DataFrame | None, profile: str,
               method: str) -> ReportCard:
-    """The report card of the batch's ``items``, with the scores its batch gave them."""
+    """The report card of the batch's ``items``, with the scores its batch gave them; a progress bar counts the
+    files read, then the set's measures."""
     real, calibration, encoder = reference_and_calibration(profile)
     items = in_manifest_order(items, manifest)
+    bar = st.progress(0.0, text="Reading the images ...")
+    steps = len(items) + 1  # each file, then the measures of the set
+    done = 0
+
+    def read_one(name: str) -> None:
+        nonlocal done
+        done += 1
+        bar.progress(done / steps, text=f"Reading the images: {done} of {len(items)} ({name})")
+
     with model_lock():
         files, images = read_generated(items, group_of([name for name, _ in items], manifest), profile=profile,
-                                       scored=screening_table)
+                                       scored=screening_table, progress=read_one)
         if len(images) == 0:
+            bar.empty()
             raise ValueError("no file of the batch could be read as a 2-D image")
+        bar.progress(len(items) / steps, text=f"Measuring the set of {len(images)} images: features, KID, "
+                                              "precision / recall, MS-SSIM, nearest training images ...")
         rate = float(getattr(load_scorer(profile), "false_alarm_rate", float("nan")))
-        return report_card(files, images, real, profile=profile, calibration=calibration, encoder=encoder,
+        card = report_card(files, images, real, profile=profile, calibration=calibration, encoder=encoder,
                            method=method, false_alarm_rate=rate, source=f"{len(items)} file(s) of Batch screening")
+    bar.empty()
+    return card
 
 
 def precision_recall_figure(card: ReportCard) -> go.Figure:
@@ -144,9 +159,8 @@ def show_report_card() -> None:
         if st.button("Make the report card", key=Keys.BATCH_REPORT_RUN, type="secondary"):
             profile = st.session_state.get(Keys.BATCH_SCORED_PROFILE) or "mri_t1"
             try:
-                with st.spinner("Measuring the set ..."):
-                    card = make_card(items, screening.table, st.session_state.get(Keys.BATCH_MANIFEST), profile,
-                                     screening.method)
+                card = make_card(items, screening.table, st.session_state.get(Keys.BATCH_MANIFEST), profile,
+                                 screening.method)
             except (ValueError, FileNotFoundError) as error:
                 st.error(f"No report card: {error}")
                 return

@@ -485,7 +485,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     try:
         return make_report(args.generated, args.out, real_dir=args.real, profile=args.profile, models_dir=args.models,
-                           pixel_mm=args.pixel_mm, seed=args.seed, progress=progress)
+                           pixel_mm=args.pixel_mm, seed=args.seed, workers=args.workers,
+                           ray_address=args.ray_address, resume=args.resume, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -778,6 +779,20 @@ def _add_head_recipe_options(parser: argparse.ArgumentParser, *, steps: int,
                              "(normal variation: coarse scans and generator outputs); default 0")
 
 
+def _add_engine_options(parser: argparse.ArgumentParser, *, scores: str) -> None:
+    """``--workers``, ``--ray-address``, ``--resume``: how a folder's files are scored (workflows.distributed)."""
+    parser.add_argument("--workers", type=int, default=1,
+                        help="score in this many local processes, the models loaded once in each (default 1: in this "
+                             "one); with --ray-address local, the CPUs of that Ray")
+    parser.add_argument("--ray-address", default=None,
+                        help="shard the files over a Ray cluster: auto (the running one), HOST:PORT or ray://..., or "
+                             "local (a Ray started here with --workers CPUs); OUT must be a folder every node shares "
+                             "(README, Screening at scale)")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"keep the rows of {scores} (a cut run writes the rows it finished, in order) whose "
+                             "file was scored and has its heatmap and mask; score the rest")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m workflows.cli", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -934,16 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write dicom_seg/<stem>.seg.dcm, a DICOM Segmentation of the mask, for every scored "
                             "file whose mask is not empty; it references a DICOM input itself, and for any other "
                             "input a derived DICOM copy written beside it in dicom_seg/<stem>_images/")
-    score.add_argument("--workers", type=int, default=1,
-                       help="score in this many local processes, the models loaded once in each (default 1: in this "
-                            "one); with --ray-address local, the CPUs of that Ray")
-    score.add_argument("--ray-address", default=None,
-                       help="shard the files over a Ray cluster: auto (the running one), HOST:PORT or ray://..., or "
-                            "local (a Ray started here with --workers CPUs); OUT must be a folder every node shares "
-                            "(README, Screening at scale)")
-    score.add_argument("--resume", action="store_true",
-                       help="keep the rows of OUT/scores.csv (a cut run writes the rows it finished, in order) whose "
-                            "file was scored and has its heatmap and mask; score the rest")
+    _add_engine_options(score, scores="OUT/scores.csv")
     score.set_defaults(func=_cmd_score)
 
     rep = sub.add_parser("report", help="a generator's report card: fidelity, coverage, diversity, copies, artifacts")
@@ -959,6 +965,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--pixel-mm", type=float, default=None,
                      help="pixel size in mm of 2-D images that state none, for the artifact score (default 1 mm)")
     rep.add_argument("--seed", type=int, default=0, help="seed of KID's subsets and the MS-SSIM pairs (default 0)")
+    _add_engine_options(rep, scores="OUT/screening/scores.csv")
     rep.set_defaults(func=_cmd_report)
 
     ev = sub.add_parser("evaluate", help="AUROC, F1, Dice per variant, kind and severity; report and plots")

@@ -1,13 +1,16 @@
 """``python -m workflows.cli report GENERATED [--real REAL] [--out OUT]``: a generator's report card.
 
 The science is :mod:`core.generator_report` (fidelity and coverage, diversity, memorisation, on SAFEGEN's
-own autoencoder features); this module reads the files, adds SAFEGEN's per-image artifact score, and
+own networks' features); this module reads the files, adds SAFEGEN's per-image artifact score, and
 writes the report (:func:`make_report`) or hands it to the dashboard in memory (:func:`report_card`).
 
-Generated images: every file of :data:`core.io.ACCEPTED_SUFFIXES` in GENERATED, read through the one file
-loop (:func:`workflows.score_files.score_files`) and scored by the profile's detector
-(:func:`core.head_scoring.load_detector`); 2-D images only (a 3-D volume gets an error row). Groups: the
-``group`` column of GENERATED/manifest.csv where there is one, else one group :data:`ALL`.
+Generated images: every file of :data:`core.io.ACCEPTED_SUFFIXES` in GENERATED, screened first as
+``score`` screens a folder (:func:`workflows.score_folder.score_folder`, into OUT/:data:`SCREENING`: its
+``scores.csv``, heatmaps and masks), in this process or sharded over ``--workers`` processes or a Ray cluster
+(``--ray-address``), resumable (``--resume``); the card then takes each file's artifact score from that
+``scores.csv``, as the dashboard's card takes it from the Batch screening table, so the engine never changes
+the report. 2-D images only (a 3-D volume gets an error row). Groups: the ``group`` column of
+GENERATED/manifest.csv where there is one, else one group :data:`ALL`.
 
 Real images, two ways (:class:`RealSet`):
 
@@ -19,7 +22,7 @@ Real images, two ways (:class:`RealSet`):
   volume or slice ids, so the threshold is each real image's similarity to its nearest *other* real image
   of the folder (:data:`FOLDER_COPY_RULE` says what that can and cannot catch).
 
-Outputs in OUT: ``report.md``, ``report.json`` (strict JSON), ``groups.csv``, ``images.csv`` (per image:
+Outputs in OUT: ``screening/`` (above), ``report.md``, ``report.json`` (strict JSON), ``groups.csv``, ``images.csv`` (per image:
 group, file, artifact score, flagged, nearest training image, NCC, cosine, likely copy), and
 ``precision_recall.png``, ``similarity.png``, ``copies.png`` (the likely copies beside their training twin,
 written when there are any).
@@ -50,7 +53,7 @@ from core.reference import ensure_reference, load_split, split_gap
 from core.tables import markdown_table
 from core.types import Volume
 from workflows.score_files import score_files
-from workflows.score_folder import find_inputs
+from workflows.score_folder import find_inputs, score_folder
 
 ALL = "all"  # the one group of a set without manifest.csv
 UNLISTED = "(not in manifest.csv)"  # the group of a file manifest.csv does not list
@@ -59,6 +62,7 @@ WORST_SHOWN = 8  # highest artifact scores listed in the report
 COPIES_SHOWN = 12  # likely copies drawn beside their twin in copies.png
 EXIT_BAD_INPUT = 2
 REPORT_STAGES = 3  # progress steps after the files: real set, measures, outputs
+SCREENING = "screening"  # OUT's folder of the artifact screening: scores.csv, heatmaps/, masks/ (as `score` writes)
 IMAGE_COLUMNS = ("group", "file", "artifact_score", "flagged", "nearest_training", "ncc", "cosine", "copy_margin",
                  "likely_copy", "error")
 
@@ -80,7 +84,7 @@ FOLDER_COPY_RULE = ("the real folder has no volume or slice ids, so the threshol
                     "as neighbouring slices are alike, so a generated image only as close to a training image as "
                     "its neighbouring slice is passes unflagged. Give one slice per volume, or use the profile's "
                     "reference (no --real), for a sharper threshold")
-FEATURE_NOTE = ("Features: {layer} (the profile's committed autoencoder, trained on its real reference slices). "
+FEATURE_NOTE = ("Features: {layer} (a network SAFEGEN trained on the profile's real reference subjects). "
                 "KID, FID, precision and recall on SAFEGEN's own features are not comparable with published FIDs on "
                 "Inception-v3 or RadImageNet features: compare them only between groups of this report, or between "
                 "reports of the same profile and weights.")
@@ -161,8 +165,9 @@ def folder_real_set(real_dir: Path, profile: str = "mri_t1") -> tuple[RealSet, l
                    source=f"the folder {real_dir} ({len(stack)} images)", copy_rule=FOLDER_COPY_RULE), skipped
 
 
-def calibrate(real: RealSet, encoder) -> gr.CopyCalibration:
-    """The copy thresholds of ``real`` (the slow, reusable part of a report: the dashboard caches it)."""
+def calibrate(real: RealSet, encoder: gr.FeatureEncoder) -> gr.CopyCalibration:
+    """The copy thresholds of ``real`` (the slow, reusable part of a report: the dashboard caches it), with
+    ``encoder`` standardised on ``real.images`` as the card's."""
     train_feats = gr.image_features(real.images, encoder=encoder)
     heldout_feats = gr.image_features(real.heldout_images, encoder=encoder)
     return gr.calibrate_copies(real.heldout_images, heldout_feats, real.heldout_volume_ids, real.images, train_feats,
@@ -198,35 +203,33 @@ def in_manifest_order(items: Sequence[tuple[str, Callable[[], Volume]]],
 
 
 def read_generated(items: Sequence[tuple[str, Callable[[], Volume]]], groups: Sequence[str], *, profile: str,
-                   scorer=None, scored: pd.DataFrame | None = None, pixel_mm: float | None = None,
-                   progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Load (and score) the generated images through :func:`workflows.score_files.score_files`.
+                   scored: pd.DataFrame, progress: Callable[[str], None] | None = None,
+                   ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Load the generated images (through :func:`workflows.score_files.score_files`) with their artifact scores
+    from a screening of them.
 
     Args:
         items: a display name and a zero-argument loader per file.
         groups: the group of each item.
         profile: whose normalisation puts the images on the model grid.
-        scorer: scores each image (:func:`core.head_scoring.load_detector`); None: take the scores from
-            ``scored`` (a Batch screening table: ``file``, ``score``, ``flag``, ``error``).
-        pixel_mm: the pixel size of 2-D images that state none.
+        scored: the screening's table, one row per file (``file``, ``score``, ``flag``, ``error``): the Batch
+            screening table in the dashboard, :func:`screening_table` of ``scores.csv`` in :func:`make_report`.
         progress: called with each file's name after it is done.
 
     Returns:
         The table of :data:`IMAGE_COLUMNS` (artifact columns filled, one row per item) and the
         ``(N_ok, 128, 128)`` images of its rows without an error, in order.
     """
-    by_name = {} if scored is None else scored.set_index("file")[["score", "flag", "error"]].to_dict("index")
+    by_name = scored.set_index("file")[["score", "flag", "error"]].to_dict("index")
     rows, images = [], []
-    for file, group in zip(score_files(items, scorer, load=_load_two_d, pixel_mm=pixel_mm), groups, strict=True):
+    for file, group in zip(score_files(items, None, load=_load_two_d), groups, strict=True):
         name = file.path[0]
         row = {**dict.fromkeys(IMAGE_COLUMNS), "group": group, "file": name, "error": file.error or "",
                "artifact_score": np.nan, "flagged": False, "likely_copy": False}
-        if file.result is not None:
-            row.update(artifact_score=float(file.result.score), flagged=bool(file.result.flag))
-        elif scorer is None and name in by_name:
-            batch = by_name[name]
-            row.update(artifact_score=float(batch["score"]), flagged=bool(batch["flag"]),
-                       error=row["error"] or batch["error"])
+        if name in by_name:
+            screened = by_name[name]
+            row.update(artifact_score=float(screened["score"]), flagged=bool(screened["flag"]),
+                       error=row["error"] or screened["error"])
         if not row["error"]:
             try:
                 images.append(gr.prepare_volume(file.volume, profile))
@@ -288,8 +291,8 @@ class ReportCard:
             "KID (unbiased MMD² with a cubic kernel, ± its jackknife standard error) and FID: lower is closer to the "
             "real set. Precision: the share of generated images inside the real images' manifold (k = 3 nearest "
             "neighbours), i.e. fidelity; recall: the share of real images inside the generated images' manifold, i.e. "
-            "coverage; higher is better. FID is biased upwards with fewer images than features (64): read it beside "
-            "KID. Groups of 3 images or fewer get a dash.", "",
+            "coverage; higher is better. FID is biased upwards with fewer images than features (the number after the "
+            "arrow above): read it beside KID. Groups of 3 images or fewer get a dash.", "",
             markdown_table(groups[["images", "KID", "KID SE", "FID", "precision", "recall"]], digits=4), "",
             "## Diversity", "",
             "Mean MS-SSIM of random pairs of images within a group (higher = the images are more alike, less "
@@ -364,14 +367,15 @@ def report_card(files: pd.DataFrame, images: np.ndarray, real: RealSet, *, profi
         files: :func:`read_generated`'s table; its copy columns are filled here.
         images: the images of its rows without an error.
         calibration: ``real``'s copy thresholds (:func:`calibrate`); None: calibrated here.
-        encoder: the feature network (:func:`core.generator_report.load_feature_encoder`); None: loaded here.
+        encoder: the feature network standardised on ``real.images`` (:func:`core.generator_report.load_feature_encoder`,
+            then ``standardised_on``), the one ``calibration`` was made with; None: made here.
     """
     start = time.perf_counter()
     files = files.copy()
     ok = np.flatnonzero(files["error"].to_numpy() == "")
     if len(ok) == 0:
         raise ValueError("no generated image could be read")
-    encoder = encoder or gr.load_feature_encoder(profile)
+    encoder = encoder or gr.load_feature_encoder(profile).standardised_on(real.images)
     calibration = calibration or calibrate(real, encoder)
     report = gr.build_report(images, files["group"].to_numpy()[ok], real.images, train_images=real.images,
                              training_volume_ids=real.volume_ids, heldout_images=real.heldout_images,
@@ -452,7 +456,7 @@ def _plot_precision_recall(card: ReportCard, path: Path) -> None:
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("recall (coverage of the real images)")
     ax.set_ylabel("precision (fidelity)")
-    ax.set_title("Improved precision / recall per group (k = 3)\non SAFEGEN autoencoder features", fontsize=10)
+    ax.set_title("Improved precision / recall per group (k = 3)\non SAFEGEN features", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -497,8 +501,17 @@ def _plot_copies(card: ReportCard, path: Path) -> None:
     plt.close(fig)
 
 
+def screening_table(scores_csv: Path) -> pd.DataFrame:
+    """A ``scores.csv`` as the card reads a screening: ``file``, ``score`` (float, NaN when not scored),
+    ``flag`` (bool), ``error``."""
+    table = pd.read_csv(scores_csv, dtype=str, keep_default_na=False)
+    return pd.DataFrame({"file": table["file"], "score": pd.to_numeric(table["score"], errors="coerce"),
+                         "flag": table["flag"] == "1", "error": table["error"]})
+
+
 def make_report(generated_dir: Path, out_dir: Path, *, real_dir: Path | None = None, profile: str = "mri_t1",
                 models_dir: Path | None = None, pixel_mm: float | None = None, seed: int = 0,
+                workers: int = 1, ray_address: str | None = None, resume: bool = False,
                 progress: Progress | None = None, log: Callable[[str], None] | None = None) -> int:
     """The report card of the images in ``generated_dir``, written to ``out_dir``; returns the exit status.
 
@@ -510,7 +523,10 @@ def make_report(generated_dir: Path, out_dir: Path, *, real_dir: Path | None = N
         models_dir: the weights' folder (default the profile's).
         pixel_mm: the pixel size of 2-D images that state none (the artifact score; the report's measures
             work on the model grid and do not depend on it).
-        progress: called with ``(steps done, steps in all, what)``.
+        workers, ray_address, resume: how the artifact screening runs (:func:`workflows.score_folder.score_folder`:
+            local processes, a Ray cluster, keeping a cut run's rows); the report is the same either way.
+        progress: called with ``(steps done, steps in all, what)`` while the card is made (the screening
+            draws its own bar).
         log: where error lines (``error: ...``) and the closing summary go (default: standard error).
     """
     from core.head_scoring import load_detector
@@ -547,11 +563,17 @@ def make_report(generated_dir: Path, out_dir: Path, *, real_dir: Path | None = N
         return EXIT_BAD_INPUT
     for message in skipped:
         log(f"warning: real image skipped: {message}")
+    encoder = encoder.standardised_on(real.images)
+    screening = Path(out_dir) / SCREENING
+    status = score_folder(generated_dir, screening, profile=profile, models_dir=models_dir, pixel_mm=pixel_mm,
+                          workers=workers, ray_address=ray_address, resume=resume)
+    if not (screening / "scores.csv").is_file():  # refused before any file was scored; it said why
+        return status
     step("real images")
     manifest = read_manifest(generated_dir)
     items = in_manifest_order([(p.name, lambda p=p: load_volume(p)) for p in paths], manifest)
     files, images = read_generated(items, group_of([name for name, _ in items], manifest), profile=profile,
-                                   scorer=scorer, pixel_mm=pixel_mm, progress=step)
+                                   scored=screening_table(screening / "scores.csv"), progress=step)
     if len(images) == 0:
         log(f"error: no file of {generated_dir} could be read as a 2-D image: "
             + "; ".join(f"{f}: {e}" for f, e in zip(files["file"], files["error"], strict=True))[:2000])

@@ -54,7 +54,7 @@ from core.preprocess import foreground_mask, robust_normalize, robust_scale
 from core.profiles import KNOWN_SUBJECTS, ReferenceSubject
 from core.reference import assign_splits
 from core.training_anomalies import AnomalyParams, random_anomaly
-from core.types import Modality, Volume
+from core.types import Modality
 from core.variation import VariationParams, quantise, vary, vary_volume
 
 COLIN_WITH_SKULL = ReferenceSubject(
