@@ -113,7 +113,9 @@ class FeatureEncoder:
 
     ``network`` runs on ``(B, 1, 128, 128)``; the outputs of ``stages`` (in the order they run; the pass
     stops after the last) are pooled to each channel's spatial mean, and standard deviation with
-    ``pool_std``; :meth:`standardised_on` fixes a centre and scale per feature.
+    ``pool_std``; :meth:`standardised_on` fixes a centre and scale per feature, and keeps the images it was
+    fitted on with their features, so a report that asks again for that real set's features (the copy
+    calibration, the card's measures) reads them instead of running the network three times.
     """
 
     network: torch.nn.Module
@@ -122,6 +124,8 @@ class FeatureEncoder:
     pool_std: bool = True
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
+    fitted_images: np.ndarray | None = field(default=None, repr=False, compare=False)
+    fitted_features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @torch.no_grad()
     def raw(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -156,9 +160,13 @@ class FeatureEncoder:
         """This encoder with each feature centred and scaled by its mean and spread over ``images`` (the
         real set), so that no channel's scale rules KID's kernel or the k-NN balls."""
         feats = self.raw(images).astype(np.float64)
-        return replace(self, mean=feats.mean(axis=0), scale=feats.std(axis=0) + 1e-6)
+        mean, scale = feats.mean(axis=0), feats.std(axis=0) + 1e-6
+        return replace(self, mean=mean, scale=scale, fitted_images=images,
+                       fitted_features=((feats - mean) / scale).astype(np.float32))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self.fitted_images is not None and images is self.fitted_images:
+            return self.fitted_features.copy()  # the same numbers as below: float32 features, float64 centring
         feats = self.raw(images)
         if self.mean is None:
             return feats
@@ -585,7 +593,7 @@ class GeneratorReport:
     real_ms_ssim: PairwiseMsSsim
     calibration: CopyCalibration
     copy_check: CopyCheck
-    feature_layer: str = AUTOENCODER_FEATURES
+    feature_layer: str  # in words: the encoder's layer (FeatureEncoder.layer)
     notes: list[str] = field(default_factory=lambda: [
         "FID/KID are on SAFEGEN's own network's features, not Inception/RadImageNet: not comparable with published "
         "values.",

@@ -565,7 +565,7 @@ def make_report(generated_dir: Path, out_dir: Path, *, real_dir: Path | None = N
         log(f"warning: real image skipped: {message}")
     encoder = encoder.standardised_on(real.images)
     screening = Path(out_dir) / SCREENING
-    status = score_folder(generated_dir, screening, profile=profile, models_dir=models_dir, pixel_mm=pixel_mm,
+    status = score_folder(generated_dir, screening, scorer=scorer, profile=profile, pixel_mm=pixel_mm,
                           workers=workers, ray_address=ray_address, resume=resume)
     if not (screening / "scores.csv").is_file():  # refused before any file was scored; it said why
         return status

@@ -125,16 +125,17 @@ def _detection(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray | None)
 
 
 def _localisation(run: MethodRun, gts: list[np.ndarray], labels: np.ndarray, rows: np.ndarray,
-                  rng: np.random.Generator) -> dict[str, float]:
+                  seed: int) -> dict[str, float]:
     if run.maps[0] is None:
         return {}
     corrupted = [i for i in rows if labels[i] == 1]
     dices = [dice(run.masks[i], gts[i]) for i in corrupted]
-    # pooled pixels of every image in ``rows``, subsampled per image to keep it fast
+    # pooled pixels of every image in ``rows``, subsampled per image to keep it fast; image i's subsample
+    # is drawn from its own generator, so every method and every table reads the same pixels of it
     values, truth = [], []
     for i in rows:
         flat_map, flat_gt = run.maps[i].ravel(), gts[i].ravel()
-        pick = rng.choice(flat_map.size, size=min(4000, flat_map.size), replace=False)
+        pick = np.random.default_rng([seed, int(i)]).choice(flat_map.size, size=min(4000, flat_map.size), replace=False)
         pick = np.union1d(pick, np.flatnonzero(flat_gt))  # every artifact pixel
         values.append(flat_map[pick])
         truth.append(flat_gt[pick])
@@ -157,7 +158,6 @@ def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *
     a benchmark stored at varied pixel sizes ``by_storage`` (format and pixel size, :func:`storage_of`)."""
     labels = table["label"].to_numpy().astype(int)
     gts = [read_mask(benchmark_dir, f) for f in table["file"]]
-    rng = np.random.default_rng(seed)
     groupings = {"source": table["source"]}
     if (storage := storage_of(table)) is not None:
         groupings["storage"] = storage
@@ -172,7 +172,7 @@ def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *
             everything = np.arange(len(labels))
             row = {"method": name, **_detection(labels, scores, flags)}
             if flags is not None:
-                row.update(_localisation(run, gts, labels, everything, rng))
+                row.update(_localisation(run, gts, labels, everything, seed))
                 row["seconds_per_image"] = float(np.median(run.seconds))
             overall.append(row)
             for column, values in groupings.items():
@@ -181,7 +181,7 @@ def summarise(runs: list[MethodRun], table: pd.DataFrame, benchmark_dir: Path, *
                     entry = {"method": name, column: value, **_detection(labels[rows], scores[rows],
                                                                           None if flags is None else flags[rows])}
                     if flags is not None:
-                        entry.update(_localisation(run, gts, labels, rows, rng))
+                        entry.update(_localisation(run, gts, labels, rows, seed))
                     by_group[column].append(entry)
             clean = labels == 0
             for column, sink in (("kind", by_kind), ("severity", by_severity)):
