@@ -50,22 +50,23 @@ models: benchmark
 	$(BIN)/python -m workflows.cli calibrate
 	$(BIN)/python -m workflows.cli calibrate-explainers
 
-# The segmentation head (core/detectors/head.py), the detector: chosen on the realistic validation set
-# among the heads below, it sees the image alone and trains with hard-negative mining, elastic variation
-# and a crop-level loss on its slice score (seeded, CPU, resumable with `train-head --resume`; about
-# 70 min on 2 shared cores), then its slice / volume thresholds and its explainers' scale (about 5 min).
+# The segmentation head (core/detectors/head.py), the detector: chosen on the realistic validation sets
+# among the heads below, it sees the image alone and trains with hard-negative mining, elastic variation,
+# a crop-level loss on its slice score and a tenth of its slices at coarse (1.2-2.2 mm) pixels, for 28 000
+# steps (seeded, CPU, resumable with `train-head --resume`; about 47 min on 2 idle cores), then its slice /
+# volume thresholds and its explainers' scale (about 10 min) and the appearance check (about 2 min).
 head: setup
 	$(BIN)/python -m workflows.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 8 \
-		--refresh-every 250 --image-loss-weight 1
+		--refresh-every 250 --image-loss-weight 1 --steps 28000 --coarse-probability 0.1
 	$(BIN)/python -m workflows.cli calibrate-head
 	$(BIN)/python -m workflows.cli calibrate-domain
 
 # The ablation heads of the evaluation (committed in models/ablation): the image with E_AE's and
 # S_diffusion's reconstructions (the detector before issue 21 part 4), the image alone on that recipe,
 # the image alone with hard-negative mining and elastic variation (4 px), and that recipe with the
-# crop-level loss on the slice score (the detector until 2026-12-07; about 50, 35, 30 and 70 min on 2
-# cores; calibration 5-25 min each).
-ABLATION_HEADS := models/ablation/head_mri_t1_3inputs.pt,models/ablation/head_mri_t1_image.pt,models/ablation/head_mri_t1_image_hn.pt,models/ablation/head_mri_t1_image_hn_il.pt
+# crop-level loss on the slice score (part 4's detector), and that recipe with elastic 8 px on 14 000 steps
+# (part 5's detector; about 50, 35, 30, 70 and 70 min on 2 cores; calibration 5-25 min each).
+ABLATION_HEADS := models/ablation/head_mri_t1_3inputs.pt,models/ablation/head_mri_t1_image.pt,models/ablation/head_mri_t1_image_hn.pt,models/ablation/head_mri_t1_image_hn_il.pt,models/ablation/head_mri_t1_image_hn_il_e8.pt
 ablations: setup
 	$(BIN)/python -m workflows.cli train-head --out models/ablation/head_mri_t1_3inputs.pt
 	$(BIN)/python -m workflows.cli calibrate-head --head models/ablation/head_mri_t1_3inputs.pt
@@ -77,6 +78,9 @@ ablations: setup
 	$(BIN)/python -m workflows.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 4 \
 		--refresh-every 250 --image-loss-weight 1 --out models/ablation/head_mri_t1_image_hn_il.pt
 	$(BIN)/python -m workflows.cli calibrate-head --head models/ablation/head_mri_t1_image_hn_il.pt
+	$(BIN)/python -m workflows.cli train-head --inputs image --hard-negative-probability 0.5 --elastic-px 8 \
+		--refresh-every 250 --image-loss-weight 1 --out models/ablation/head_mri_t1_image_hn_il_e8.pt
+	$(BIN)/python -m workflows.cli calibrate-head --head models/ablation/head_mri_t1_image_hn_il_e8.pt
 
 # The leave-one-kind-out table: heads with the image input and the hard-negative recipe on a short
 # schedule (3000 steps), one without the training corruptions closest to each artifact kind and one

@@ -599,21 +599,23 @@ def test_a_bright_disc_painted_into_the_mni152_template_is_found_and_outlined():
 
 
 def test_a_bright_disc_painted_into_the_mni152_template_is_flagged_at_the_calibrated_tau_and_outlined():
-    # The committed head (image only, hard negatives, elastic 8 px, crop-level loss): the clean template
-    # scores 0.66, under tau 0.872; with the disc 0.9998, and the mask at tau holds 247 of the disc's 253
-    # pixels in 556 (Dice 0.61). The head before it: 0.91 under tau 0.993, 251 of 253 in 451 (Dice 0.71).
-    # (A strict xfail with the three-input head of parts 1-3: the clean template scored 0.973, above its disc.)
+    # The committed head (image only, hard negatives, elastic 8 px, crop-level loss, 28 000 steps, a tenth of
+    # its slices at coarse pixels): the clean template scores 0.55, under tau 0.875; with the disc 0.9998, and
+    # the mask at tau holds 227 of the disc's 253 pixels in 359 (Dice 0.74: tighter than the heads before).
+    # Part 5's head: 0.66 and 0.9998, 247 of 253 in 556 (Dice 0.61); part 4's: 0.91 under tau 0.993, 251 of
+    # 253 in 451 (Dice 0.71). (A strict xfail with the three-input head of parts 1-3: the clean template
+    # scored 0.973, above its disc.)
     painted, clean, result = _painted_disc_results()
     assert not clean.flag and result.flag
     mask = result.mask.astype(bool)
     overlap = (mask & painted).sum()
-    assert overlap > 0.9 * painted.sum() and 2 * overlap / (mask.sum() + painted.sum()) > 0.55
+    assert overlap > 0.85 * painted.sum() and 2 * overlap / (mask.sum() + painted.sum()) > 0.7
 
 
 @pytest.mark.xfail(strict=True, reason="issue 21 open: on the held-out scanner's mid slice the committed head "
-                   "scores the clean slice 0.981 (above tau 0.872) and the planted lesion 0.972, under it "
-                   "(checkerboard 1.0, dropout 0.982 above); the three-input head of parts 1-3 passed here but was "
-                   "worse on the validation set")
+                   "scores the clean slice 0.998 (above tau 0.875) and the planted lesion 0.991, under it "
+                   "(checkerboard 1.0 above, dropout 0.998 under); part 5's head: clean 0.981, lesion 0.972; the "
+                   "three-input head of parts 1-3 passed here but was worse on the validation set")
 def test_a_planted_artifact_scores_above_its_clean_twin_on_the_unseen_subject():
     from core.artifacts import simulate
     from core.detectors.head_training import UNSEEN_SUBJECT, load_subject
@@ -695,3 +697,30 @@ def test_storage_is_told_apart_only_when_pixel_sizes_vary():
     table = pd.DataFrame({"format": ["png", "nifti", "png", "nifti"], "pixel_mm": [1.0, 1.2, 1.5, 1.99]})
     assert storage_of(table).tolist() == ["png, 1-1.5 mm", "nifti, 1-1.5 mm", "png, 1.5-2 mm", "nifti, 1.5-2 mm"]
     assert storage_of(table.assign(pixel_mm=1.0)) is None and storage_of(table.drop(columns="pixel_mm")) is None
+
+
+def test_a_rows_pixel_auroc_does_not_depend_on_the_rows_before_it(tmp_path):
+    # the pooled-pixel subsample of each image is drawn from that image's own generator: a method's row is
+    # the same alone or after another method's, and two methods are compared on the same pixels
+    from core.benchmark.head_evaluation import MethodRun, summarise
+    from core.benchmark.realistic import make_realistic_benchmark, read_mask
+    from core.detectors.head_training import UNSEEN_SUBJECT
+
+    if not UNSEEN_SUBJECT.path.is_file():
+        pytest.skip(f"{UNSEEN_SUBJECT.path} not installed ({UNSEEN_SUBJECT.provenance})")
+    table = make_realistic_benchmark(tmp_path, n_seen=4, n_unseen=2, seed=3)
+    labels = table["label"].to_numpy()
+    truths = [read_mask(tmp_path, f) for f in table["file"]]
+    rng = np.random.default_rng(0)
+
+    def run(name):
+        maps = [np.clip(t + rng.normal(0, 0.6, t.shape), 0, None) for t in truths]  # a noisy map: pixel AUROC < 1
+        return MethodRun(name, rng.uniform(size=len(labels)), labels.astype(bool), maps, truths,
+                         np.zeros(len(labels)), {"score_diffusion": np.full(len(labels), np.nan),
+                                                 "score_autoencoder": np.full(len(labels), np.nan)})
+
+    first, second = run("a"), run("b")
+    alone = summarise([second], table, tmp_path)["overall"].set_index("method")
+    after = summarise([first, second], table, tmp_path)["overall"].set_index("method")
+    assert 0.5 < alone.loc["b", "pixel_auroc"] < 1
+    assert after.loc["b", "pixel_auroc"] == alone.loc["b", "pixel_auroc"]

@@ -186,11 +186,12 @@ def test_masks_and_heatmaps_have_the_inputs_shape_and_index_order(scored):
 
 
 def test_the_planted_checkerboard_is_found_where_it_is_in_the_png(scored):
-    # The detector of 2026-12-07 scores it 0.998, above its 5 % threshold 0.872 (flagged, with a mask); its
-    # hottest pixel lies in the checkerboard and 538 of its 796 pixels above p 0.5 are in it. (This was a
-    # severe dropout until then: the earlier head scored it 0.986, the current one 0.42 and looks elsewhere.
-    # A 128-px slice of a whole brain read as 1 mm pixels is smaller anatomy than any training slice: at
-    # 1.5x the same dropout scores 0.97 with the hottest pixel in it; README, The detector.)
+    # The detector (28 000 steps, coarse pixels at 0.1) scores it 0.997, above its 5 % threshold 0.875
+    # (flagged, with a mask); its hottest pixel lies in the checkerboard and 506 of its 706 pixels above p 0.5
+    # are in it (part 5's head: 0.998, 538 of 796). (This was a severe dropout until part 5: part 4's head
+    # scored it 0.986, part 5's 0.42, looking elsewhere. A 128-px slice of a whole brain read as 1 mm pixels is
+    # smaller anatomy than any training slice: at 1.5x the same dropout scored 0.97 with the hottest pixel in
+    # it; README, The detector.)
     root, inputs, out, rows, proc = scored
     planted_mask = np.load(root / "planted_mask.npy")
     heat = np.asarray(nib.load(str(out / "heatmaps" / "planted.nii.gz")).dataobj)
