@@ -217,10 +217,13 @@ def test_a_non_ras_nifti_gets_maps_in_its_own_voxel_order(scored):
                                atol=1e-4)
     assert float(rows["hole_spl.nii.gz"]["score"]) == pytest.approx(ras_result.score, abs=1e-3)
     # The hole's rim lights up: the map is higher on the hole (in file order) than on the rest of the brain.
+    # The committed head: mean probability 0.40 on the rim, 0.52 inside the hole, 0.02 on the rest (a map
+    # flipped left-right puts the off-midline hole 44 px away: 0.001 on the rim; the exact comparison with
+    # the RAS file above is the voxel-order check).
     hole = np.load(root / "hole_mask.npy")
     brain = np.asarray(nib.load(str(inputs / "hole_spl.nii.gz")).dataobj) > 0
     ring = ndimage.binary_dilation(hole, iterations=3) & ~ndimage.binary_erosion(hole, iterations=3)
-    margin = 0.5 if ras_result.head else 1.0  # anomaly probability (the head) or robust z units
+    margin = 0.3 if ras_result.head else 1.0  # anomaly probability (the head) or robust z units
     assert heat_native[ring].mean() > heat_native[brain & ~ring].mean() + margin
 
 
