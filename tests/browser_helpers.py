@@ -92,7 +92,7 @@ def save_button(page):
     return page.locator("[data-stale='false']").get_by_role("button", name="Save and next")
 
 
-def save_and_see(page, text: str, tries: int = 3) -> None:
+def save_and_see(page, text: str, tries: int = 5) -> None:
     """Click "Save and next" until the progress ``text`` shows, then wait as :func:`progress` does.
 
     A click that lands in the instant a rerun redraws the page is lost (seen on a loaded machine: the
